@@ -12,18 +12,10 @@ from typing import Any
 import pytest
 import torch
 
+from hpo.bench_report import ratios
 from hpo.device import describe
 from hpo.mnist import Mnist
 from hpo.provenance import library_versions
-
-# (name, numerator benchmark, denominator benchmark): "numerator takes N x the time of denominator"
-RATIOS = (
-    (
-        "epoch speed-up, tensor vs torchvision (cpu)",
-        "test_one_epoch[cpu-torchvision]",
-        "test_one_epoch[cpu-tensor]",
-    ),
-)
 
 
 @pytest.fixture(scope="session")
@@ -46,29 +38,28 @@ def devices() -> list[str]:
     return found
 
 
-def _ratios(benchmarks: list[Any]) -> list[dict[str, Any]]:
-    medians = {b.name: b.stats.median for b in benchmarks if getattr(b, "stats", None)}
-    out = []
-    for label, slow, fast in RATIOS:
-        if slow in medians and fast in medians and medians[fast] > 0:
-            out.append(
-                {"label": label, "slow": slow, "fast": fast, "ratio": medians[slow] / medians[fast]}
-            )
-    return out
+def _as_dicts(config: Any) -> list[dict[str, Any]]:
+    session = getattr(config, "_benchmarksession", None)
+    if session is None:
+        return []
+    return [b.as_dict(include_data=False) for b in session.benchmarks]
+
+
+def _accelerator() -> str | None:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return None
 
 
 def pytest_benchmark_update_json(config: Any, benchmarks: Any, output_json: dict) -> None:
-    session = config._benchmarksession
-    output_json["hpo_ratios"] = _ratios(session.benchmarks)
+    output_json["hpo_ratios"] = ratios(output_json["benchmarks"])
     output_json["hpo_machine"] = {
         "device": describe(torch.device("cpu")),
+        "accelerator": _accelerator(),
         "versions": library_versions(),
     }
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:
-    session = getattr(config, "_benchmarksession", None)
-    if session is None:
-        return
-    for r in _ratios(session.benchmarks):
+    for r in ratios(_as_dicts(config)):
         terminalreporter.write_line(f"hpo ratio: {r['label']}: {r['ratio']:.2f}x")

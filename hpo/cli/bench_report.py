@@ -1,0 +1,35 @@
+"""``hpo bench-report``: turn a ``pytest benchmarks/ --benchmark-json`` file into Markdown."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hpo.bench_report import load, markdown
+from hpo.cli.common import UsageError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench-report",
+        help="Markdown table (machine, versions, ratios) from a benchmark JSON file",
+        epilog="example: pytest benchmarks/ --benchmark-json runs/bench.json && "
+        "hpo bench-report runs/bench.json",
+    )
+    p.add_argument("json", type=Path, nargs="?", default=Path("runs/bench.json"))
+    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if not args.json.is_file():
+        raise UsageError(
+            f"{args.json} does not exist: run `pytest benchmarks/ --benchmark-json {args.json}` "
+            "first"
+        )
+    text = markdown(load(args.json))
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text, end="")
+    return 0
