@@ -1,0 +1,211 @@
+"""``build_report``: a stored study -> one self-contained HTML page and a CSV of its trials.
+
+study.py reads the study; tables.py makes the DataFrames; verdict.py decides what to claim;
+confirm.py and models.py retrain on the full training set; figures.py and landscape.py
+(plotly) and pictures.py (matplotlib) draw; html.py writes the page.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpo import __version__
+from hpo.config import TrainConfig
+from hpo.data import DataError
+from hpo.mnist import Mnist
+from hpo.report.confirm import confirm_frame, run_confirm, stored_runs
+from hpo.report.figures import curves, history, schedules
+from hpo.report.html import Page, render
+from hpo.report.landscape import landscape
+from hpo.report.models import trained
+from hpo.report.pictures import Picture, all_pictures
+from hpo.report.stats import Difference, Sample, describe, t_quantile, welch_interval
+from hpo.report.study import DEFAULT_STUDY, StudyData, open_study
+from hpo.report.tables import (
+    TRIAL_COLUMNS,
+    Summary,
+    summarise,
+    summary_frame,
+    top_frame,
+    trials_frame,
+)
+from hpo.report.verdict import Verdict, decide
+from hpo.storage import DEFAULT_STORAGE
+
+__all__ = [
+    "DEFAULT_STUDY",
+    "TRIAL_COLUMNS",
+    "Difference",
+    "Report",
+    "ReportOptions",
+    "Sample",
+    "StudyData",
+    "Verdict",
+    "build_report",
+    "describe",
+    "open_study",
+    "t_quantile",
+    "trials_frame",
+    "welch_interval",
+]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    study: str = DEFAULT_STUDY
+    storage: str = DEFAULT_STORAGE
+    out: Path | None = None  # default: <runs_dir>/<study>/report.html, trials.csv beside it
+    runs_dir: Path = Path("runs")
+    confirm: int = 0  # seeds per configuration; 0 reuses what earlier --confirm runs stored
+    top_k: int = 3
+    pictures: bool = True
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    data_dir: Path | None = None
+    compile: bool | None = None  # None: train.fit's choice for the device
+
+    @property
+    def html_path(self) -> Path:
+        return self.out or self.runs_dir / self.study / "report.html"
+
+    @property
+    def csv_path(self) -> Path:
+        return self.html_path.with_name("trials.csv")
+
+    @property
+    def models_dir(self) -> Path:
+        return self.runs_dir / self.study / "models"
+
+
+@dataclass(frozen=True)
+class Report:
+    html_path: Path
+    csv_path: Path
+    html_bytes: int
+    verdict: Verdict
+    summary: Summary
+    partial: bool
+    notes: tuple[str, ...]
+
+
+def build_report(
+    options: ReportOptions, *, mnist: Mnist | None = None, log: Log = lambda _m: None
+) -> Report:
+    """Read the study, retrain what ``--confirm`` and the pictures need, write HTML and CSV.
+
+    ``mnist`` is loaded from ``options.data_dir`` only when something has to be trained."""
+    data = open_study(options.study, options.storage)
+    loaded: list[Mnist] = [mnist] if mnist is not None else []
+
+    def get_mnist() -> Mnist:
+        if not loaded:
+            loaded.append(Mnist.load(options.data_dir, log=log))
+        return loaded[0]
+
+    runs = stored_runs(data)
+    if options.confirm:
+        runs = run_confirm(
+            data,
+            get_mnist(),
+            options.device,
+            n_seeds=options.confirm,
+            top_k=options.top_k,
+            cache_dir=options.models_dir,
+            compile=options.compile,
+            log=log,
+        )
+    verdict = decide(data, runs)
+    summary = summarise(data)
+    notes: list[str] = []
+    if data.partial:
+        notes.append(
+            f"Partial: {summary.complete + summary.pruned} trials finished, {summary.running} "
+            "running (or left RUNNING by a killed run): the numbers can still change."
+        )
+    if data.final is None:
+        notes.append(
+            "Not finalized: run `hpo finalize` to measure the best and the baseline on "
+            "the test set (or `hpo report --confirm 5` for several seeds)."
+        )
+    pictures = _pictures(data, verdict, options, get_mnist, notes, log)
+    page = Page(
+        data.name,
+        data.partial,
+        data.finalized_at,
+        verdict,
+        summary_frame(data, summary),
+        top_frame(data),
+        confirm_frame(data, runs) if runs else None,
+        [history(data), curves(data), *landscape(data), schedules(data)],
+        pictures,
+        notes,
+        f"hpo {__version__} report of {data.name} ({data.storage}), written "
+        f"{datetime.now(UTC).isoformat(timespec='seconds')}.",
+    )
+    html = render(page).encode("utf-8")
+    _write(options.html_path, html)
+    _write(options.csv_path, trials_frame(data).to_csv(index=False).encode("utf-8"))
+    return Report(
+        options.html_path, options.csv_path, len(html), verdict, summary, data.partial, tuple(notes)
+    )
+
+
+def _pictures(
+    data: StudyData,
+    verdict: Verdict,
+    options: ReportOptions,
+    get_mnist: Callable[[], Mnist],
+    notes: list[str],
+    log: Log,
+) -> list[Picture]:
+    if not options.pictures:
+        notes.append("Pictures skipped (--no-pictures).")
+        return []
+    if verdict.best is None or verdict.baseline is None:
+        notes.append("Pictures need a best trial and a baseline trial.")
+        return []
+    try:
+        mnist = get_mnist()
+    except DataError as exc:  # the rest of the report needs no data: say why, do not fail
+        notes.append(f"Pictures skipped: MNIST unavailable ({str(exc).splitlines()[0]}).")
+        return []
+    models = []
+    for side in (verdict.best, verdict.baseline):
+        # The config finalize trained, else the trial's: the same record in a finished study.
+        final = data.final_for(next(t for t in data.trials if t.number == side.trial), side.role)
+        config: dict[str, Any] = (final or {}).get("config") or side.config
+        model = trained(
+            TrainConfig.from_dict(config),
+            mnist,
+            options.device,
+            options.models_dir,
+            compile=options.compile,
+            log=log,
+        )
+        stored = (final or {}).get("test_acc")
+        if stored is not None and model.test_acc != stored:
+            # Same config and seed; a different device or kernel can still change the result.
+            notes.append(
+                f"The pictures' {side.role} model (retrained on {model.device}) scores "
+                f"{model.test_acc:.2%} on the test set; finalize stored {stored:.2%}."
+            )
+        models.append(model)
+    return all_pictures(mnist, models[0], models[1])
+
+
+def _write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(payload)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
+    os.replace(tmp, path)

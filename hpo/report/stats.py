@@ -47,7 +47,9 @@ def describe(values: Sequence[float]) -> Sample:
     return Sample(mean, std, n)
 
 
-def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Difference | None:
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], level: float = 0.95
+) -> Difference | None:
     """The interval for mean(a) - mean(b); None when either side has fewer than two values,
     since then its variance, and so any interval, is unknown."""
     if len(a) < 2 or len(b) < 2:

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
-
-try:  # the study driver's storage module owns these; the fallbacks keep the same contract
-    from hpo.storage import default_storage_url, mask_url
-except ImportError:  # pragma: no cover - only until hpo.storage lands
-
-    def default_storage_url() -> str:
-        return "sqlite:///runs/hpo.db"
-
-    def mask_url(url: str) -> str:
-        return re.sub(r"(//[^:/@]+:)[^@/]*@", r"\1***@", url)
-
+from hpo.storage import mask_url, open_storage, sqlite_path
 
 DEFAULT_STUDY = "mnist_mlp"
-
-__all__ = ["DEFAULT_STUDY", "StudyData", "default_storage_url", "mask_url", "open_study"]
+OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
 
 
 @dataclass(frozen=True)
@@ -47,28 +35,59 @@ class StudyData:
         return [t for t in self.in_state(TrialState.COMPLETE) if t.value is not None]
 
     @property
+    def objective(self) -> str:
+        return str(self.attrs.get("objective", "val_acc"))
+
+    @property
+    def target_label(self) -> str:
+        return OBJECTIVE_LABELS.get(self.objective, self.objective)
+
+    @property
+    def target_trials(self) -> int | None:
+        """How many finished trials the study's spec asks for, where it says."""
+        spec = self.attrs.get("spec")
+        trials = spec.get("trials") if isinstance(spec, dict) else None
+        return int(trials) if isinstance(trials, int) else None
+
+    @property
+    def running(self) -> list[FrozenTrial]:
+        return self.in_state(TrialState.RUNNING, TrialState.WAITING)
+
+    @property
     def partial(self) -> bool:
-        """Trials still running (or left RUNNING by a killed run): the numbers may still move."""
-        return bool(self.in_state(TrialState.RUNNING, TrialState.WAITING))
+        """Trials still running (or left RUNNING by a killed run): the numbers may still move.
+        Fewer finished trials than the spec's count is not enough: ``hpo run --trials`` may
+        have asked for fewer on purpose."""
+        return bool(self.running)
 
     @cached_property
     def baseline(self) -> FrozenTrial | None:
-        """The tutorial's own configuration: the first trial marked ``is_baseline``."""
-        return next((t for t in self.trials if t.user_attrs.get("is_baseline")), None)
+        """The tutorial's own configuration: the first complete trial marked ``is_baseline``
+        (an interrupted attempt is re-queued with the mark), else the first so marked."""
+        marked = [t for t in self.trials if t.user_attrs.get("is_baseline")]
+        done = [t for t in marked if t.state == TrialState.COMPLETE]
+        first = done or marked
+        return first[0] if first else None
+
+    def ranked(self) -> list[FrozenTrial]:
+        """Complete trials, best first in the study's direction; the earlier wins a tie."""
+        sign = -1.0 if self.study.direction == StudyDirection.MAXIMIZE else 1.0
+        return sorted(self.complete, key=lambda t: (sign * (t.value or 0.0), t.number))
 
     @cached_property
     def best(self) -> FrozenTrial | None:
-        """Highest validation accuracy; the earliest trial wins a tie, as in Optuna."""
-        done = self.complete
-        return max(done, key=lambda t: (t.value, -t.number)) if done else None
-
-    def ranked(self) -> list[FrozenTrial]:
-        return sorted(self.complete, key=lambda t: (-(t.value or 0.0), t.number))
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
 
     @property
     def final(self) -> dict[str, Any] | None:
         final = self.attrs.get("final")
         return final if isinstance(final, dict) else None
+
+    @property
+    def finalized_at(self) -> str | None:
+        when = (self.final or {}).get("finalized_at") or self.attrs.get("finalized_at")
+        return str(when) if when else None
 
     def final_for(self, trial: FrozenTrial | None, role: str) -> dict[str, Any] | None:
         """The finalize record of ``role`` ("best" or "baseline") if it is about ``trial``: a
@@ -82,24 +101,15 @@ class StudyData:
 def open_study(name: str, storage: str) -> StudyData:
     """Read ``name`` from ``storage``; a missing storage or study is an error naming what exists."""
     shown = mask_url(storage)
-    path = _sqlite_path(storage)
+    path = sqlite_path(storage)
     if path is not None and not path.is_file():
-        # Opening it would create an empty database file as a side effect.
+        # Opening it would create an empty database (and its folder) as a side effect.
         raise HpoError(f"no study storage at {path}: run `hpo run` first, or pass --storage URL")
-    try:
-        names = optuna.get_all_study_names(storage)
-    except Exception as exc:  # any driver error: unreachable host, bad URL, not a database
-        raise HpoError(f"cannot read the study storage {shown}: {exc}") from exc
+    rdb = open_storage(storage)  # its errors name the masked URL and the fix
+    names = optuna.get_all_study_names(rdb)
     if name not in names:
         there = ", ".join(sorted(names)) if names else "none"
         raise HpoError(f"no study named {name!r} in {shown}; studies there: {there}")
-    study = optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=rdb)
     trials = tuple(study.get_trials(deepcopy=False))
     return StudyData(name, shown, dict(study.user_attrs), trials, study)
-
-
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    rest = url.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(rest) if rest and rest != ":memory:" else None

@@ -16,16 +16,21 @@ from hpo.report.study import StudyData
 
 CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
 
+_CONFIG_DOCS = {
+    "epochs": "training config: epochs asked for (what the trial runs unless pruned)",
+    "seed": "training config: seed (initial weights and batch order)",
+}
 # The CSV's columns, in order; the README documents them from this table.
 TRIAL_COLUMNS: dict[str, str] = {
     "trial": "trial number; trial 0 is the tutorial's own configuration",
     "state": "COMPLETE, PRUNED, FAIL or RUNNING",
     "is_baseline": "true for the tutorial's configuration",
-    "val_acc": "the trial's value: final validation accuracy (empty unless COMPLETE)",
+    "value": "the trial's value, the study's objective (final validation accuracy by default); "
+    "empty unless COMPLETE",
+    "val_acc": "validation accuracy at the last epoch run (where a pruned trial stopped)",
     "best_val_acc": "highest validation accuracy over the epochs run",
-    "last_val_acc": "validation accuracy at the last epoch run (where a pruned trial stopped)",
     "epochs_run": "epochs trained",
-    **{k: f"training config: {k}" for k in CONFIG_KEYS},  # "epochs": what it would have run
+    **{k: _CONFIG_DOCS.get(k, f"training config: {k}") for k in CONFIG_KEYS},
     "train_seconds": "training seconds, summed over the epochs run (no evaluation)",
     "seconds_per_epoch": "train_seconds / epochs_run",
     "wall_seconds": "the trial's wall time, including evaluation and compiling",
@@ -44,8 +49,15 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
 
 
 def curve(trial: FrozenTrial, key: str) -> list[float]:
+    """A per-epoch list; a non-finite value, stored as null (JSON has no NaN), comes back NaN."""
     values = (trial.user_attrs.get("curves") or {}).get(key) or []
-    return [float(v) for v in values]
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def last_val_acc(trial: FrozenTrial) -> float | None:
+    """Validation accuracy at the last epoch run: the trial's value when that is the objective."""
+    finite = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
+    return finite[-1] if finite else None
 
 
 def epochs_run(trial: FrozenTrial) -> int:
@@ -55,8 +67,8 @@ def epochs_run(trial: FrozenTrial) -> int:
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
     config = trial_config(trial)
-    val = curve(trial, "val_acc")
-    train = curve(trial, "train_seconds")
+    val = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
+    train = [v for v in curve(trial, "train_seconds") if math.isfinite(v)]
     run = epochs_run(trial)
     h1, h2 = config.get("hidden1"), config.get("hidden2")
     params = trial.user_attrs.get("param_count")
@@ -66,9 +78,9 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "trial": trial.number,
         "state": trial.state.name,
         "is_baseline": bool(trial.user_attrs.get("is_baseline", False)),
-        "val_acc": trial.value if trial.state == TrialState.COMPLETE else math.nan,
+        "value": trial.value if trial.state == TrialState.COMPLETE else math.nan,
+        "val_acc": val[-1] if val else math.nan,
         "best_val_acc": max(val) if val else math.nan,
-        "last_val_acc": val[-1] if val else math.nan,
         "epochs_run": run,
         **{k: config.get(k) for k in CONFIG_KEYS},
         "train_seconds": sum(train) if train else math.nan,
@@ -106,7 +118,8 @@ class Summary:
 
 
 def summarise(data: StudyData) -> Summary:
-    finished = data.in_state(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    # A failed (diverged) trial stops whether or not a pruner runs: it saves nothing by pruning.
+    finished = data.in_state(TrialState.COMPLETE, TrialState.PRUNED)
     starts = [t.datetime_start for t in data.trials if t.datetime_start]
     ends = [t.datetime_complete for t in data.trials if t.datetime_complete]
     span = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
@@ -119,46 +132,74 @@ def summarise(data: StudyData) -> Summary:
         epochs_run=sum(epochs_run(t) for t in finished),
         epochs_planned=sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished),
         wall_seconds=span,
-        trial_seconds=sum(float(t.user_attrs.get("wall_seconds", _duration(t))) for t in finished),
+        trial_seconds=sum(
+            float(t.user_attrs.get("wall_seconds", _duration(t)))
+            for t in data.in_state(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        ),
     )
 
 
 def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
     """The study at a glance, as (item, value) rows."""
     attrs, first = data.attrs, (data.baseline or (data.trials[0] if data.trials else None))
-    devices = sorted({str(t.user_attrs.get("device_name") or t.user_attrs.get("device"))
-                      for t in data.trials if t.user_attrs.get("device")})  # fmt: skip
+    devices = sorted(
+        {
+            str(t.user_attrs.get("device_name") or t.user_attrs.get("device"))
+            for t in data.trials
+            if t.user_attrs.get("device")
+        }
+    )
     versions = (first.user_attrs.get("versions") if first else None) or {}
     rows: list[tuple[str, Any]] = [
-        ("study", f"{data.name} ({'partial: trials still running' if data.partial else 'idle'})"),
+        ("study", f"{data.name} ({'partial' if data.partial else 'all trials finished'})"),
         ("storage", data.storage),
-        ("trials", f"{summary.trials}: {summary.complete} complete, {summary.pruned} pruned, "
-                   f"{summary.failed} failed, {summary.running} running"),
-        ("epochs run (finished trials)", f"{summary.epochs_run} of {summary.epochs_planned} "
-                                         f"without pruning ({summary.epochs_saved:.0%} saved)"),
-        ("wall time", f"{summary.wall_seconds / 60:.1f} min (trials summed: "
-                      f"{summary.trial_seconds / 60:.1f} min)"),
+        (
+            "trials",
+            f"{summary.trials}: {summary.complete} complete, {summary.pruned} pruned, "
+            f"{summary.failed} failed, {summary.running} running"
+            + (f" (the spec asks for {data.target_trials})" if data.target_trials else ""),
+        ),
+        (
+            "epochs run (complete + pruned)",
+            f"{summary.epochs_run} of {summary.epochs_planned} "
+            f"without pruning ({summary.epochs_saved:.0%} saved)",
+        ),
+        (
+            "wall time",
+            f"{summary.wall_seconds / 60:.1f} min (trials summed: "
+            f"{summary.trial_seconds / 60:.1f} min)",
+        ),
         ("device", ", ".join(devices) or "unknown"),
         ("sampler", attrs.get("sampler", "unknown")),
         ("pruner", attrs.get("pruner", "unknown")),
         ("seed", attrs.get("seed", "unknown")),
         ("epochs per trial", attrs.get("epochs", "unknown")),
-        ("spec hash", attrs.get("spec_hash", "unknown")),
+        ("spec hash", str(attrs.get("spec_hash", "unknown"))[:12]),
         ("hpo version", attrs.get("hpo_version", "unknown")),
-        *((f"version: {k}", v) for k, v in sorted(versions.items())),
-    ]  # fmt: skip
+        ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown"),
+    ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
 
 
 def top_frame(data: StudyData, k: int = 10) -> pd.DataFrame:
     """The k best complete trials with the parameters the search chose."""
-    names = sorted({p for t in data.complete for p in t.params})
+    order = {k: i for i, k in enumerate(CONFIG_KEYS)}
+    names = sorted(
+        {p for t in data.complete for p in t.params}, key=lambda p: (order.get(p, len(order)), p)
+    )
     rows = []
     for t in data.ranked()[:k]:
         row = trial_row(t)
-        rows.append({"trial": t.number, "val_acc": t.value, "baseline": row["is_baseline"],
-                     **{p: t.params.get(p) for p in names},
-                     "s/epoch": row["seconds_per_epoch"], "params": row["param_count"]})
+        rows.append(
+            {
+                "trial": t.number,
+                "val_acc": last_val_acc(t),
+                "baseline": row["is_baseline"],
+                **{p: t.params.get(p) for p in names},
+                "s/epoch": row["seconds_per_epoch"],
+                "params": row["param_count"],
+            }
+        )
     return pd.DataFrame(rows, columns=["trial", "val_acc", "baseline", *names, "s/epoch", "params"])
 
 

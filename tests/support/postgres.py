@@ -46,8 +46,9 @@ class PostgresServer:
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         env = os.environ | {"PGPASSWORD": PASSWORD}
-        return subprocess.run(cmd, check=check, capture_output=True, text=True, env=env,
-                              timeout=120)
+        return subprocess.run(
+            cmd, check=check, capture_output=True, text=True, env=env, timeout=120
+        )
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -57,16 +58,39 @@ class PostgresServer:
             shutil.chown(self.data_dir, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
             os.chmod(self.data_dir.parent, 0o755)
-        self._run("initdb", "-D", str(self.data_dir), "-U", USER, f"--pwfile={pwfile}",
-                  "--auth=scram-sha-256", "-E", "UTF8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data_dir),
+            "-U",
+            USER,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         self.start()
         self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, DATABASE)
 
     def start(self) -> None:
-        opts = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} "
-                "-c fsync=off -c max_connections=100")
-        self._run("pg_ctl", "-D", str(self.data_dir), "-o", opts, "-w", "-t", "60",
-                  "-l", str(self.data_dir / "server.log"), "start")
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} "
+            "-c fsync=off -c max_connections=100"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data_dir),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.data_dir / "server.log"),
+            "start",
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             ready = self._run("pg_isready", "-h", "127.0.0.1", "-p", str(self.port), check=False)

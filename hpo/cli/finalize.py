@@ -1,0 +1,58 @@
+"""``hpo finalize``: retrain an existing study's best and baseline trials on all 60,000 training
+images and evaluate each once on the test set (``hpo run`` does this at its end)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hpo.cli.common import add_data_dir, add_device, log
+from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, format_summary
+from hpo.errors import HpoError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "finalize",
+        help="test-set result of a study: retrain its best and baseline trials on 60k",
+        description=__doc__,
+        epilog="example:\n  hpo finalize --study mnist_mlp --format json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--study", default=DEFAULT_SPEC.stem, help=f"study name (default: {DEFAULT_SPEC.stem})"
+    )
+    add_storage(p)
+    add_device(p)
+    add_data_dir(p)
+    p.add_argument("--no-compile", action="store_true", help="train eagerly (no torch.compile)")
+    add_format(p)
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    import optuna
+
+    from hpo.device import resolve_device
+    from hpo.mnist import Mnist
+    from hpo.search import finalize, summarize
+    from hpo.storage import mask_url, open_storage
+
+    storage = open_storage(args.storage)
+    names = optuna.get_all_study_names(storage)
+    if args.study not in names:
+        known = ", ".join(names) or "none"
+        raise HpoError(
+            f"no study {args.study!r} in {mask_url(storage.url)} (studies there: "
+            f"{known}); pass --study NAME and --storage URL"
+        )
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.load_study(study_name=args.study, storage=storage)
+    if "spec_hash" not in study.user_attrs:
+        raise HpoError(f"study {args.study!r} was not created by `hpo run`")
+    device = resolve_device(args.device)
+    mnist = Mnist.load(args.data_dir, log=log)
+    finalize(study, mnist, device, force=True, compile=False if args.no_compile else None, log=log)
+    target = int(study.user_attrs.get("spec", {}).get("trials", 0))
+    print(format_summary(summarize(study, storage, target), args.format))
+    return 0

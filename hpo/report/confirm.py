@@ -1,0 +1,123 @@
+"""``--confirm N``: retrain the top configurations and the baseline over N seeds on all 60,000
+training images, score each on the test set, and keep the runs on the study (user attr
+``confirm``) so that every later report reuses them.
+
+Which configuration is "best" stays the search's choice (validation accuracy): picking the winner
+by these test scores would tune on the test set. The other top configurations are shown so a
+reader sees whether the search's ranking survives new seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from optuna.trial import FrozenTrial
+
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.report.models import trained
+from hpo.report.stats import describe
+from hpo.report.study import StudyData
+from hpo.report.tables import trial_config
+
+ATTR = "confirm"
+
+
+def candidates(data: StudyData, top_k: int) -> list[FrozenTrial]:
+    """The top ``top_k`` trials by validation accuracy, then the baseline if not among them."""
+    chosen = data.ranked()[:top_k]
+    baseline = data.baseline
+    if baseline is not None and all(t.number != baseline.number for t in chosen):
+        chosen.append(baseline)
+    return chosen
+
+
+def stored_runs(data: StudyData) -> list[dict[str, Any]]:
+    record = data.attrs.get(ATTR)
+    runs = record.get("runs") if isinstance(record, dict) else None
+    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+
+
+def seed_accuracies(runs: list[dict[str, Any]], trial: int) -> list[float]:
+    """One test accuracy per seed for ``trial``, in seed order."""
+    mine = sorted((r for r in runs if r.get("trial") == trial), key=lambda r: r["seed"])
+    return [float(r["test_acc"]) for r in mine if r.get("test_acc") is not None]
+
+
+def run_confirm(
+    data: StudyData,
+    mnist: Mnist,
+    device: torch.device,
+    *,
+    n_seeds: int,
+    top_k: int,
+    cache_dir: Path,
+    compile: bool | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[dict[str, Any]]:
+    """Train what is missing, store every run on the study, return them all.
+
+    Seeds 0..N-1 for every configuration: a larger N adds seeds, it never redraws earlier ones.
+    """
+    if n_seeds < 1 or top_k < 1:
+        raise ValueError(f"n_seeds and top_k must be >= 1 (got {n_seeds}, {top_k})")
+    runs = stored_runs(data)
+    have = {(r["trial"], r["seed"]) for r in runs}
+    chosen = candidates(data, top_k)
+    total = len(chosen) * n_seeds
+    for i, trial in enumerate(chosen):
+        base = TrainConfig.from_dict(trial_config(trial))
+        for seed in range(n_seeds):
+            if (trial.number, seed) in have:
+                continue
+            log(f"confirm: trial {trial.number}, seed {seed} ({i * n_seeds + seed + 1}/{total})")
+            done = trained(
+                base.replace(seed=seed), mnist, device, cache_dir, compile=compile, log=log
+            )
+            runs.append(
+                {
+                    "trial": trial.number,
+                    "seed": seed,
+                    "is_baseline": bool(trial.user_attrs.get("is_baseline")),
+                    **done.record(),
+                }
+            )
+            # Stored after every run: an interrupted confirm resumes where it stopped.
+            data.study.set_user_attr(ATTR, {"runs": runs, "updated_at": _now()})
+    return runs
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per confirmed trial: its search score and its test accuracy over seeds."""
+    by_number = {t.number: t for t in data.trials}
+    rows = []
+    for number in sorted({r["trial"] for r in runs}):
+        accs = seed_accuracies(runs, number)
+        spe = [float(r["seconds_per_epoch"]) for r in runs if r["trial"] == number]
+        sample, trial = describe(accs), by_number.get(number)
+        rows.append(
+            {
+                "trial": number,
+                "baseline": bool(trial and trial.user_attrs.get("is_baseline")),
+                "val_acc": trial.value if trial else None,
+                "seeds": sample.n,
+                "test_acc_mean": sample.mean,
+                "test_acc_sd_pp": sample.std * 100,
+                "test_acc_min": min(accs),
+                "test_acc_max": max(accs),
+                "s/epoch": describe(spe).mean,
+            }
+        )
+    # In the search's order, not by test score: the test set picks nothing here.
+    return pd.DataFrame(rows).sort_values(
+        "val_acc", ascending=False, na_position="last", ignore_index=True
+    )

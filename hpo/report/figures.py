@@ -1,0 +1,163 @@
+"""Plotly figures of the study's course: history, per-epoch curves, learning-rate schedules.
+
+landscape.py has the figures of the search space; each figure says why when it cannot be drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from optuna.trial import TrialState
+
+from hpo.config import TrainConfig
+from hpo.report.study import StudyData
+from hpo.report.tables import curve, trial_config
+from hpo.schedules import lr_curve
+
+BASELINE_COLOUR, BEST_COLOUR, PRUNED_COLOUR = "#222222", "#d62728", "#aaaaaa"
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    title: str
+    caption: str
+    figure: go.Figure | None  # None: ``caption`` says why it is missing
+
+
+def layout(fig: go.Figure, x: str, y: str, **extra: Any) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white",
+        height=420,
+        xaxis_title=x,
+        yaxis_title=y,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+        **extra,
+    )
+    return fig
+
+
+def _tick(data: StudyData, percent: str) -> str:
+    return percent if data.objective == "val_acc" else ""
+
+
+def history(data: StudyData) -> Figure:
+    fig = go.Figure()
+    done = sorted(data.complete, key=lambda t: t.number)
+    fig.add_scatter(
+        x=[t.number for t in done],
+        y=[t.value for t in done],
+        mode="markers",
+        name="complete",
+        marker={"color": "#1f77b4"},
+    )
+    best, running = [], -math.inf
+    for t in done:
+        running = max(running, t.value or -math.inf)
+        best.append(running)
+    fig.add_scatter(
+        x=[t.number for t in done],
+        y=best,
+        mode="lines",
+        name="best so far",
+        line={"color": BEST_COLOUR, "shape": "hv"},
+    )
+    pruned = [t for t in data.in_state(TrialState.PRUNED) if curve(t, "val_acc")]
+    fig.add_scatter(
+        x=[t.number for t in pruned],
+        y=[curve(t, "val_acc")[-1] for t in pruned],
+        mode="markers",
+        name="pruned (last epoch run)",
+        marker={"color": PRUNED_COLOUR, "symbol": "x"},
+    )
+    caption = "Final validation accuracy of every complete trial, in the order they ran."
+    if data.baseline is not None and data.baseline.value is not None:
+        fig.add_hline(
+            y=data.baseline.value,
+            line={"color": BASELINE_COLOUR, "dash": "dash"},
+            annotation_text=f"tutorial baseline {data.baseline.value:.2%}",
+            annotation_position="bottom right",
+        )
+        caption += " The dashed line is the tutorial's configuration (trial 0)."
+    return Figure(
+        "history",
+        "Optimisation history",
+        caption,
+        layout(fig, "trial", data.target_label, yaxis_tickformat=_tick(data, ".2%")),
+    )
+
+
+def curves(data: StudyData) -> Figure:
+    fig = go.Figure()
+    best = data.best.number if data.best else None
+    base = data.baseline.number if data.baseline else None
+    # Ordinary trials first, so the baseline and the best are drawn on top.
+    order = sorted(data.trials, key=lambda t: (t.number in (best, base), t.number))
+    for t in order:
+        values = curve(t, "val_acc")
+        if not values:
+            continue
+        pruned = t.state != TrialState.COMPLETE
+        colour = (
+            BEST_COLOUR
+            if t.number == best
+            else BASELINE_COLOUR
+            if t.number == base
+            else PRUNED_COLOUR
+            if pruned
+            else "#6baed6"
+        )
+        label = "best " if t.number == best else "baseline " if t.number == base else ""
+        fig.add_scatter(
+            x=list(range(1, len(values) + 1)),
+            y=values,
+            name=f"{label}#{t.number} {t.state.name}",
+            mode="lines+markers" if pruned else "lines",
+            line={"color": colour, "width": 3 if label else 1.2, "dash": "dot" if pruned else None},
+            # A pruned curve ends in an x where the pruner stopped it.
+            marker={
+                "symbol": ["circle"] * (len(values) - 1) + ["x"],
+                "size": [0] * (len(values) - 1) + [9],
+            }
+            if pruned
+            else None,
+            showlegend=bool(label) or len(data.trials) <= 12,
+        )
+    return Figure(
+        "curves",
+        "Validation accuracy per epoch, every trial",
+        "Complete trials in blue; pruned, failed and running trials dotted grey, cut "
+        "where they stopped (x). Bold: the best trial (red) and the tutorial (black).",
+        layout(fig, "epoch", "validation accuracy", yaxis_tickformat=".1%", xaxis_dtick=1),
+    )
+
+
+def schedules(data: StudyData) -> Figure:
+    base = data.baseline
+    tutorial = TrainConfig.from_dict(trial_config(base)) if base else TrainConfig()
+    fig = go.Figure()
+    lines = [("tutorial", tutorial, BASELINE_COLOUR)]
+    if data.best is not None and (base is None or data.best.number != base.number):
+        lines.append(
+            (
+                f"best #{data.best.number}",
+                TrainConfig.from_dict(trial_config(data.best)),
+                BEST_COLOUR,
+            )
+        )
+    for name, config, colour in lines:
+        fig.add_scatter(
+            x=list(range(1, config.epochs + 1)),
+            y=lr_curve(config),
+            name=f"{name} ({config.schedule})",
+            line={"color": colour, "shape": "hv"},
+        )
+    return Figure(
+        "schedule",
+        "Learning rate per epoch: best vs the tutorial",
+        "The learning rate each epoch trained with (log scale).",
+        layout(fig, "epoch", "learning rate", yaxis_type="log", xaxis_dtick=1),
+    )

@@ -1,0 +1,126 @@
+"""Plotly figures of the search space: parallel coordinates, parameter importances, slices and
+a contour, mostly Optuna's own in the page's style; each says why when the study cannot
+support it."""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+import plotly.graph_objects as go
+
+from hpo.report.figures import Figure, layout
+from hpo.report.study import StudyData
+
+
+def landscape(data: StudyData) -> list[Figure]:
+    importances, why = param_importances(data)
+    top = list(importances)
+    return [
+        parallel(data),
+        importance_figure(importances, why),
+        slices(data, top[:4]),
+        contour(data, top[:2]),
+    ]
+
+
+def _restyle(fig: go.Figure, height: int) -> go.Figure:
+    """Optuna's own figures in the page's style: the page has the title; Optuna's fixed width
+    (300 px per slice subplot) gives way to the page's."""
+    fig.update_layout(
+        template="plotly_white",
+        height=height,
+        title=None,
+        width=None,
+        autosize=True,
+        margin={"t": 30},
+    )
+    return fig
+
+
+def parallel(data: StudyData) -> Figure:
+    title = "Parallel coordinates"
+    if len(data.complete) < 2:
+        return Figure("parallel", title, "Needs at least two complete trials.", None)
+    fig = optuna.visualization.plot_parallel_coordinate(data.study, target_name=data.target_label)
+    return Figure(
+        "parallel",
+        title,
+        "Each line is a complete trial, coloured by validation "
+        "accuracy; drag along an axis to filter.",
+        _restyle(fig, 460),
+    )
+
+
+def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
+    """Importances (PED-ANOVA, Optuna's default) and a caption; empty with the reason when the
+    study cannot support them."""
+    if len(data.complete) < 3:
+        return {}, f"Needs at least three complete trials (the study has {len(data.complete)})."
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            values = optuna.importance.get_param_importances(data.study)
+        except (ValueError, RuntimeError) as exc:
+            return {}, f"Optuna could not compute importances: {exc}"
+    notes = " ".join(str(w.message) for w in caught if "importance" in str(w.message).lower())
+    caption = (
+        "How much each parameter matters for reaching the top of the study "
+        "(Optuna's PED-ANOVA), normalised to sum to 1."
+    )
+    return dict(values), f"{caption} {notes}".strip()
+
+
+def importance_figure(importances: dict[str, float], caption: str) -> Figure:
+    title = "Parameter importances"
+    if not importances:
+        return Figure("importances", title, caption, None)
+    names = list(importances)[::-1]  # plotly draws the first bar at the bottom
+    fig = go.Figure(
+        go.Bar(
+            x=[importances[n] for n in names], y=names, orientation="h", marker={"color": "#1f77b4"}
+        )
+    )
+    return Figure("importances", title, caption, layout(fig, "importance", "parameter"))
+
+
+def slices(data: StudyData, params: list[str]) -> Figure:
+    title = "Slice plots of the most important parameters"
+    if not params:
+        return Figure("slice", title, "Needs parameter importances (see above).", None)
+    fig = optuna.visualization.plot_slice(data.study, params=params, target_name=data.target_label)
+    return Figure(
+        "slice",
+        title,
+        f"Validation accuracy against {', '.join(params)}; darker points are later trials.",
+        _restyle(fig, 400),
+    )
+
+
+def contour(data: StudyData, params: list[str]) -> Figure:
+    title = "Contour of the two most important parameters"
+    if len(params) < 2 or len(data.complete) < 5:
+        return Figure(
+            "contour",
+            title,
+            "Needs two important parameters and at least five complete trials.",
+            None,
+        )
+    both = [t for t in data.complete if all(p in t.params for p in params)]
+    if any(len({t.params[p] for t in both}) < 2 for p in params):
+        return Figure(
+            "contour",
+            title,
+            f"{' and '.join(params)} do not both vary across the complete trials.",
+            None,
+        )
+    fig = optuna.visualization.plot_contour(
+        data.study, params=params, target_name=data.target_label
+    )
+    return Figure(
+        "contour",
+        title,
+        f"Validation accuracy over {params[0]} and {params[1]}, "
+        "interpolated between complete trials (dots).",
+        _restyle(fig, 460),
+    )

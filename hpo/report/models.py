@@ -1,0 +1,121 @@
+"""Configurations retrained on all 60,000 training images and scored on the test set, cached.
+
+Both ``--confirm`` and the pictures need such models; a state_dict and its numbers are kept per
+configuration under ``runs/<study>/models/``, so a second report (or an interrupted confirm run)
+trains nothing it already has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.model import Net, build_model
+from hpo.train import fit
+
+_FORMAT = 1  # bump when what is cached changes meaning
+_CACHED = ("test_acc", "test_loss", "seconds_per_epoch", "device", "status")
+
+
+@dataclass(frozen=True)
+class Trained:
+    config: TrainConfig
+    test_acc: float
+    test_loss: float
+    train_loss: tuple[float, ...]
+    seconds_per_epoch: float
+    device: str
+    status: str
+    model: Net = field(repr=False, compare=False)
+
+    def record(self) -> dict[str, object]:
+        """The JSON-able part, as stored on the study; a non-finite number (a diverged run's
+        loss) becomes null, because JSON has no NaN and optuna-dashboard rejects it."""
+        return {
+            "config": self.config.to_dict(),
+            "test_acc": _finite(self.test_acc),
+            "test_loss": _finite(self.test_loss),
+            "seconds_per_epoch": _finite(self.seconds_per_epoch),
+            "device": self.device,
+            "status": self.status,
+        }
+
+
+def cache_key(config: TrainConfig, mnist: Mnist) -> str:
+    # The data's size is in the key so models of a small test set never pass for real ones.
+    ident = {
+        "config": config.to_dict(),
+        "n_train": len(mnist.arrays.train_labels),
+        "n_test": len(mnist.arrays.test_labels),
+        "format": _FORMAT,
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def trained(
+    config: TrainConfig,
+    mnist: Mnist,
+    device: torch.device,
+    cache_dir: Path,
+    *,
+    compile: bool | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Trained:
+    """``config`` trained on the full training set, from the cache when it is there."""
+    path = cache_dir / f"{cache_key(config, mnist)}.pt"
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model = build_model(config)
+        model.load_state_dict(saved["state_dict"])
+        fields = {k: saved[k] for k in _CACHED}
+        return Trained(config, **fields, train_loss=tuple(saved["train_loss"]), model=model.eval())
+    log(f"report: training {_describe(config)} on the full training set ({device})")
+    result = fit(config, mnist, device, full=True, compile=compile)
+    curves = result.curves()
+    epochs = len(result.epochs)
+    out = Trained(
+        config,
+        result.final.eval_acc,
+        result.final.eval_loss,
+        tuple(curves["train_loss"]),
+        result.train_seconds / epochs if epochs else math.nan,
+        result.device,
+        result.status,
+        result.model,
+    )
+    # Plain floats (NaN included: a pickle keeps it) beside the weights.
+    payload = {k: getattr(out, k) for k in _CACHED}
+    _save(
+        path, {**payload, "train_loss": list(out.train_loss), "state_dict": out.model.state_dict()}
+    )
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _save(path: Path, payload: dict[str, object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    torch.save(payload, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as shareable as the report
+    os.replace(tmp, path)  # a killed report leaves the old file or none, never half of one
+
+
+def _describe(config: TrainConfig) -> str:
+    return (
+        f"lr={config.lr:.3g} momentum={config.momentum:.3g} "
+        f"{config.hidden1}-{config.hidden2} {config.schedule} {config.head} seed={config.seed}"
+    )

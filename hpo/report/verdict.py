@@ -1,0 +1,206 @@
+"""The answer the report leads with: did the search beat the tutorial's recipe, and by how much.
+
+Test accuracy comes from the strongest evidence stored: ``--confirm`` runs (several seeds, an
+interval), else ``hpo finalize`` (one seed each, shown as such), else nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from hpo.report.confirm import seed_accuracies
+from hpo.report.stats import Difference, Sample, describe, welch_interval
+from hpo.report.study import StudyData
+from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
+
+ONE_SEED = "1 seed (hpo finalize): not a claim"
+NOT_FINALIZED = "not finalized: run `hpo finalize`"
+# Which config keys change what a schedule computes; the rest are ignored by it.
+_SCHEDULE_KEYS = {
+    "tutorial": {"gamma", "step_every"},
+    "step": {"gamma", "step_every"},
+    "exponential": {"gamma"},
+}
+
+
+@dataclass(frozen=True)
+class Side:
+    role: str  # "baseline" or "best"
+    trial: int
+    config: dict[str, Any]
+    val_acc: float | None  # the search's one run on the validation split
+    test: Sample | None
+    test_source: str
+    seconds_per_epoch: float | None
+    time_source: str
+    param_count: int | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # none, no-baseline, baseline-best, beats, worse, no-difference, unconfirmed
+    headline: str
+    baseline: Side | None
+    best: Side | None
+    difference: Difference | None  # test accuracy, best minus baseline; only when confirmed
+    differing: tuple[tuple[str, Any, Any], ...]  # (key, baseline value, best value)
+
+
+def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
+    best_trial, base_trial = data.best, data.baseline
+    if best_trial is None:
+        counts = {
+            s: len([t for t in data.trials if t.state.name == s])
+            for s in ("PRUNED", "FAIL", "RUNNING")
+        }
+        return Verdict(
+            "none",
+            f"No trial has completed yet ({counts['PRUNED']} pruned, "
+            f"{counts['FAIL']} failed, {counts['RUNNING']} running): "
+            "there is no best configuration to compare.",
+            None,
+            None,
+            None,
+            (),
+        )
+    best = _side(data, best_trial, "best", confirm_runs)
+    if base_trial is None:
+        return Verdict(
+            "no-baseline",
+            f"The study has no baseline trial (user attr is_baseline), "
+            f"so nothing to compare; the best trial, #{best.trial}, reached "
+            f"{_pct(best.val_acc)} validation accuracy.",
+            None,
+            best,
+            None,
+            (),
+        )
+    base = _side(data, base_trial, "baseline", confirm_runs)
+    differing = _differing(base.config, best.config)
+    if best_trial.number == base_trial.number:
+        return Verdict(
+            "baseline-best",
+            f"The tutorial's own configuration (trial "
+            f"#{base.trial}) is still the best trial: {_pct(base.val_acc)} validation "
+            "accuracy. The search has not beaten it.",
+            base,
+            best,
+            None,
+            differing,
+        )
+    diff = welch_interval(
+        seed_accuracies(confirm_runs, best.trial), seed_accuracies(confirm_runs, base.trial)
+    )
+    if diff is None:
+        gap = (best.val_acc or 0.0) - (base.val_acc or 0.0)
+        test = ""
+        if best.test is not None and base.test is not None:
+            test = (
+                f"; test {_pct(best.test.mean)} vs {_pct(base.test.mean)} "
+                f"({_pp(best.test.mean - base.test.mean)})"
+            )
+        return Verdict(
+            "unconfirmed",
+            f"Best trial #{best.trial}: {_pct(best.val_acc)} "
+            f"validation accuracy vs the tutorial's {_pct(base.val_acc)} "
+            f"({_pp(gap)}){test}. One run each, not a claim: `hpo report --confirm 5` "
+            "retrains both over 5 seeds for a verdict.",
+            base,
+            best,
+            None,
+            differing,
+        )
+    assert best.test is not None and base.test is not None
+    span = (
+        f"{_pp(diff.diff)} (95% CI {_pp(diff.low)} to {_pp(diff.high)}; "
+        f"{best.test.n} vs {base.test.n} seeds)"
+    )
+    scores = f"test accuracy {_pct(best.test.mean)} vs {_pct(base.test.mean)}"
+    if diff.low > 0:
+        kind, text = "beats", f"Tuning beat the tutorial: {scores}, {span}."
+    elif diff.high < 0:
+        kind, text = (
+            "worse",
+            f"The tuned configuration is worse than the tutorial: {scores}, {span}.",
+        )
+    else:
+        kind, text = (
+            "no-difference",
+            (f"No clear difference from the tutorial: {scores}, {span}; the interval includes 0."),
+        )
+    return Verdict(kind, text, base, best, diff, differing)
+
+
+def _side(data: StudyData, trial: FrozenTrial, role: str, runs: list[dict[str, Any]]) -> Side:
+    row, final = trial_row(trial), data.final_for(trial, role)
+    test: Sample | None = None
+    accs = seed_accuracies(runs, trial.number)
+    if accs:
+        test = describe(accs)
+        source = f"{len(accs)} seed{'s' if len(accs) > 1 else ''}, full training set (--confirm)"
+    elif final is not None and final.get("test_acc") is not None:
+        test, source = Sample(float(final["test_acc"]), math.nan, 1), ONE_SEED
+    elif data.final is not None:
+        source = f"finalize measured another trial: run `hpo finalize` again for #{trial.number}"
+    else:
+        source = NOT_FINALIZED
+    spe, time_source = _seconds_per_epoch(row, final, runs, trial.number)
+    params = (final or {}).get("param_count") or row["param_count"]
+    val = last_val_acc(trial)
+    if val is None and data.objective == "val_acc":
+        val = trial.value
+    return Side(
+        role,
+        trial.number,
+        trial_config(trial),
+        val,
+        test,
+        source,
+        spe,
+        time_source,
+        int(params) if params is not None else None,
+    )
+
+
+def _seconds_per_epoch(
+    row: dict[str, Any], final: dict[str, Any] | None, runs: list[dict[str, Any]], trial: int
+) -> tuple[float | None, str]:
+    if final is not None and final.get("seconds_per_epoch") is not None:
+        return float(final["seconds_per_epoch"]), f"finalize, {final.get('device', '?')}"
+    mine = [r for r in runs if r.get("trial") == trial and r.get("seconds_per_epoch") is not None]
+    if mine:
+        mean = describe([float(r["seconds_per_epoch"]) for r in mine]).mean
+        return mean, f"--confirm mean, {mine[0].get('device', '?')}"
+    value = row["seconds_per_epoch"]
+    if value is None or math.isnan(value):
+        return None, "not measured"
+    return float(value), f"the search, {row['device'] or '?'}"
+
+
+def _differing(base: dict[str, Any], best: dict[str, Any]) -> tuple[tuple[str, Any, Any], ...]:
+    """Keys whose values differ and matter to at least one side (a gamma that neither side's
+    schedule uses is noise, not a difference)."""
+    out = []
+    for key in CONFIG_KEYS:
+        if key == "seed" or base.get(key) == best.get(key):
+            continue
+        used = [
+            key not in ("gamma", "step_every")
+            or key in _SCHEDULE_KEYS.get(c.get("schedule") or "", set())
+            for c in (base, best)
+        ]
+        if any(used):
+            out.append((key, base.get(key), best.get(key)))
+    return tuple(out)
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2%}"
+
+
+def _pp(value: float) -> str:
+    return f"{value * 100:+.2f} pp"

@@ -1,0 +1,349 @@
+"""Study specs: a TOML file (search space, budget, sampler, pruner, seed) -> one frozen record.
+
+Everything is validated before anything runs; every problem names its key and the fix, and all
+problems in a file are reported together so that one edit fixes them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hpo.config import HEADS, SCHEDULES, TrainConfig
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message names each bad key and its fix (CLI: exit 2)."""
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    log: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    log: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+@dataclass(frozen=True)
+class Choice:
+    choices: tuple[Any, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"choices": list(self.choices)}
+
+
+@dataclass(frozen=True)
+class Fixed:
+    value: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value}
+
+
+Dim = FloatRange | IntRange | Choice | Fixed
+
+# The searchable TrainConfig fields: (kind, check, what the check means). Everything else in
+# TrainConfig (epochs, seed, loader) belongs to the study, not the space.
+_FLOAT, _INT, _STR = "float", "int", "str"
+_ARTICLE = {_FLOAT: "a number", _INT: "an integer", _STR: "a string"}
+FIELDS: dict[str, tuple[str, Any, str]] = {
+    "lr": (_FLOAT, lambda v: v > 0, "> 0"),
+    "momentum": (_FLOAT, lambda v: 0 <= v < 1, "in [0, 1)"),
+    "hidden1": (_INT, lambda v: v >= 1, ">= 1"),
+    "hidden2": (_INT, lambda v: v >= 1, ">= 1"),
+    "batch_size": (_INT, lambda v: v >= 2, ">= 2 (BatchNorm needs two samples)"),
+    "head": (_STR, lambda v: v in HEADS, "one of " + ", ".join(HEADS)),
+    "schedule": (_STR, lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
+    "gamma": (_FLOAT, lambda v: 0 < v <= 1, "in (0, 1]"),
+    "step_every": (_INT, lambda v: v >= 1, ">= 1"),
+}
+# Conditional parameters: sampled only for the schedules that use them.
+USED_BY: dict[str, tuple[str, ...]] = {
+    "gamma": ("tutorial", "step", "exponential"),
+    "step_every": ("tutorial", "step"),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """One Dim per searchable field, in FIELDS order; a field the spec omits is Fixed at the
+    tutorial's value, so two specs that mean the same space hash the same."""
+
+    dims: tuple[tuple[str, Dim], ...]
+
+    def __getitem__(self, name: str) -> Dim:
+        return dict(self.dims)[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: dim.to_dict() for name, dim in self.dims}
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON: what makes a study the same study when resumed."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Component:
+    """A sampler or pruner: its name and its options, defaults filled in."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str) -> Any:
+        return dict(self.options)[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **dict(self.options)}
+
+
+# name -> {option: (type, default)}; an option of another name is an error, not ignored.
+SAMPLERS: dict[str, dict[str, tuple[type, Any]]] = {
+    "tpe": {"n_startup_trials": (int, 10), "multivariate": (bool, True)},
+    "random": {},
+    "cmaes": {"n_startup_trials": (int, 1)},
+    "qmc": {"qmc_type": (str, "sobol")},
+}
+PRUNERS: dict[str, dict[str, tuple[type, Any]]] = {
+    "median": {"n_startup_trials": (int, 5), "n_warmup_steps": (int, 2)},
+    "hyperband": {"min_resource": (int, 1), "reduction_factor": (int, 3)},
+    "successive_halving": {
+        "min_resource": (int, 1),
+        "reduction_factor": (int, 4),
+        "min_early_stopping_rate": (int, 0),
+    },
+    "none": {},
+}
+OBJECTIVES = {"val_acc": "maximize", "val_loss": "minimize"}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    space: SearchSpace
+    trials: int = 50
+    epochs: int = 20
+    seed: int = 0
+    objective: str = "val_acc"
+    direction: str = "maximize"
+    sampler: Component = Component("tpe", (("n_startup_trials", 10), ("multivariate", True)))
+    pruner: Component = Component("median", (("n_startup_trials", 5), ("n_warmup_steps", 2)))
+    source: str = field(default="<spec>", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trials": self.trials,
+            "epochs": self.epochs,
+            "seed": self.seed,
+            "objective": self.objective,
+            "direction": self.direction,
+            "sampler": self.sampler.to_dict(),
+            "pruner": self.pruner.to_dict(),
+            "space": self.space.to_dict(),
+        }
+
+    def with_overrides(self, *, epochs: int | None = None, seed: int | None = None) -> StudySpec:
+        """The spec with command-line overrides applied, validated like the file's values."""
+        problems = []
+        if epochs is not None and (_not_int(epochs) or epochs < 1):
+            problems.append(f"--epochs must be an integer >= 1 (got {epochs!r})")
+        if seed is not None and (_not_int(seed) or seed < 0):
+            problems.append(f"--seed must be an integer >= 0 (got {seed!r})")
+        if problems:
+            raise SpecError("; ".join(problems))
+        return dataclasses.replace(
+            self,
+            epochs=self.epochs if epochs is None else epochs,
+            seed=self.seed if seed is None else seed,
+        )
+
+
+def load_spec(path: Path) -> StudySpec:
+    if not path.is_file():
+        raise SpecError(
+            f"spec file {path} not found (resolved against {Path.cwd()}); pass --spec PATH, "
+            "e.g. --spec studies/mnist_mlp.toml from the repository root"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_spec(data, source=str(path))
+
+
+def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
+    problems: list[str] = []
+    top = {"trials", "epochs", "seed", "objective", "direction", "sampler", "pruner", "space"}
+    _unknown(data, top, "", problems)
+    trials = _int(data, "trials", 50, 1, problems)
+    epochs = _int(data, "epochs", 20, 1, problems)
+    seed = _int(data, "seed", 0, 0, problems)
+    objective = data.get("objective", "val_acc")
+    direction = data.get("direction", OBJECTIVES.get(objective, "maximize"))
+    if objective not in OBJECTIVES:
+        problems.append(f"objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    elif direction != OBJECTIVES[objective]:
+        problems.append(
+            f"direction: {objective} is to be {OBJECTIVES[objective]}d, not {direction!r}; "
+            f'set direction = "{OBJECTIVES[objective]}" or leave it out'
+        )
+    sampler = _component(data.get("sampler", {}), "sampler", SAMPLERS, "tpe", problems)
+    pruner = _component(data.get("pruner", {}), "pruner", PRUNERS, "median", problems)
+    space = _space(data.get("space", {}), problems)
+    if problems:
+        raise SpecError(f"{source}: invalid spec:\n  - " + "\n  - ".join(problems))
+    return StudySpec(space, trials, epochs, seed, objective, direction, sampler, pruner, source)
+
+
+def _not_int(value: Any) -> bool:
+    return not isinstance(value, int) or isinstance(value, bool)  # TOML's true is no integer
+
+
+def _describe(value: Any) -> str:
+    kind = {
+        bool: "boolean",
+        str: "string",
+        int: "integer",
+        float: "float",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+    return f"{value!r} ({kind})"
+
+
+def _unknown(table: Mapping[str, Any], allowed: set[str], prefix: str, out: list[str]) -> None:
+    for key in sorted(set(table) - allowed):
+        out.append(f"{prefix}{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
+
+
+def _int(data: Mapping[str, Any], key: str, default: int, low: int, out: list[str]) -> int:
+    value = data.get(key, default)
+    if _not_int(value) or value < low:
+        out.append(f"{key}: expected an integer >= {low}, got {_describe(value)}")
+        return default
+    return int(value)
+
+
+def _component(
+    raw: Any,
+    key: str,
+    table: dict[str, dict[str, tuple[type, Any]]],
+    default: str,
+    out: list[str],
+) -> Component:
+    if not isinstance(raw, dict):
+        out.append(f'{key}: expected a table like [{key}] name = "{default}"; got {_describe(raw)}')
+        return Component(default)
+    name = raw.get("name", default)
+    if name not in table:
+        out.append(f"{key}.name: {name!r} is not one of {', '.join(table)}")
+        return Component(default)
+    allowed = table[name]
+    _unknown(raw, {"name", *allowed}, f"{key}.", out)
+    options = []
+    for option, (kind, fallback) in allowed.items():
+        value = raw.get(option, fallback)
+        bad = _not_int(value) or value < 0 if kind is int else not isinstance(value, kind)
+        if bad:
+            want = "an integer >= 0" if kind is int else f"a {kind.__name__}"
+            out.append(f"{key}.{option}: expected {want}, got {_describe(value)}")
+            value = fallback
+        options.append((option, value))
+    if name == "qmc" and dict(options)["qmc_type"] not in ("sobol", "halton"):
+        out.append(f"{key}.qmc_type: {dict(options)['qmc_type']!r} is not one of sobol, halton")
+    for option in ("min_resource", "reduction_factor"):
+        if option in dict(options) and dict(options)[option] < 1 + (option == "reduction_factor"):
+            out.append(f"{key}.{option}: must be >= {1 + (option == 'reduction_factor')}")
+    return Component(name, tuple(options))
+
+
+def _space(raw: Any, out: list[str]) -> SearchSpace:
+    baseline = TrainConfig()
+    if not isinstance(raw, dict):
+        out.append(f"space: expected a table [space], got {_describe(raw)}")
+        raw = {}
+    _unknown(raw, set(FIELDS), "space.", out)
+    dims: list[tuple[str, Dim]] = []
+    for name in FIELDS:
+        dim = _dim(name, raw[name], out) if name in raw else Fixed(getattr(baseline, name))
+        dims.append((name, dim))
+    return SearchSpace(tuple(dims))
+
+
+def _dim(name: str, raw: Any, out: list[str]) -> Dim:
+    kind, check, meaning = FIELDS[name]
+    key = f"space.{name}"
+    fallback = Fixed(getattr(TrainConfig(), name))
+
+    def value_ok(value: Any, where: str) -> bool:
+        if kind == _STR:
+            type_ok = isinstance(value, str)
+        elif kind == _INT:
+            type_ok = not _not_int(value)
+        else:
+            type_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not type_ok:
+            out.append(f"{where}: expected {_ARTICLE[kind]}, got {_describe(value)}")
+            return False
+        if not check(value):
+            out.append(f"{where}: must be {meaning}, got {value!r}")
+            return False
+        return True
+
+    if not isinstance(raw, dict):
+        return Fixed(float(raw) if kind == _FLOAT else raw) if value_ok(raw, key) else fallback
+    if "choices" in raw:
+        _unknown(raw, {"choices"}, f"{key}.", out)
+        choices = raw["choices"]
+        if not isinstance(choices, list) or not choices:
+            out.append(f"{key}.choices: expected a non-empty array, got {_describe(choices)}")
+            return fallback
+        if len(set(map(repr, choices))) != len(choices):
+            out.append(f"{key}.choices: has duplicates: {choices!r}")
+        good = all([value_ok(c, f"{key}.choices[{i}]") for i, c in enumerate(choices)])
+        return Choice(tuple(choices)) if good else fallback
+    if kind == _STR:
+        choices = ", ".join(f'"{c}"' for c in (SCHEDULES if name == "schedule" else HEADS))
+        out.append(f"{key}: a text field takes a value or {{choices = [{choices}]}}, not a range")
+        return fallback
+    _unknown(raw, {"low", "high", "log"}, f"{key}.", out)
+    if "low" not in raw or "high" not in raw:
+        out.append(
+            f"{key}: a range needs both low and high, e.g. {{low = 1, high = 10}}, "
+            "or use {choices = [...]} or a plain value"
+        )
+        return fallback
+    log = raw.get("log", False)
+    if not isinstance(log, bool):
+        out.append(f"{key}.log: expected true or false, got {_describe(log)}")
+        return fallback
+    if not all([value_ok(raw["low"], f"{key}.low"), value_ok(raw["high"], f"{key}.high")]):
+        return fallback
+    low, high = raw["low"], raw["high"]
+    if low >= high:
+        out.append(
+            f"{key}: empty or inverted range (low {low!r} >= high {high!r}); make low < "
+            "high, or give a single value to fix it"
+        )
+        return fallback
+    if log and low <= 0:
+        out.append(f"{key}: a log range needs low > 0 (got {low!r}); raise low or drop log")
+        return fallback
+    return IntRange(low, high, log) if kind == _INT else FloatRange(float(low), float(high), log)

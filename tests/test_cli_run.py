@@ -1,0 +1,400 @@
+"""``hpo run`` / ``hpo finalize`` from the command line: exit codes, messages, the JSON summary,
+and resuming after SIGKILL (a real subprocess, killed mid-trial, run again)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import hpo.data
+from hpo.cli import main
+from hpo.data import file_digests, make_synthetic_mnist, raw_dir
+from hpo.search import UNFINISHED
+
+REPO = Path(__file__).resolve().parents[1]
+USER_ATTRS = {
+    "config",
+    "seed",
+    "is_baseline",
+    "origin",
+    "curves",
+    "epochs_run",
+    "device",
+    "device_name",
+    "versions",
+    "compiled",
+    "param_count",
+    "reason",
+    "wall_seconds",
+}
+# A subprocess `hpo` that accepts the synthetic files: the test patches the expected digests in
+# that process only, so the product has no switch for skipping verification.
+LAUNCH = (
+    "import json, sys, hpo.data as d; d.MNIST_FILES.update(json.load(open(sys.argv[1]))); "
+    "from hpo.cli import main; sys.exit(main(sys.argv[2:]))"
+)
+SPEC = """
+trials = 3
+epochs = {epochs}
+seed = 0
+[sampler]
+name = "tpe"
+n_startup_trials = 2
+[pruner]
+name = "none"
+[space]
+lr = {{ low = 1e-3, high = 0.3, log = true }}
+momentum = {{ low = 0.5, high = 0.95 }}
+hidden1 = {hidden1}
+hidden2 = {hidden2}
+schedule = {{ choices = ["tutorial", "cosine", "none"] }}
+gamma = {{ low = 0.5, high = 0.99 }}
+step_every = {{ low = 1, high = 3 }}
+head = "logits"
+"""
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Mnist.load holds out 10,000 validation images, so 16,000 leaves 6,000 to train on.
+    root = tmp_path_factory.mktemp("mnist")
+    make_synthetic_mnist(root, 16_000, 200, seed=0)
+    return root
+
+
+@pytest.fixture()
+def synthetic(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)  # runs/<study>/tensorboard is written under the current dir
+    for name, digest in file_digests(raw_dir(data_dir)).items():
+        monkeypatch.setitem(hpo.data.MNIST_FILES, name, digest)
+    return data_dir
+
+
+def write_spec(tmp: Path, *, epochs: int = 2, hidden1: object = 16, hidden2: object = 8) -> Path:
+    path = tmp / "tiny.toml"
+    path.write_text(SPEC.format(epochs=epochs, hidden1=hidden1, hidden2=hidden2))
+    return path
+
+
+def hpo_run(tmp: Path, data: Path, *extra: str) -> int:
+    return main(
+        [
+            "run",
+            "--spec",
+            str(write_spec(tmp)),
+            "--storage",
+            f"sqlite:///{tmp}/hpo.db",
+            "--data-dir",
+            str(data),
+            "--device",
+            "cpu",
+            "--no-compile",
+            *extra,
+        ]
+    )
+
+
+def test_trials_zero_or_negative_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    for n in ("0", "-3"):
+        assert main(["run", "--trials", n]) == 2
+        assert f"--trials must be >= 1 (got {n})" in capsys.readouterr().err
+
+
+def test_unreachable_storage_exits_1_with_the_password_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://u:secret@127.0.0.1:1/x"
+    code = main(["run", "--spec", str(write_spec(tmp_path)), "--storage", url])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "cannot open storage postgresql://u:***@127.0.0.1:1/x" in err
+    assert "secret" not in err and "Traceback" not in err
+
+
+def test_a_malformed_spec_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[sampler]\nname = "bayes"\n[space]\nlr = { low = 0.1, high = 0.01 }\n')
+    assert main(["run", "--spec", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "sampler.name: 'bayes' is not one of" in err and "space.lr: empty or inverted" in err
+    assert main(["run", "--spec", str(tmp_path / "absent.toml")]) == 2
+    assert "absent.toml not found" in capsys.readouterr().err
+
+
+def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hpo_run(tmp_path, synthetic, "--format", "json", "--study", "j") == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)  # stdout holds only the result
+    assert summary["study_name"] == "j" and summary["complete"] == 3
+    assert summary["epochs_run"] == summary["epochs_without_pruning"] == 6
+    assert summary["baseline"]["number"] == 0
+    assert summary["final"]["baseline"]["trial"] == 0
+    assert 0.0 <= summary["final"]["best"]["test_acc"] <= 1.0
+    assert f"optuna-dashboard sqlite:///{tmp_path}/hpo.db" in err
+    assert "trial 2 complete" in err  # the progress line, one per trial when not a terminal
+    events = sorted(p.name for p in (tmp_path / "runs" / "j" / "tensorboard").iterdir())
+    assert events == ["trial-0000", "trial-0001", "trial-0002"]
+    study = optuna.load_study(study_name="j", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert study.user_attrs["final"] == summary["final"]
+    assert {"spec", "spec_hash", "seed", "sampler", "pruner", "epochs", "hpo_version"} <= set(
+        study.user_attrs
+    )
+    # `hpo finalize` on the existing study retrains and prints the table
+    assert (
+        main(
+            [
+                "finalize",
+                "--study",
+                "j",
+                "--storage",
+                f"sqlite:///{tmp_path}/hpo.db",
+                "--data-dir",
+                str(synthetic),
+                "--device",
+                "cpu",
+                "--no-compile",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "baseline (#0)" in table and "3 finished of 3" in table
+
+
+def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hpo_run(tmp_path, synthetic, "--study", "m", "--no-finalize") == 0
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    before = optuna.load_study(study_name="m", storage=url).trials
+    capsys.readouterr()
+    spec = write_spec(tmp_path, hidden1="{ low = 8, high = 32 }")
+    code = main(
+        [
+            "run",
+            "--spec",
+            str(spec),
+            "--storage",
+            url,
+            "--study",
+            "m",
+            "--trials",
+            "5",
+            "--data-dir",
+            str(synthetic),
+            "--device",
+            "cpu",
+            "--no-compile",
+        ]
+    )
+    assert code == 1
+    assert "search space differs in: hidden1" in capsys.readouterr().err
+    assert optuna.load_study(study_name="m", storage=url).trials == before
+
+
+def test_finalize_of_a_missing_study_names_the_studies_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path}/empty.db"
+    assert main(["finalize", "--study", "nope", "--storage", url]) == 1
+    assert "no study 'nope'" in capsys.readouterr().err
+
+
+def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    digests = tmp_path / "digests.json"
+    digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
+    # Wide layers on 6,000 images: each epoch takes long enough to be killed in the middle.
+    spec = write_spec(tmp_path, epochs=4, hidden1=512, hidden2=256)
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    cmd = [
+        sys.executable,
+        "-c",
+        LAUNCH,
+        str(digests),
+        "run",
+        "--spec",
+        str(spec),
+        "--study",
+        "k",
+        "--storage",
+        url,
+        "--trials",
+        "4",
+        "--data-dir",
+        str(data_dir),
+        "--device",
+        "cpu",
+        "--heartbeat",
+        "1",
+        "--no-compile",
+        "--no-finalize",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    killed = None
+    deadline = time.monotonic() + 180
+    while killed is None and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.05)
+        try:
+            running = optuna.load_study(study_name="k", storage=url).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except KeyError:  # the study is not created yet
+            continue
+        # mid-trial: past trial 0 (the baseline), with at least one epoch reported
+        mid = [t for t in running if t.number >= 1 and t.intermediate_values]
+        if mid:
+            first.send_signal(signal.SIGKILL)
+            killed = mid[0].number
+    first.wait(timeout=30)
+    stderr = first.stderr.read().decode() if first.stderr else ""
+    assert killed is not None, f"never caught a trial mid-run; stderr:\n{stderr[-2000:]}"
+    stuck = optuna.load_study(study_name="k", storage=url).trials[killed]
+    assert stuck.state == TrialState.RUNNING  # what SIGKILL leaves behind
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    trials = optuna.load_study(study_name="k", storage=url).trials
+    states = [t.state for t in trials]
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 4
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert trials[0].user_attrs["is_baseline"] and trials[0].state == TrialState.COMPLETE
+    assert trials[killed].state == TrialState.FAIL
+    assert trials[killed].user_attrs["reason"] == UNFINISHED
+    rerun = [t for t in trials if t.number > killed and t.user_attrs["origin"] == killed]
+    assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
+    assert rerun[0].params == trials[killed].params
+    assert rerun[0].user_attrs["seed"] == trials[killed].user_attrs["seed"]
+    assert all(set(t.user_attrs) == USER_ATTRS for t in trials)
+
+
+def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    digests = tmp_path / "digests.json"
+    digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
+    spec = write_spec(tmp_path, epochs=4, hidden1=512, hidden2=256)
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    cmd = [
+        sys.executable,
+        "-c",
+        LAUNCH,
+        str(digests),
+        "run",
+        "--spec",
+        str(spec),
+        "--study",
+        "c",
+        "--storage",
+        url,
+        "--trials",
+        "3",
+        "--data-dir",
+        str(data_dir),
+        "--device",
+        "cpu",
+        "--no-compile",
+        "--no-finalize",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline, sent = time.monotonic() + 120, None
+    while sent is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            study = optuna.load_study(study_name="c", storage=url)
+        except KeyError:
+            continue
+        mid = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
+        if mid:
+            proc.send_signal(signal.SIGINT)
+            sent = mid[0].number
+    out, err = proc.communicate(timeout=60)
+    assert sent is not None, err[-2000:]
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert out == ""  # no summary for an interrupted run
+    trials = optuna.load_study(study_name="c", storage=url).trials
+    assert trials[sent].state == TrialState.FAIL
+    assert trials[sent].user_attrs["reason"].startswith("interrupted")
+    queued = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].user_attrs["origin"] == sent
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_real_mnist_six_trials_survive_sigkill_and_finalize(tmp_path: Path) -> None:
+    """The issue's bar: 6 trials x 3 epochs on real MNIST, SIGKILL mid-run, same command again."""
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from hpo.cli import main; sys.exit(main(sys.argv[1:]))",
+        "run",
+        "--trials",
+        "6",
+        "--epochs",
+        "3",
+        "--spec",
+        str(REPO / "studies" / "mnist_mlp.toml"),
+        "--study",
+        "bar",
+        "--storage",
+        url,
+        "--heartbeat",
+        "2",
+        "--format",
+        "json",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    killed = None
+    deadline = time.monotonic() + 600
+    while killed is None and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+        try:
+            running = optuna.load_study(study_name="bar", storage=url).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except KeyError:
+            continue
+        mid = [t for t in running if t.number >= 2 and t.intermediate_values]
+        if mid:
+            first.send_signal(signal.SIGKILL)
+            killed = mid[0].number
+    first.wait(timeout=30)
+    assert killed is not None, "never caught a trial mid-run"
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stderr[-3000:]
+    summary = json.loads(second.stdout)
+    trials = optuna.load_study(study_name="bar", storage=url).trials
+    states = [t.state for t in trials]
+    assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 6
+    assert TrialState.RUNNING not in states and TrialState.WAITING not in states
+    assert trials[0].user_attrs["is_baseline"] and trials[0].state == TrialState.COMPLETE
+    assert trials[0].user_attrs["config"]["head"] == "softmax"  # the tutorial, as written
+    assert trials[killed].user_attrs["reason"] == UNFINISHED
+    assert summary["complete"] + summary["pruned"] == 6
+    assert summary["final"]["baseline"]["test_acc"] > 0.95  # real MNIST, 3 epochs on 60k
+    assert summary["final"]["best"]["test_acc"] > 0.95

@@ -1,0 +1,540 @@
+"""hpo report on studies built here with Optuna alone: tables, CSV, verdict, confirm, CLI.
+
+The study builder below writes the user attributes the study driver stores (see
+hpo/report/study.py), so these tests need nothing of the driver itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from hpo.cli import main
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.model import parameter_count
+from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, open_study, trials_frame
+from hpo.report.confirm import candidates, run_confirm, stored_runs
+from hpo.report.models import trained
+from hpo.report.tables import summarise, summary_frame
+from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SPACE = {
+    "lr": FloatDistribution(1e-3, 0.3, log=True),
+    "momentum": FloatDistribution(0.5, 0.99),
+    "hidden1": IntDistribution(32, 1024, log=True),
+    "hidden2": IntDistribution(16, 512, log=True),
+    "schedule": CategoricalDistribution(["tutorial", "step", "exponential", "cosine", "none"]),
+    "gamma": FloatDistribution(0.1, 1.0),
+    "head": CategoricalDistribution(["softmax", "logits"]),
+}
+EPOCHS = 3
+START = datetime(2026, 1, 1, 12, 0, 0)
+
+# (number, state, value, config changes, epochs run); trial 0 is the tutorial's recipe.
+TRIALS: list[tuple[int, TrialState, float | None, dict[str, Any], int]] = [
+    (0, TrialState.COMPLETE, 0.9650, {}, 3),
+    (
+        1,
+        TrialState.COMPLETE,
+        0.9712,
+        dict(lr=0.05, hidden1=128, hidden2=64, schedule="cosine", head="logits"),
+        3,
+    ),
+    (2, TrialState.PRUNED, None, dict(lr=0.002, momentum=0.6, hidden1=40, hidden2=20), 1),
+    (
+        3,
+        TrialState.COMPLETE,
+        0.9835,
+        dict(
+            lr=0.03,
+            momentum=0.95,
+            hidden1=512,
+            hidden2=128,
+            schedule="step",
+            gamma=0.5,
+            step_every=2,
+            head="logits",
+        ),
+        3,
+    ),
+    (4, TrialState.FAIL, None, dict(lr=0.29, momentum=0.98), 1),
+    (5, TrialState.PRUNED, None, dict(lr=0.004, hidden1=64, hidden2=32, schedule="none"), 2),
+    (
+        6,
+        TrialState.COMPLETE,
+        0.9790,
+        dict(lr=0.02, hidden1=256, hidden2=96, schedule="step", gamma=0.7, head="logits"),
+        3,
+    ),
+    (
+        7,
+        TrialState.COMPLETE,
+        0.9701,
+        dict(lr=0.01, momentum=0.8, hidden1=200, hidden2=50, schedule="exponential", gamma=0.8),
+        3,
+    ),
+    (
+        8,
+        TrialState.COMPLETE,
+        0.9688,
+        dict(lr=0.08, momentum=0.7, hidden1=90, hidden2=300, schedule="none", head="logits"),
+        3,
+    ),
+]
+BEST, BASELINE = 3, 0
+FINAL_TEST = {BEST: 0.9841, BASELINE: 0.9702}
+
+
+def trial_curves(value: float | None, run: int, number: int) -> dict[str, list[Any]]:
+    end = value if value is not None else 0.90 + number / 100
+    val: list[Any] = [end - 0.02 * (run - 1 - e) for e in range(run)]
+    return {
+        "train_loss": [1.0 / (e + 1) for e in range(run)],
+        "train_acc": [v - 0.01 for v in val],
+        "val_loss": [0.2] * run,
+        "val_acc": val,
+        "lr": [0.01] * run,
+        "train_seconds": [1.5 + number / 10] * run,
+        "eval_seconds": [0.1] * run,
+    }
+
+
+def add_trial(
+    study: optuna.Study,
+    number: int,
+    state: TrialState,
+    value: float | None,
+    changes: dict[str, Any],
+    run: int,
+) -> None:
+    config = TrainConfig(epochs=EPOCHS, seed=100 + number).replace(**changes)
+    params = {k: getattr(config, k) for k in SPACE if k != "gamma"}
+    if config.schedule in ("step", "exponential", "tutorial"):
+        params["gamma"] = config.gamma  # conditional, as the driver's search space has it
+    curves = trial_curves(value, run, number)
+    wall = 2.0 * run + 1
+    if state == TrialState.FAIL:
+        curves["train_loss"][-1] = None  # the driver stores a non-finite value as null
+    attrs: dict[str, Any] = {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "is_baseline": number == BASELINE,
+        "curves": curves,
+        "epochs_run": run,
+        "device": "cpu",
+        "device_name": "CPU x86_64 x2 threads",
+        "versions": {"torch": "2.14.1", "optuna": "5.0.0"},
+        "compiled": False,
+        "param_count": parameter_count(config.hidden1, config.hidden2),
+        "wall_seconds": wall,
+    }
+    if state == TrialState.PRUNED:
+        attrs["reason"] = f"pruned by MedianPruner at epoch {run}"
+    if state == TrialState.FAIL:
+        attrs["reason"] = "diverged: train loss nan at epoch 1"
+    trial = create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions={k: SPACE[k] for k in params},
+        user_attrs=attrs,
+        intermediate_values={e: float(v) for e, v in enumerate(curves["val_acc"])},
+    )
+    trial.datetime_start = START + timedelta(minutes=number)
+    if state != TrialState.RUNNING:
+        trial.datetime_complete = trial.datetime_start + timedelta(seconds=wall)
+    study.add_trial(trial)
+
+
+def final_record(number: int) -> dict[str, Any]:
+    changes = next(c for n, _, _, c, _ in TRIALS if n == number)
+    config = TrainConfig(epochs=EPOCHS, seed=100 + number).replace(**changes)
+    value = next(v for n, _, v, _, _ in TRIALS if n == number)
+    return {
+        "trial": number,
+        "config": config.to_dict(),
+        "val_acc": value,
+        "test_acc": FINAL_TEST[number],
+        "test_loss": 0.1,
+        "train_seconds": 3.3,
+        "seconds_per_epoch": 1.1 + number / 100,
+        "param_count": parameter_count(config.hidden1, config.hidden2),
+        "device": "cpu",
+    }
+
+
+def build_study(
+    path: Path,
+    name: str = "demo",
+    *,
+    finalized: bool = True,
+    running: bool = False,
+    trials: list[int] | None = None,
+) -> str:
+    """A sqlite study like the driver leaves one; returns its storage URL."""
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    for spec in TRIALS:
+        if trials is None or spec[0] in trials:
+            add_trial(study, *spec)
+    if running:
+        add_trial(study, len(study.trials), TrialState.RUNNING, None, dict(lr=0.07), 1)
+    for key, value in {
+        "spec": {"epochs": EPOCHS, "trials": 12},
+        "spec_hash": "abc123",
+        "seed": 7,
+        "sampler": "TPESampler(seed=7, multivariate=True)",
+        "pruner": "MedianPruner(n_warmup_steps=1)",
+        "epochs": EPOCHS,
+        "hpo_version": "0.1.0",
+    }.items():
+        study.set_user_attr(key, value)
+    if finalized:
+        study.set_user_attr(
+            "final", {"best": final_record(BEST), "baseline": final_record(BASELINE)}
+        )
+        study.set_user_attr("finalized_at", "2026-01-01T13:00:00+00:00")
+    return url
+
+
+@pytest.fixture
+def study_url(tmp_path: Path) -> str:
+    return build_study(tmp_path / "hpo.db")
+
+
+def options(tmp_path: Path, url: str, **changes: Any) -> ReportOptions:
+    defaults: dict[str, Any] = dict(
+        study="demo", storage=url, runs_dir=tmp_path / "runs", pictures=False, compile=False
+    )
+    return ReportOptions(**{**defaults, **changes})
+
+
+# --- tables and CSV ---------------------------------------------------------------------------
+
+
+def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
+    tmp_path: Path, study_url: str
+) -> None:
+    report = build_report(options(tmp_path, study_url))
+    frame = pd.read_csv(report.csv_path)
+    assert list(frame.columns) == list(TRIAL_COLUMNS)
+    assert frame["trial"].tolist() == [n for n, *_ in TRIALS]
+    assert frame["state"].tolist() == [s.name for _, s, *_ in TRIALS]
+    row = frame.set_index("trial").loc[BEST]
+    assert row["value"] == row["val_acc"] == 0.9835
+    assert (row["lr"], row["hidden1"], row["schedule"], row["head"]) == (
+        0.03,
+        512,
+        "step",
+        "logits",
+    )
+    assert row["param_count"] == parameter_count(512, 128)
+    assert row["seconds_per_epoch"] == pytest.approx(1.5 + BEST / 10)
+    pruned = frame.set_index("trial").loc[5]
+    assert math.isnan(pruned["value"]) and pruned["epochs_run"] == 2 and pruned["epochs"] == 3
+    assert pruned["val_acc"] == pytest.approx(0.95) and "MedianPruner" in pruned["reason"]
+    assert frame["is_baseline"].tolist() == [n == BASELINE for n, *_ in TRIALS]
+
+
+def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> None:
+    data = open_study("demo", study_url)
+    summary = summarise(data)
+    rows = dict(summary_frame(data, summary).itertuples(index=False))
+    assert rows["trials"] == "9: 6 complete, 2 pruned, 1 failed, 0 running (the spec asks for 12)"
+    assert rows["epochs run (complete + pruned)"] == "21 of 24 without pruning (12% saved)"
+    # Fewer trials than the spec's count is not "partial": `hpo run --trials` may ask for fewer.
+    assert not data.partial
+    assert (summary.complete, summary.pruned, summary.failed, summary.running) == (6, 2, 1, 0)
+    # 6 complete x 3 epochs, pruned after 1 and 2, of 8 x 3 without pruning; the failed trial
+    # is left out of both (it stopped by diverging, not by pruning).
+    assert (summary.epochs_run, summary.epochs_planned) == (18 + 1 + 2, 24)
+    assert summary.epochs_saved == pytest.approx(3 / 24)
+    assert summary.trial_seconds == pytest.approx(6 * 7 + 3 + 5 + 3)  # 2 s per epoch + 1
+    assert summary.wall_seconds == pytest.approx(8 * 60 + 7)  # trial 0 start to trial 8 end
+
+
+# --- verdict ----------------------------------------------------------------------------------
+
+
+def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> None:
+    v = decide(open_study("demo", study_url), [])
+    assert v.kind == "unconfirmed" and v.difference is None
+    assert v.best is not None and v.baseline is not None
+    assert (v.best.trial, v.baseline.trial) == (BEST, BASELINE)
+    assert (v.best.val_acc, v.baseline.val_acc) == (0.9835, 0.9650)
+    assert v.best.test is not None and v.best.test.mean == FINAL_TEST[BEST]
+    assert v.best.test_source == ONE_SEED and "not a claim" in v.headline
+    assert "test 98.41% vs 97.02% (+1.39 pp)" in v.headline
+    assert v.best.seconds_per_epoch == pytest.approx(1.13)
+    keys = [k for k, _, _ in v.differing]
+    # gamma differs (0.9 vs 0.5) and both schedules use it; the seed is never a difference.
+    assert keys == [
+        "lr",
+        "momentum",
+        "hidden1",
+        "hidden2",
+        "schedule",
+        "gamma",
+        "step_every",
+        "head",
+    ]
+
+
+def test_verdict_says_not_finalized_and_uses_the_search_timings(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "s.db", finalized=False)
+    v = decide(open_study("demo", url), [])
+    assert v.best is not None and v.best.test is None and v.best.test_source == NOT_FINALIZED
+    assert v.best.seconds_per_epoch == pytest.approx(1.5 + BEST / 10)
+
+
+def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url: str) -> None:
+    runs = [
+        {"trial": BEST, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
+        for s, a in enumerate([0.980, 0.982, 0.984])
+    ]
+    runs += [
+        {"trial": BASELINE, "seed": s, "test_acc": a, "seconds_per_epoch": 2.0}
+        for s, a in enumerate([0.975, 0.977, 0.976])
+    ]
+    v = decide(open_study("demo", study_url), runs)
+    assert v.difference is not None
+    # Hand-computed in test_report_stats: 0.006 +- 3.21876 * sqrt(5e-6 / 3).
+    assert (v.difference.low, v.difference.high) == pytest.approx((0.0018446, 0.0101554), abs=1e-7)
+    assert v.kind == "beats" and "+0.60 pp" in v.headline
+    assert v.best is not None and v.best.test is not None and v.best.test.n == 3
+
+
+def test_verdict_on_a_study_with_only_pruned_and_failed_trials(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "p.db", finalized=False, trials=[2, 4, 5])
+    report = build_report(options(tmp_path, url))
+    assert report.verdict.kind == "none" and report.verdict.best is None
+    assert "2 pruned, 1 failed" in report.verdict.headline
+    page = report.html_path.read_text()
+    assert "No trial has completed yet" in page and "Needs at least two complete trials" in page
+    assert len(pd.read_csv(report.csv_path)) == 3
+
+
+def test_an_empty_study_renders_and_says_nothing_has_completed(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "e.db", finalized=False, trials=[])
+    report = build_report(options(tmp_path, url))
+    assert (
+        report.verdict.kind == "none" and "0 pruned, 0 failed, 0 running" in report.verdict.headline
+    )
+    assert len(pd.read_csv(report.csv_path)) == 0
+
+
+def test_a_study_without_a_baseline_trial_says_there_is_nothing_to_compare(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "n.db", finalized=False, trials=[1, 3])
+    report = build_report(options(tmp_path, url, pictures=True))
+    assert report.verdict.kind == "no-baseline" and report.verdict.best is not None
+    # Added to a fresh study, trials 1 and 3 are renumbered 0 and 1; the best is the second.
+    assert (report.verdict.best.trial, report.verdict.best.config["hidden1"]) == (1, 512)
+    assert "Pictures need a best trial and a baseline trial." in report.notes
+
+
+def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(
+    tmp_path: Path,
+) -> None:
+    url = build_study(tmp_path / "f.db")
+    study = optuna.load_study(study_name="demo", storage=url)
+    earlier = {**final_record(BEST), "trial": 6}  # as if finalized while trial 6 led
+    study.set_user_attr("final", {"best": earlier, "baseline": final_record(BASELINE)})
+    v = decide(open_study("demo", url), [])
+    assert v.best is not None and v.best.trial == BEST and v.best.test is None
+    assert "run `hpo finalize` again" in v.best.test_source
+    assert v.baseline is not None and v.baseline.test is not None  # still about trial 0
+
+
+def test_a_running_study_is_marked_partial(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "r.db", running=True)
+    report = build_report(options(tmp_path, url))
+    assert report.partial and report.summary.running == 1
+    page = report.html_path.read_text()
+    assert "<span class='badge partial'>partial</span>" in page
+    assert "Partial: 8 trials finished, 1 running" in report.notes[0]
+    assert pd.read_csv(report.csv_path)["state"].iloc[-1] == "RUNNING"
+
+
+def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "b.db", finalized=False, trials=[0, 2, 4])
+    v = decide(open_study("demo", url), [])
+    assert v.kind == "baseline-best" and "still the best" in v.headline
+
+
+# --- confirm and the trained-model cache --------------------------------------------------------
+
+
+def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
+    tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = build_study(tmp_path / "c.db", finalized=False)
+    data = open_study("demo", url)
+    assert [t.number for t in candidates(data, 2)] == [BEST, 6, BASELINE]
+    fast = {"epochs": 1, "hidden1": 32, "hidden2": 16}
+    monkeypatch.setattr(
+        "hpo.report.confirm.trial_config", lambda t: {**t.user_attrs["config"], **fast}
+    )
+    runs = run_confirm(
+        data,
+        synthetic_mnist,
+        _cpu(),
+        n_seeds=2,
+        top_k=1,
+        cache_dir=tmp_path / "models",
+        compile=False,
+    )
+    assert sorted((r["trial"], r["seed"]) for r in runs) == [(0, 0), (0, 1), (3, 0), (3, 1)]
+    assert {r["config"]["seed"] for r in runs} == {0, 1}
+    stored = stored_runs(open_study("demo", url))
+    assert [(r["trial"], r["seed"], r["test_acc"]) for r in stored] == [
+        (r["trial"], r["seed"], r["test_acc"]) for r in runs
+    ]
+    # A second, larger confirm trains only the new seed: the fits that exist are not redone.
+    calls: list[int] = []
+    real = trained
+
+    def counting(config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        calls.append(config.seed)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr("hpo.report.confirm.trained", counting)
+    more = run_confirm(
+        open_study("demo", url),
+        synthetic_mnist,
+        _cpu(),
+        n_seeds=3,
+        top_k=1,
+        cache_dir=tmp_path / "models",
+        compile=False,
+    )
+    assert calls == [2, 2] and len(more) == 6
+
+
+def test_trained_models_are_cached_and_reloaded_identically(
+    tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
+    first = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
+    monkeypatch.setattr("hpo.report.models.fit", _no_fit)
+    again = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
+    assert again.test_acc == first.test_acc and again.train_loss == first.train_loss
+    for a, b in zip(
+        first.model.state_dict().values(), again.model.state_dict().values(), strict=True
+    ):
+        assert a.equal(b)
+
+
+def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(
+    tmp_path: Path, study_url: str, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opts = options(tmp_path, study_url, pictures=True)
+    report = build_report(opts, mnist=synthetic_mnist)
+    page = report.html_path.read_text()
+    assert len(_pngs(page)) == 4
+    assert len(list(opts.models_dir.glob("*.pt"))) == 2
+    # The study's finalize numbers are made up here, so the retrained models cannot match them:
+    # the report must say so rather than show two test accuracies for one model silently.
+    assert any("finalize stored 98.41%" in n for n in report.notes)
+    monkeypatch.setattr("hpo.report.models.fit", _no_fit)
+    again = build_report(opts, mnist=synthetic_mnist)  # trains nothing: would raise
+    assert _pngs(again.html_path.read_text()) == _pngs(page)  # the same models, the same pictures
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def test_cli_refuses_a_missing_study_listing_the_names_there(
+    tmp_path: Path, study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    optuna.create_study(storage=study_url, study_name="other")
+    code = main(
+        [
+            "report",
+            "--study",
+            "nope",
+            "--storage",
+            study_url,
+            "--no-pictures",
+            "--out",
+            str(tmp_path / "r.html"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "no study named 'nope'" in err and "studies there: demo, other" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_cli_refuses_a_missing_storage_file_without_creating_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "absent.db"
+    code = main(["report", "--storage", f"sqlite:///{db}", "--no-pictures"])
+    assert code == 1 and "no study storage at" in capsys.readouterr().err and not db.exists()
+
+
+def test_cli_writes_html_and_csv_and_prints_json(
+    tmp_path: Path, study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out" / "report.html"
+    code = main(
+        [
+            "report",
+            "--study",
+            "demo",
+            "--storage",
+            study_url,
+            "--out",
+            str(out),
+            "--no-pictures",
+            "--format",
+            "json",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["html"] == str(out) and result["csv"] == str(out.with_name("trials.csv"))
+    assert result["html_bytes"] == out.stat().st_size
+    assert (result["best_trial"], result["baseline_trial"]) == (BEST, BASELINE)
+    assert result["verdict"] == "unconfirmed"
+
+
+def test_cli_rejects_a_one_seed_confirm_as_a_usage_error(study_url: str) -> None:
+    assert main(["report", "--storage", study_url, "--study", "demo", "--confirm", "1"]) == 2
+
+
+def test_trials_frame_matches_the_stored_values(study_url: str) -> None:
+    frame = trials_frame(open_study("demo", study_url)).set_index("trial")
+    for number, state, value, _, run in TRIALS:
+        assert frame.loc[number, "epochs_run"] == run
+        if state == TrialState.COMPLETE:
+            assert frame.loc[number, "value"] == value
+
+
+def _pngs(page: str) -> list[str]:
+    return re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+
+
+def _cpu() -> Any:
+    import torch
+
+    return torch.device("cpu")
+
+
+def _no_fit(*_args: Any, **_kwargs: Any) -> Any:
+    raise AssertionError("fit() was called: the cache was not used")

@@ -1,0 +1,371 @@
+"""The study driver on tiny learnable synthetic data: sampling, baseline, determinism, pruning,
+divergence, Ctrl-C, refusal of a changed space, TensorBoard events, finalize."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from hpo.config import TrainConfig
+from hpo.data import MnistArrays, raw_dir, write_idx
+from hpo.errors import HpoError
+from hpo.mnist import Mnist
+from hpo.progress import Counts, Progress
+from hpo.search import (
+    CURVE_KEYS,
+    StudyMismatchError,
+    finalize,
+    open_study,
+    run_study,
+    trial_seed,
+)
+from hpo.space import baseline_params, config_from_params, suggest
+from hpo.spec import StudySpec, parse_spec
+from hpo.storage import open_storage, requeue
+from hpo.tb import trial_dir
+
+CPU = torch.device("cpu")
+USER_ATTRS = {
+    "config",
+    "seed",
+    "is_baseline",
+    "origin",
+    "curves",
+    "epochs_run",
+    "device",
+    "device_name",
+    "versions",
+    "compiled",
+    "param_count",
+    "reason",
+    "wall_seconds",
+}
+TINY_SPACE: dict[str, Any] = {
+    "lr": {"low": 1e-4, "high": 0.3, "log": True},
+    "momentum": {"low": 0.5, "high": 0.95},
+    "hidden1": {"low": 8, "high": 32, "log": True},
+    "hidden2": {"low": 8, "high": 16},
+    "schedule": {"choices": ["tutorial", "step", "exponential", "cosine", "none"]},
+    "gamma": {"low": 0.5, "high": 0.99},
+    "step_every": {"low": 1, "high": 3},
+    "head": "logits",
+}
+
+
+def learnable_arrays(n_train: int, n_test: int, seed: int = 0) -> MnistArrays:
+    """Ten noisy class templates: learnable in an epoch or two, unlike uniform noise."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.rand(10, 28, 28, generator=g) * 255
+    out: list[torch.Tensor] = []
+    for n in (n_train, n_test):
+        y = torch.randint(0, 10, (n,), generator=g)
+        x = templates[y] * 0.25 + torch.rand(n, 28, 28, generator=g) * 190
+        out += [x.clamp(0, 255).to(torch.uint8), y]
+    return MnistArrays(*out)
+
+
+@pytest.fixture(scope="module")
+def mnist(tmp_path_factory: pytest.TempPathFactory) -> Mnist:
+    root = tmp_path_factory.mktemp("mnist")
+    arrays = learnable_arrays(1500, 300)
+    for name, tensor in zip(
+        (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ),
+        arrays.__dict__.values(),
+        strict=True,
+    ):
+        write_idx(raw_dir(root) / name, tensor)
+    return Mnist(root, arrays, val_size=500)
+
+
+def tiny_spec(**top: Any) -> StudySpec:
+    space = {**TINY_SPACE, **top.pop("space", {})}
+    data = {
+        "trials": 4,
+        "epochs": 2,
+        "seed": 0,
+        "sampler": {"name": "tpe", "n_startup_trials": 2},
+        "pruner": {"name": "none"},
+        "space": space,
+        **top,
+    }
+    return parse_spec(data)
+
+
+def run(spec: StudySpec, tmp: Path, n: int, name: str = "s", **kw: Any) -> optuna.Study:
+    storage = open_storage(f"sqlite:///{tmp / 'hpo.db'}", heartbeat_interval=1)
+    kw.setdefault("runs_dir", tmp / "runs")
+    run_study(spec, storage, name, n, CPU, kw.pop("mnist"), Progress(), compile=False, **kw)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def test_sampled_params_respect_the_space_and_its_conditionals() -> None:
+    spec = tiny_spec()
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    schedules = set()
+    for _ in range(150):
+        trial = study.ask()
+        params = suggest(trial, spec.space)
+        assert 1e-4 <= params["lr"] <= 0.3 and 0.5 <= params["momentum"] <= 0.95
+        assert 8 <= params["hidden1"] <= 32 and isinstance(params["hidden1"], int)
+        assert 8 <= params["hidden2"] <= 16
+        assert "head" not in params and "batch_size" not in params  # fixed, not searched
+        schedule = params["schedule"]
+        schedules.add(schedule)
+        assert ("gamma" in params) == (schedule in ("tutorial", "step", "exponential"))
+        assert ("step_every" in params) == (schedule in ("tutorial", "step"))
+        config = config_from_params(spec.space, params, epochs=2, seed=5)
+        assert config.head == "logits" and config.batch_size == 64 and config.seed == 5
+        study.tell(trial, 0.0)
+    assert schedules == {"tutorial", "step", "exponential", "cosine", "none"}
+
+
+def test_baseline_params_leave_out_a_category_the_space_lacks() -> None:
+    spec = tiny_spec(
+        space={"schedule": {"choices": ["cosine", "none"]}, "lr": {"low": 0.05, "high": 0.3}}
+    )
+    params = baseline_params(spec.space)
+    assert "schedule" not in params
+    assert params["lr"] == 0.01  # outside the range, still enqueued: Optuna 5 accepts it
+    assert params["gamma"] == 0.9 and params["step_every"] == 5
+
+
+def test_trial_zero_is_the_tutorials_config_even_outside_the_space(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(space={"lr": {"low": 0.05, "high": 0.3}, "hidden1": {"low": 8, "high": 16}})
+    study = run(spec, tmp_path, 2, mnist=mnist)
+    t0 = study.trials[0]
+    assert t0.user_attrs["is_baseline"] is True
+    assert t0.user_attrs["config"] == TrainConfig(epochs=2, seed=0).to_dict()
+    assert t0.params["lr"] == 0.01 and t0.params["hidden1"] == 300
+    assert t0.state == TrialState.COMPLETE
+    assert study.trials[1].user_attrs["is_baseline"] is False
+    assert all(set(t.user_attrs) == USER_ATTRS for t in study.trials)
+
+
+def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -> None:
+    spec = tiny_spec(trials=5)
+    a = run(spec, tmp_path / "a", 5, mnist=mnist).trials
+    b = run(spec, tmp_path / "b", 5, mnist=mnist).trials
+    assert [t.params for t in a] == [t.params for t in b]
+    assert [t.value for t in a] == [t.value for t in b]
+    assert [t.user_attrs["curves"]["val_loss"] for t in a] == [
+        t.user_attrs["curves"]["val_loss"] for t in b
+    ]
+    assert len({repr(t.params) for t in a}) == 5  # the sampler did explore
+    assert [t.user_attrs["seed"] for t in a] == [trial_seed(0, n) for n in range(5)]
+
+
+def test_a_different_seed_samples_differently(mnist: Mnist, tmp_path: Path) -> None:
+    a = run(tiny_spec(seed=0), tmp_path / "a", 3, mnist=mnist).trials
+    b = run(tiny_spec(seed=1), tmp_path / "b", 3, mnist=mnist).trials
+    assert a[0].params == b[0].params  # both baselines
+    assert a[1].params != b[1].params
+
+
+def test_pruning_stops_hopeless_trials_and_keeps_their_cut_curves(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(
+        epochs=4,
+        space={"lr": {"low": 1e-6, "high": 0.3, "log": True}},
+        sampler={"name": "random"},
+        pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
+    )
+    study = run(spec, tmp_path, 8, mnist=mnist)
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "a median pruner with one startup trial prunes someone among 8"
+    for t in pruned:
+        run_epochs = t.user_attrs["epochs_run"]
+        assert run_epochs < 4
+        assert all(len(t.user_attrs["curves"][k]) == run_epochs for k in CURVE_KEYS)
+        assert len(t.intermediate_values) == run_epochs
+        assert t.user_attrs["reason"] == f"pruned at epoch {run_epochs} of 4"
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 8
+    # TensorBoard's own reader: one point per epoch actually run, steps 0..n-1.
+    for t in study.trials:
+        events = EventAccumulator(str(trial_dir(tmp_path / "runs", "s", t.number)))
+        events.Reload()
+        for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "lr"):
+            steps = [e.step for e in events.Scalars(tag)]
+            assert steps == list(range(t.user_attrs["epochs_run"])), (t.number, tag)
+        val = [e.value for e in events.Scalars("val/acc")]
+        assert val == pytest.approx(t.user_attrs["curves"]["val_acc"])
+        assert events.summary_metadata["_hparams_/session_start_info"] is not None
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(
+        sampler={"name": "random"}, space={"lr": {"low": 1e-2, "high": 1e34, "log": True}}
+    )
+    study = run(spec, tmp_path, 5, mnist=mnist)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed, "lr up to 1e34 diverges for some trials"
+    for t in failed:
+        assert t.user_attrs["reason"].startswith("diverged: train loss nan at epoch 1 of 2")
+        assert t.user_attrs["curves"]["train_loss"] == [None]  # NaN stored as null
+    assert any(t.state == TrialState.COMPLETE and t.number > failed[0].number for t in study.trials)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
+
+
+def test_ten_failures_in_a_row_stop_the_run_with_a_clear_error(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(
+        sampler={"name": "random"}, space={"lr": {"low": 1e33, "high": 1e34, "log": True}}
+    )
+    with pytest.raises(HpoError, match=r"10 trials in a row failed .*diverged"):
+        run(spec, tmp_path, 3, mnist=mnist)
+
+
+def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    class InterruptAt(Progress):
+        def epoch(self, number: int, epoch: int) -> None:
+            if number == 2:
+                raise KeyboardInterrupt
+
+    spec = tiny_spec()
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, storage, "s", 4, CPU, mnist, InterruptAt(), runs_dir=None, compile=False)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials[:3]] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL]
+    assert study.trials[2].user_attrs["reason"].startswith("interrupted")
+    run_study(spec, storage, "s", 4, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    again = trials[3]  # the queued re-run comes first
+    assert again.params == trials[2].params and again.user_attrs["origin"] == 2
+    assert again.user_attrs["seed"] == trials[2].user_attrs["seed"] == trial_seed(0, 2)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
+
+
+def test_a_study_with_another_space_is_refused_and_left_untouched(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    run(tiny_spec(), tmp_path, 2, mnist=mnist)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    before = optuna.load_study(study_name="s", storage=storage)
+    trials, attrs = before.trials, before.user_attrs
+    for changed in (tiny_spec(space={"hidden2": {"low": 8, "high": 17}}), tiny_spec(epochs=3)):
+        with pytest.raises(StudyMismatchError, match="Nothing was changed"):
+            open_study(changed, storage, "s")
+    after = optuna.load_study(study_name="s", storage=storage)
+    assert after.trials == trials and after.user_attrs == attrs
+
+
+def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_path: Path) -> None:
+    study = run(tiny_spec(), tmp_path, 3, mnist=mnist)
+    final = finalize(study, mnist, CPU, compile=False)
+    stored = optuna.load_study(study_name="s", storage=study._storage).user_attrs["final"]
+    assert stored == final and "finalized_at" in final
+    keys = {
+        "trial",
+        "config",
+        "val_acc",
+        "test_acc",
+        "test_loss",
+        "train_seconds",
+        "seconds_per_epoch",
+        "param_count",
+        "device",
+    }
+    assert final["baseline"]["trial"] == 0 and keys <= set(final["baseline"])
+    assert (
+        final["best"]["trial"]
+        == max(
+            (t for t in study.trials if t.value is not None), key=lambda t: (t.value, -t.number)
+        ).number
+    )
+    assert 0.0 <= final["best"]["test_acc"] <= 1.0
+    assert final["best"]["val_acc"] == study.trials[final["best"]["trial"]].value
+    # the same two trials again: the stored result is reused, not retrained
+    assert finalize(study, mnist, CPU, compile=False)["finalized_at"] == final["finalized_at"]
+
+
+def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() -> None:
+    now = [0.0]
+    for tty in (True, False):
+        out = io.StringIO()
+        p = Progress(out, tty=tty, clock=lambda: now[0])
+        p.start(Counts(4))
+        p.trial_started(0, 10, is_baseline=True)
+        now[0] += 5.0
+        p.epoch(0, 0)  # 5 s per epoch, 10 epochs, 4 trials: 195 s still to go
+        assert p.remaining() == pytest.approx(4 * 50 - 5)
+        now[0] += 45.0
+        p.trial_finished(
+            0, "complete: 0.9700", Counts(4, complete=1, best_value=0.97, best_trial=0)
+        )
+        p.close()
+        text = out.getvalue()
+        if tty:
+            assert "\r" in text and "\x1b[K" in text
+            assert "#0 epoch 1/10" in text and "trial 0 complete" not in text
+        else:
+            assert "\r" not in text
+            assert text.splitlines()[-1] == (
+                "trial 0 complete: 0.9700 | trials 1/4 | pruned 0 | failed 0 | best 0.9700 (#0) "
+                "| 0:50 elapsed, ~2:30 left"
+            )
+
+
+def test_a_lost_baseline_outside_the_space_is_failed_and_run_again(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """A trial whose heartbeat stopped (its process was killed) is failed by the next run and its
+    parameters queued again: here the baseline, whose hidden1=300 lies outside the range, which
+    Optuna's own retry callback could not re-create."""
+    spec = tiny_spec()  # hidden1 in [8, 32]
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = open_study(spec, storage, "s")
+    with pytest.warns(UserWarning):
+        lost = study.ask()  # pops the queued baseline, as a worker that then dies would
+    lost.set_user_attr("origin", lost.number)
+    storage.record_heartbeat(lost._trial_id)
+    time.sleep(3.5)  # silent for longer than the grace period (3 x 1 s)
+    run_study(spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[0].state == TrialState.FAIL
+    again = [t for t in trials if t.user_attrs.get("origin") == 0 and t.number > 0]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    assert again[0].user_attrs["is_baseline"] is True
+    assert again[0].user_attrs["config"] == TrainConfig(epochs=2, seed=0).to_dict()
+    assert again[0].params["hidden1"] == 300
+
+
+def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
+    study = optuna.create_study()
+    for attempt in range(1, 6):
+        lost = optuna.trial.create_trial(
+            state=TrialState.FAIL,
+            params={"x": 1.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0, 2)},
+            user_attrs={"origin": 0, "is_baseline": True},
+        )
+        study.add_trial(lost)
+        before = len(study.get_trials(states=(TrialState.WAITING,)))
+        requeue(study, study.trials[-1])
+        queued = study.get_trials(states=(TrialState.WAITING,))
+        # attempts so far: the FAIL ones plus those already queued
+        assert len(queued) == before + (attempt + before <= 3)
+    first = study.get_trials(states=(TrialState.WAITING,))[0]
+    assert first.user_attrs == {"origin": 0, "is_baseline": True}
+    assert first.system_attrs["fixed_params"] == {"x": 1.5}

@@ -1,0 +1,151 @@
+"""Study specs: every malformed case is refused with its key named; valid specs parse fully."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpo.config import TrainConfig
+from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError, load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def refused(data: dict[str, Any]) -> str:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, source="t.toml")
+    return str(info.value)
+
+
+def test_default_spec_file_parses_to_the_documented_study() -> None:
+    spec = load_spec(REPO / "studies" / "mnist_mlp.toml")
+    assert (spec.trials, spec.epochs, spec.seed, spec.objective) == (50, 20, 0, "val_acc")
+    assert spec.sampler.to_dict() == {"name": "tpe", "n_startup_trials": 10, "multivariate": True}
+    assert spec.pruner.to_dict() == {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
+    assert spec.space["lr"] == FloatRange(1e-3, 0.3, log=True)
+    assert spec.space["hidden1"] == IntRange(32, 1024, log=True)
+    assert spec.space["schedule"] == Choice(("tutorial", "step", "exponential", "cosine", "none"))
+    assert spec.space["batch_size"] == Fixed(64)
+    assert spec.space["head"] == Fixed("logits")
+
+
+def test_smoke_spec_file_parses() -> None:
+    spec = load_spec(REPO / "studies" / "smoke.toml")
+    assert spec.trials == 4 and spec.epochs == 2
+
+
+def test_omitted_space_keys_are_fixed_at_the_tutorials_values() -> None:
+    spec = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}}})
+    assert spec.space["momentum"] == Fixed(TrainConfig().momentum)
+    assert spec.space["schedule"] == Fixed("tutorial")
+
+
+def test_same_space_written_two_ways_has_the_same_digest() -> None:
+    short = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}}})
+    explicit = parse_spec(
+        {"space": {"lr": {"low": 0.001, "high": 0.1, "log": False}, "momentum": 0.9}}
+    )
+    other = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.2}}})
+    assert short.space.digest() == explicit.space.digest()
+    assert short.space.digest() != other.space.digest()
+
+
+def test_unknown_top_level_key_is_named_with_the_allowed_keys() -> None:
+    msg = refused({"epoch": 3})
+    assert "epoch: unknown key" in msg and "epochs" in msg and "t.toml" in msg
+
+
+def test_unknown_space_key_is_named() -> None:
+    assert "space.learning_rate: unknown key" in refused({"space": {"learning_rate": 0.1}})
+
+
+def test_unknown_key_inside_a_range_is_named() -> None:
+    msg = refused({"space": {"lr": {"low": 0.01, "high": 0.1, "lg": True}}})
+    assert "space.lr.lg: unknown key" in msg
+
+
+def test_wrong_types_are_named_with_what_was_given() -> None:
+    assert "epochs: expected an integer >= 1, got '20' (string)" in refused({"epochs": "20"})
+    assert "seed: expected an integer >= 0, got True (boolean)" in refused({"seed": True})
+    msg = refused({"space": {"lr": {"low": "small", "high": 0.1}}})
+    assert "space.lr.low: expected a number, got 'small' (string)" in msg
+    msg = refused({"space": {"hidden1": 3.5}})
+    assert "space.hidden1: expected an integer, got 3.5 (float)" in msg
+
+
+def test_empty_and_inverted_ranges_are_refused() -> None:
+    assert "space.lr: empty or inverted range" in refused(
+        {"space": {"lr": {"low": 0.1, "high": 0.1}}}
+    )
+    assert "space.hidden1: empty or inverted range" in refused(
+        {"space": {"hidden1": {"low": 512, "high": 32}}}
+    )
+
+
+def test_log_range_needs_a_positive_low() -> None:
+    msg = refused({"space": {"momentum": {"low": 0.0, "high": 0.9, "log": True}}})
+    assert "space.momentum: a log range needs low > 0" in msg
+
+
+def test_values_outside_a_fields_domain_are_refused() -> None:
+    assert "space.momentum: must be in [0, 1), got 1.0" in refused({"space": {"momentum": 1.0}})
+    assert "space.lr.low: must be > 0" in refused({"space": {"lr": {"low": -1, "high": 1}}})
+
+
+def test_unknown_sampler_pruner_and_schedule_are_named_with_the_choices() -> None:
+    assert "sampler.name: 'bayes' is not one of tpe, random, cmaes, qmc" in refused(
+        {"sampler": {"name": "bayes"}}
+    )
+    assert "pruner.name: 'asha' is not one of median, hyperband" in refused(
+        {"pruner": {"name": "asha"}}
+    )
+    msg = refused({"space": {"schedule": {"choices": ["cosine", "linear"]}}})
+    assert "space.schedule.choices[1]: must be one of tutorial, step" in msg
+
+
+def test_an_option_of_another_sampler_or_pruner_is_refused() -> None:
+    assert "sampler.n_startup_trials: unknown key" in refused(
+        {"sampler": {"name": "qmc", "n_startup_trials": 3}}
+    )
+    assert "pruner.n_warmup_steps: unknown key" in refused(
+        {"pruner": {"name": "hyperband", "n_warmup_steps": 3}}
+    )
+    assert "sampler.qmc_type: 'lattice'" in refused(
+        {"sampler": {"name": "qmc", "qmc_type": "lattice"}}
+    )
+
+
+def test_a_range_on_a_text_field_and_empty_choices_are_refused() -> None:
+    assert "space.head: a text field takes" in refused({"space": {"head": {"low": 1, "high": 2}}})
+    assert "space.schedule.choices: expected a non-empty array" in refused(
+        {"space": {"schedule": {"choices": []}}}
+    )
+
+
+def test_direction_must_match_the_objective() -> None:
+    assert "direction: val_acc is to be maximized" in refused({"direction": "minimize"})
+    assert "objective: 'test_acc' is not one of" in refused({"objective": "test_acc"})
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    msg = refused({"epochs": 0, "sampler": {"name": "x"}, "space": {"lr": 0}})
+    assert "epochs:" in msg and "sampler.name" in msg and "space.lr" in msg
+
+
+def test_bad_toml_and_missing_file_are_spec_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3\n")
+    with pytest.raises(SpecError, match="not valid TOML"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="not found"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_overrides_are_validated_too() -> None:
+    spec = parse_spec({})
+    assert spec.with_overrides(epochs=3, seed=7).epochs == 3
+    assert spec.with_overrides(epochs=3, seed=7).seed == 7
+    with pytest.raises(SpecError, match="--epochs"):
+        spec.with_overrides(epochs=0)
