@@ -142,14 +142,10 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
-    history: list[EpochMetrics] = []
-    status: Status = "complete"
-    for epoch in range(config.epochs):
-        lr = lr_at(config, epoch)
+
+    def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)
         totals.zero_()
-        synchronize(device)
-        start = time.perf_counter()
         for idx in batches(len(data.train), config.batch_size, generator):
             step(
                 data.train.x,
@@ -164,25 +160,12 @@ def fit(
                 softmax,
             )
         loss_sum, correct, steps = totals.tolist()  # the epoch's one host sync
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        eval_loss, eval_acc = evaluate_state(state, eval_set.x, eval_set.y, softmax)
-        metrics = EpochMetrics(
-            epoch,
-            lr,
-            loss_sum / steps,
-            correct / len(data.train),
-            eval_loss,
-            eval_acc,
-            train_seconds,
-            time.perf_counter() - start,
-        )
-        history.append(metrics)
-        if not math.isfinite(metrics.train_loss):
-            status = "diverged"
-            break
-        if on_epoch is not None:
-            on_epoch(metrics)
+        return loss_sum / steps, correct / len(data.train)
+
+    history, status = _run_epochs(
+        config, device, train_epoch,
+        lambda: evaluate_state(state, eval_set.x, eval_set.y, softmax), on_epoch,
+    )  # fmt: skip
     return FitResult(
         config,
         str(device),
@@ -193,6 +176,33 @@ def fit(
         state.load_into(net).eval(),
         compile_seconds,
     )
+
+
+def _run_epochs(
+    config: TrainConfig,
+    device: torch.device,
+    train_epoch: Callable[[float], tuple[float, float]],
+    evaluate: Callable[[], tuple[float, float]],
+    on_epoch: OnEpoch | None,
+) -> tuple[list[EpochMetrics], Status]:
+    """The epoch loop both data paths share: lr schedule, timing, evaluation, divergence."""
+    history: list[EpochMetrics] = []
+    for epoch in range(config.epochs):
+        lr = lr_at(config, epoch)
+        synchronize(device)
+        start = time.perf_counter()
+        train_loss, train_acc = train_epoch(lr)
+        train_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        eval_loss, eval_acc = evaluate()
+        metrics = EpochMetrics(epoch, lr, train_loss, train_acc, eval_loss, eval_acc,
+                               train_seconds, time.perf_counter() - start)  # fmt: skip
+        history.append(metrics)
+        if not math.isfinite(train_loss):
+            return history, "diverged"
+        if on_epoch is not None:
+            on_epoch(metrics)
+    return history, "complete"
 
 
 def _prepare_step(
@@ -268,16 +278,12 @@ def _fit_torchvision(
     optimiser = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
     criterion = torch.nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(config.seed)
-    history: list[EpochMetrics] = []
-    status: Status = "complete"
-    for epoch in range(config.epochs):
-        lr = lr_at(config, epoch)
+
+    def train_epoch(lr: float) -> tuple[float, float]:
         for group in optimiser.param_groups:
             group["lr"] = lr
         order = [b.tolist() for b in batches(len(train_set), config.batch_size, generator)]  # type: ignore[arg-type]
         net.train()
-        synchronize(device)
-        start = time.perf_counter()
         loss_sum, correct, seen = 0.0, 0, 0
         for images, labels in DataLoader(train_set, batch_sampler=order):
             images, labels = images.to(device), labels.to(device)
@@ -289,27 +295,12 @@ def _fit_torchvision(
             loss_sum += loss.item()
             correct += int((out.argmax(1) == labels).sum())
             seen += len(labels)
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        eval_loss, eval_acc = _evaluate_loader(
-            net, DataLoader(eval_set, batch_size=EVAL_BATCH), device
-        )
-        metrics = EpochMetrics(
-            epoch,
-            lr,
-            loss_sum / len(order),
-            correct / seen,
-            eval_loss,
-            eval_acc,
-            train_seconds,
-            time.perf_counter() - start,
-        )
-        history.append(metrics)
-        if not math.isfinite(metrics.train_loss):
-            status = "diverged"
-            break
-        if on_epoch is not None:
-            on_epoch(metrics)
+        return loss_sum / len(order), correct / seen
+
+    eval_loader = DataLoader(eval_set, batch_size=EVAL_BATCH)
+    history, status = _run_epochs(
+        config, device, train_epoch, lambda: _evaluate_loader(net, eval_loader, device), on_epoch
+    )
     return FitResult(
         config,
         str(device),
