@@ -1,10 +1,11 @@
 """The live progress line on stderr: redrawn in place on a terminal, one line per trial otherwise
-(so logs and CI output stay readable)."""
+(so logs and CI output stay readable). One display per ``hpo run``: with ``--jobs N`` the parent
+draws it from what it reads in the storage, and the workers are silent."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -25,6 +26,16 @@ class Counts:
     @property
     def finished(self) -> int:
         return self.complete + self.pruned
+
+
+@dataclass(frozen=True)
+class Running:
+    """A trial in training, as the display shows it."""
+
+    number: int
+    epochs_done: int
+    epochs: int
+    elapsed: float  # seconds since it started
 
 
 def clock_text(seconds: float) -> str:
@@ -54,7 +65,8 @@ def render(counts: Counts, running: str, elapsed: float, remaining: float | None
 
 
 class Progress:
-    """Told about the study by the search loop; silent when ``stream`` is None."""
+    """Told about the study by the search loop (or by the parent of ``--jobs`` workers, which
+    reads it from the storage); silent when ``stream`` is None."""
 
     def __init__(
         self,
@@ -62,16 +74,16 @@ class Progress:
         *,
         tty: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
+        workers: int = 1,
     ) -> None:
         self._stream = stream
         self._tty = stream is not None and (stream.isatty() if tty is None else tty)
         self._clock = clock
         self._start = clock()
+        self._workers = max(1, workers)
         self._counts = Counts(0)
-        self._trial: int | None = None
-        self._trial_start = 0.0
-        self._epoch, self._epochs = 0, 0
-        self._durations: list[float] = []  # trials finished by this process
+        self._running: dict[int, list[float]] = {}  # number -> [start, epochs done, epochs]
+        self._durations: list[float] = []  # trials finished since the start
         self._drawn = False
 
     def start(self, counts: Counts) -> None:
@@ -79,18 +91,30 @@ class Progress:
         self._emit(f"{counts.finished} of {counts.target} trials finished at start", line=True)
 
     def trial_started(self, number: int, epochs: int, *, is_baseline: bool) -> None:
-        self._trial, self._trial_start = number, self._clock()
-        self._epoch, self._epochs = 0, epochs
+        self._running = {number: [self._clock(), 0, epochs]}
         self._redraw()
 
     def epoch(self, number: int, epoch: int) -> None:
-        self._epoch = epoch + 1
+        if number in self._running:
+            self._running[number][1] = epoch + 1
         self._redraw()
 
-    def trial_finished(self, number: int, outcome: str, counts: Counts) -> None:
-        if self._trial == number:
-            self._durations.append(self._clock() - self._trial_start)
-        self._trial, self._counts = None, counts
+    def running(self, trials: Sequence[Running]) -> None:
+        """Replace the running trials with those read from the storage."""
+        now = self._clock()
+        self._running = {t.number: [now - t.elapsed, t.epochs_done, t.epochs] for t in trials}
+        self._redraw()
+
+    def trial_finished(
+        self, number: int, outcome: str, counts: Counts, *, seconds: float | None = None
+    ) -> None:
+        """``seconds``: the trial's duration when known from elsewhere (the storage)."""
+        started = self._running.pop(number, None)
+        if seconds is None and started is not None:
+            seconds = self._clock() - started[0]
+        if seconds is not None:
+            self._durations.append(seconds)
+        self._counts = counts
         if not self._tty:
             self._emit(f"trial {number} {outcome} | {self._line()}", line=True)
             return
@@ -120,16 +144,18 @@ class Progress:
         now = self._clock()
         if self._durations:
             per_trial = sum(self._durations) / len(self._durations)
-        elif self._trial is not None and self._epoch:
-            per_trial = (now - self._trial_start) / self._epoch * self._epochs
         else:
-            return None
-        current = now - self._trial_start if self._trial is not None else 0.0
-        return max(0.0, todo * per_trial - current)
+            rates = [(now - s) / done * n for s, done, n in self._running.values() if done]
+            if not rates:
+                return None
+            per_trial = sum(rates) / len(rates)
+        current = sum(now - s for s, _, _ in self._running.values())
+        return max(0.0, (todo * per_trial - current) / self._workers)
 
     def _line(self) -> str:
-        running = (
-            f"#{self._trial} epoch {self._epoch}/{self._epochs}" if self._trial is not None else ""
+        running = ", ".join(
+            f"#{n} epoch {int(done)}/{int(epochs)}"
+            for n, (_, done, epochs) in sorted(self._running.items())
         )
         return render(self._counts, running, self._clock() - self._start, self.remaining())
 

@@ -1,12 +1,14 @@
 """The study driver: create or resume a study, run trials until N have finished, finalize.
 
-One pass of the loop runs one trial through ``study.optimize(n_trials=1)``, which brings Optuna's
-heartbeat and stale-trial recovery; the objective, ``run_trial(trial, ctx)``, has the ask/tell
-shape, so an executor that trains several asked trials per pass can replace the pass later.
+One pass of the loop asks for a trial, trains it with ``run_trial(trial, ctx)`` under a heartbeat
+and tells the outcome. Any number of such loops, in processes on one machine or many, may share one
+study (Optuna's distributed mode): each fails the stale trials it finds, and a trial only trains
+while the study still needs it, so the finished trials come out at exactly the target.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import math
@@ -29,6 +31,7 @@ from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Counts, Progress
 from hpo.provenance import library_versions
+from hpo.sampling import TrialSeededSampler
 from hpo.space import (
     baseline_config,
     baseline_outside_space,
@@ -37,8 +40,8 @@ from hpo.space import (
     suggest,
     suggest_baseline,
 )
-from hpo.spec import StudySpec
-from hpo.storage import GRACE_FACTOR, mask_url, requeue
+from hpo.spec import Component, StudySpec
+from hpo.storage import GRACE_FACTOR, Heartbeat, mask_url, reporting_loss, requeue
 from hpo.tb import TrialWriter, trial_dir
 from hpo.train import EpochMetrics, fit, use_compile
 
@@ -54,6 +57,11 @@ CURVE_KEYS = (
 # What a trial that never reported back says: its worker was killed, crashed or lost power.
 UNFINISHED = "unfinished: the worker stopped before the trial ended (killed or crashed)"
 MAX_FAILS_IN_A_ROW = 10
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+LIVE = (TrialState.RUNNING, TrialState.WAITING)
+# How often a worker with no free place looks again: the place may open (a trial failed) or the
+# study may be done, and the parent of --jobs workers waits for the last of them to notice.
+WAIT_POLL_S = 1.0
 
 
 class Diverged(Exception):
@@ -120,17 +128,24 @@ class StudySummary:
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    s, seed = spec.sampler, spec.seed
+    """The spec's sampler, reseeded per trial from (seed, trial number): see hpo.sampling."""
+    return TrialSeededSampler(functools.partial(_build_sampler, spec.sampler), spec.seed)
+
+
+def _build_sampler(s: Component, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if s.name == "tpe":
             multivariate = bool(s.option("multivariate"))
             # group=True: the conditional gamma/step_every get their own joint model.
+            # constant_liar (Optuna's default, spelt out): a trial running in another worker
+            # counts as a poor result, so parallel workers spread out instead of piling up.
             return optuna.samplers.TPESampler(
                 seed=seed,
                 n_startup_trials=s.option("n_startup_trials"),
                 multivariate=multivariate,
                 group=multivariate,
+                constant_liar=True,
             )
         if s.name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -321,9 +336,11 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
         raise
     finally:
-        trial.set_user_attr("wall_seconds", time.perf_counter() - began)
-        if writer is not None and config is not None:
-            writer.close(config, number=number, is_baseline=is_baseline, state=state)
+        try:
+            trial.set_user_attr("wall_seconds", time.perf_counter() - began)
+        finally:  # the events file is complete even when the storage went away
+            if writer is not None and config is not None:
+                writer.close(config, number=number, is_baseline=is_baseline, state=state)
 
 
 def objective_of(spec: StudySpec, m: EpochMetrics) -> float:
@@ -352,9 +369,14 @@ def _store_curves(trial: optuna.Trial, history: list[EpochMetrics], began: float
 
 
 def counts(study: optuna.Study, target: int) -> Counts:
-    trials = study.get_trials(deepcopy=False)
+    return counts_of(study.get_trials(deepcopy=False), target, study.direction)
+
+
+def counts_of(
+    trials: list[FrozenTrial], target: int, direction: optuna.study.StudyDirection
+) -> Counts:
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
-    best = best_trial(study, trials)
+    best = _best(trials, direction)
     return Counts(
         target,
         n[TrialState.COMPLETE],
@@ -368,14 +390,14 @@ def counts(study: optuna.Study, target: int) -> Counts:
 
 
 def best_trial(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
-    done = [
-        t
-        for t in trials or study.get_trials(deepcopy=False)
-        if t.state == TrialState.COMPLETE and t.value is not None
-    ]
+    return _best(trials or study.get_trials(deepcopy=False), study.direction)
+
+
+def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     if not done:
         return None
-    sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+    sign = 1 if direction == optuna.study.StudyDirection.MAXIMIZE else -1
     return max(done, key=lambda t: (sign * (t.value or 0.0), -t.number))
 
 
@@ -404,15 +426,31 @@ def run_study(
     compile: bool | None = None,
 ) -> StudySummary:
     """Run trials until ``n_trials`` have finished (complete or pruned) in the study in total,
-    so running the same command again after an interruption finishes the job."""
+    so running the same command again after an interruption finishes the job; other processes
+    may run the same loop on the same study at the same time.
+
+    A database that goes away mid-study raises one StorageLostError naming it (masked)."""
     if n_trials < 1:
         raise ValueError(f"n_trials must be >= 1 (got {n_trials})")
-    study = open_study(spec, storage, study_name)
-    ctx = TrialContext(spec, study_name, mnist, device, progress, runs_dir, compile)
-    objective = functools.partial(run_trial, ctx=ctx)
+    with reporting_loss(storage.url):
+        study = open_study(spec, storage, study_name)
+        ctx = TrialContext(spec, study_name, mnist, device, progress, runs_dir, compile)
+        stopped = _loop(study, storage, ctx, n_trials, timeout)
+        return summarize(study, storage, n_trials, stopped)
+
+
+def _loop(
+    study: optuna.Study,
+    storage: RDBStorage,
+    ctx: TrialContext,
+    n_trials: int,
+    timeout: float | None,
+) -> str:
+    """The trials of this process; returns why it stopped before the target ("timeout") or ""."""
+    progress = ctx.progress
     interval = storage.get_heartbeat_interval() or 1
     deadline = None if timeout is None else time.monotonic() + timeout
-    stopped, fails, waited_on = "", 0, None
+    fails, waited_on = 0, None
     progress.start(counts(study, n_trials))
     try:
         while True:
@@ -421,41 +459,85 @@ def run_study(
                 optuna.storages.fail_stale_trials(study)
             now = counts(study, n_trials)
             if now.finished >= n_trials:
-                break
+                return ""
             if deadline is not None and time.monotonic() >= deadline:
-                stopped = "timeout"
-                break
-            if now.finished + now.running >= n_trials and now.waiting == 0:
+                return "timeout"
+            if now.finished + now.running >= n_trials:
                 running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
                 if running != waited_on:  # say it once, not every poll
                     progress.waiting(running, GRACE_FACTOR * interval, now)
                     waited_on = running
-                time.sleep(interval)
+                time.sleep(min(interval, WAIT_POLL_S))
                 continue
-            for t in _one_pass(study, objective):
-                fails = fails + 1 if t.state == TrialState.FAIL else 0
-                progress.trial_finished(t.number, outcome(t), counts(study, n_trials))
-                if fails >= MAX_FAILS_IN_A_ROW:
-                    raise HpoError(
-                        f"{fails} trials in a row failed (last: trial {t.number}, "
-                        f"{t.user_attrs.get('reason')}); stopping. Check the search space "
-                        "(a learning rate too high diverges) and rerun to continue the study."
-                    )
+            t = run_one(study, storage, ctx, n_trials)
+            if t is None:  # another worker took the last free place first
+                continue
+            fails = fails + 1 if t.state == TrialState.FAIL else 0
+            progress.trial_finished(t.number, outcome(t), counts(study, n_trials))
+            if fails >= MAX_FAILS_IN_A_ROW:
+                raise HpoError(
+                    f"{fails} trials in a row failed (last: trial {t.number}, "
+                    f"{t.user_attrs.get('reason')}); stopping. Check the search space "
+                    "(a learning rate too high diverges) and rerun to continue the study."
+                )
     finally:
         progress.close()
-    return summarize(study, storage, n_trials, stopped)
 
 
-def _one_pass(study: optuna.Study, objective: Any) -> list[FrozenTrial]:
-    """Run one trial; the place for an executor that trains several asked trials at once."""
-    ran: list[FrozenTrial] = []
+def run_one(
+    study: optuna.Study, storage: RDBStorage, ctx: TrialContext, target: int
+) -> FrozenTrial | None:
+    """Ask for a trial, train it under a heartbeat, tell its outcome; None when the study no
+    longer needs it (the trial goes back to the queue untrained).
+
+    Ask, train, tell by hand rather than ``study.optimize``: the place check must sit between
+    the ask and the training, and Optuna's heartbeat thread dies with a traceback on a failed
+    write, one per worker when the database goes away."""
     with warnings.catch_warnings():
         # The baseline's enqueued values may lie outside the space; setup_notes says so.
         warnings.filterwarnings("ignore", message="Fixed parameter .* is out of range")
-        study.optimize(
-            objective, n_trials=1, catch=(Diverged,), callbacks=[lambda _s, t: ran.append(t)]
-        )
-    return ran
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        trial = study.ask()
+        try:
+            needed = not surplus(study, trial.number, target)
+        except BaseException:
+            _return_to_queue(storage, trial)
+            raise
+        if not needed:
+            _return_to_queue(storage, trial)
+            return None
+        with Heartbeat(storage, trial._trial_id):
+            try:
+                value = run_trial(trial, ctx)
+            except optuna.TrialPruned:
+                return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+            except Diverged:
+                return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            except BaseException:
+                with contextlib.suppress(Exception):  # the storage may be what failed
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                raise
+            # skip_if_finished: a worker that took this trial for lost (its heartbeat late) has
+            # failed and re-queued it already; its re-run counts, this result does not.
+            return study.tell(trial, value, skip_if_finished=True)
+
+
+def surplus(study: optuna.Study, number: int, target: int) -> bool:
+    """Whether trial ``number``, just asked, would take the study past ``target`` finished trials.
+
+    The finished trials and the queued or running ones numbered below it have the places first.
+    Trial numbers are handed out one at a time by the storage, so of any two trials that train,
+    the later-numbered one counted the earlier when it checked: the trials that train never
+    outnumber the places, and the lowest-numbered waiting trial always gets one."""
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in FINISHED for t in trials)
+    ahead = sum(t.state in LIVE and t.number < number for t in trials)
+    return finished + ahead >= target
+
+
+def _return_to_queue(storage: RDBStorage, trial: optuna.Trial) -> None:
+    # Untrained and without a heartbeat: back to WAITING with whatever it was queued with.
+    storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
 
 
 def outcome(t: FrozenTrial) -> str:

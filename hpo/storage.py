@@ -3,16 +3,27 @@
 The storage carries Optuna's heartbeat: a running trial records a beat every ``interval`` seconds;
 one silent for ``3 * interval`` (its process was killed, or its machine lost) is failed by the next
 worker that looks, and its parameters are queued again (at most ``MAX_RETRY`` times).
+
+Several worker processes share one storage (Optuna's distributed mode): SQLite for the workers of
+one machine, PostgreSQL for many machines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import random
 import re
+import threading
+import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
@@ -20,11 +31,20 @@ from hpo.errors import HpoError
 
 # Relative to the current directory, like runs/ itself; optuna-dashboard 0.21 serves it offline.
 DEFAULT_STORAGE = "sqlite:///runs/hpo.db"
+# Read when --storage is not given: keeps a database password off the command line (and out of
+# `ps`), and is how `hpo run --jobs N` hands the URL to its workers.
+STORAGE_ENV = "HPO_STORAGE"
 HEARTBEAT_INTERVAL = 10  # seconds; each beat is one small write
 GRACE_FACTOR = 3  # beats missed before a trial counts as lost
 MAX_RETRY = 3
 # Several workers may share one SQLite file: wait for its lock instead of failing at once.
 SQLITE_TIMEOUT_S = 60
+# A server that does not answer (a dead host, a firewall) fails a connect after this, not after
+# the minutes a TCP timeout takes.
+CONNECT_TIMEOUT_S = 10
+# Workers that start together on a fresh database race to create Optuna's tables; the losers
+# find them made and go on.
+OPEN_ATTEMPTS = 3
 
 
 class StorageError(HpoError):
@@ -46,9 +66,20 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     study.enqueue_trial(params, user_attrs=keep)
 
 
+def default_storage() -> str:
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for everything printed or stored."""
     return re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+
+
+def mask_text(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) with the URL's password, if any, masked."""
+    password = re.search(r"://[^/:@\s]*:([^@/\s]+)@", url)
+    text = " ".join(text.split())
+    return text.replace(password.group(1), "***") if password else text
 
 
 def dashboard_command(url: str) -> str:
@@ -64,8 +95,8 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def with_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3; the postgres extra installs psycopg2,
-    so a plain URL names the driver that is actually installed."""
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 (what the postgres extra installs); where
+    only psycopg2 is installed, a plain URL is pointed at it instead."""
     scheme, sep, rest = url.partition("://")
     if scheme not in ("postgresql", "postgres") or not sep:
         return url
@@ -80,30 +111,136 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
         hint = f"; for a file, use sqlite:///{url}" if url.endswith((".db", ".sqlite")) else ""
         raise StorageError(f"storage {url!r} is not a database URL like {DEFAULT_STORAGE}{hint}")
     given, url = url, with_driver(url)
-    engine_kwargs: dict[str, object] = {}
     path = sqlite_path(url)
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with warnings.catch_warnings():
+                # heartbeat_interval and the retry callback are marked experimental by Optuna.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = RDBStorage(
+                    url,
+                    engine_kwargs=_engine_kwargs(url),
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=GRACE_FACTOR * heartbeat_interval,
+                    heartbeat_stale_trial_callback=requeue,
+                )
+            if url.startswith("sqlite"):
+                _serialize_sqlite(storage.engine)
+            return storage
+        except Exception as exc:  # sqlalchemy, a missing driver, a bad path: one message for all
+            if attempt < OPEN_ATTEMPTS and _creation_race(exc):
+                time.sleep(random.uniform(0.1, 0.5))
+                continue
+            raise StorageError(
+                f"cannot open storage {mask_url(given)}: {type(exc).__name__}: "
+                f"{mask_text(str(exc), url)[:300]}. Check the URL and that the database server is "
+                "up and reachable; PostgreSQL also needs a driver: pip install 'hpo[postgres]'"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        # isolation_level=None: sqlite3 stops issuing its own deferred BEGIN, so that
+        # _serialize_sqlite can issue BEGIN IMMEDIATE instead.
+        return {"connect_args": {"timeout": SQLITE_TIMEOUT_S, "isolation_level": None}}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}  # a restarted server leaves dead sockets
+    if url.startswith("postgres") and "connect_timeout" not in url:
+        kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    return kwargs
+
+
+def _serialize_sqlite(engine: sqlalchemy.Engine) -> None:
+    """Make every transaction on the file one serialized write transaction, in WAL mode.
+
+    sqlite3 runs a SELECT outside any transaction, so Optuna's read-then-write steps (pop a
+    queued trial, fail a stale one) are not atomic across processes: two workers could both pop
+    the same queued trial. BEGIN IMMEDIATE takes the write lock first (waiting up to the timeout
+    instead of failing with "database is locked"); WAL lets readers (the progress display,
+    optuna-dashboard) go on while a worker writes. WAL is a property of the file, kept once set.
+    """
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    sqlalchemy.event.listen(engine, "begin", _begin_immediate)
+
+
+def _begin_immediate(conn: sqlalchemy.Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _creation_race(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in text
+
+
+class StorageLostError(StorageError):
+    """The storage stopped answering in the middle of a study."""
+
+
+def storage_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database connection rather than from hpo or training."""
+    return isinstance(
+        exc, sqlalchemy.exc.SQLAlchemyError | optuna.exceptions.StorageInternalError
+    ) or isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError)
+
+
+def storage_lost(url: str, exc: BaseException) -> StorageLostError:
+    """One message for a database that went away mid-study: masked URL, reason, what to do."""
+    root = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError) else exc
+    reason = getattr(root, "orig", None) or root  # the driver's words, without SQLAlchemy's SQL
+    text = mask_text(str(reason), url)[:300].rstrip()
+    return StorageLostError(
+        f"lost the storage {mask_url(url)}: {type(reason).__name__}: {text}"
+        f"{'' if text.endswith(('.', '?', '!')) else '.'} Finished trials are kept; a trial that "
+        "was running is failed and queued again by the next run. When the database is back, "
+        "rerun the same command to go on."
+    )
+
+
+class Heartbeat:
+    """Records a running trial's heartbeat now and then every interval, from a daemon thread.
+
+    Replaces Optuna's own heartbeat thread, which dies with a traceback on the first failed
+    write: here a beat that fails (the database away for a moment) is retried at the next one,
+    quietly, since the main thread's next write reports a lasting outage, once.
+    """
+
+    def __init__(self, storage: RDBStorage, trial_id: int) -> None:
+        self._storage, self._trial_id = storage, trial_id
+        self._interval = storage.get_heartbeat_interval()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Heartbeat:
+        if self._interval is None:
+            return self
+        # The first beat before training: a trial with none is never seen as stale.
+        self._storage.record_heartbeat(self._trial_id)
+        self._thread = threading.Thread(target=self._beat, name="hpo-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self._interval):
+            with contextlib.suppress(Exception):
+                self._storage.record_heartbeat(self._trial_id)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            # A beat stuck in a connect gives up after CONNECT_TIMEOUT_S; a daemon, it never
+            # holds the process open.
+            self._thread.join(timeout=(self._interval or 0) + CONNECT_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def reporting_loss(url: str) -> Iterator[None]:
+    """Turn a database error raised inside the block into one StorageLostError naming ``url``."""
     try:
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # heartbeat_interval and the retry callback are marked experimental by Optuna.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=GRACE_FACTOR * heartbeat_interval,
-                heartbeat_stale_trial_callback=requeue,
-            )
-    except Exception as exc:  # sqlalchemy, a missing driver, a bad path: one message for all
-        reason = " ".join(str(exc).split())
-        password = re.search(r"://[^/:@\s]*:([^@/\s]+)@", url)
-        if password:
-            reason = reason.replace(password.group(1), "***")
-        raise StorageError(
-            f"cannot open storage {mask_url(given)}: {type(exc).__name__}: {reason[:300]}. "
-            "Check the URL and that the database server is up and reachable; PostgreSQL "
-            "also needs a driver: pip install 'hpo[postgres]'"
-        ) from None
+        yield
+    except Exception as exc:
+        if storage_failure(exc):
+            raise storage_lost(url, exc) from None
+        raise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, log
@@ -29,8 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
     p.add_argument(
         "--storage",
-        default=DEFAULT_STORAGE,
-        help=f"Optuna storage URL (default: {DEFAULT_STORAGE}, relative to the current dir)",
+        default=os.environ.get("HPO_STORAGE", DEFAULT_STORAGE),
+        help=f"Optuna storage URL (default: $HPO_STORAGE or {DEFAULT_STORAGE}, relative to the "
+        "current dir)",
     )
     p.add_argument(
         "--out",

@@ -11,7 +11,7 @@ from typing import Any
 from hpo.cli.common import UsageError, add_data_dir, add_device, log
 from hpo.search import StudySummary
 from hpo.spec import StudySpec
-from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL
+from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
 
 DEFAULT_SPEC = Path("studies/mnist_mlp.toml")
 
@@ -20,10 +20,13 @@ examples:
   hpo run --trials 50                        the default study (studies/mnist_mlp.toml)
   hpo run --trials 6 --epochs 3 --study quick  a short look, in its own study
   hpo run --spec studies/smoke.toml          a tiny spec, for checking a setup
-  hpo run --storage postgresql://user:pw@host/db   a shared database (workers, later)
+  hpo run --trials 200 --jobs 4              four worker processes share the study
+  HPO_STORAGE=postgresql://hpo:PASSWORD@db-host/hpo hpo run --study s --trials 200
+                                             the same on every machine: one shared study
 
 Rerun the same command after Ctrl-C, a crash or a reboot: --trials counts the finished
-(complete + pruned) trials of the study in total, so it finishes the job.
+(complete + pruned) trials of the study in total, so it finishes the job; so do all the
+workers of a study together, on one machine or many.
 Browse while it runs:  optuna-dashboard sqlite:///runs/hpo.db
                        tensorboard --logdir runs/<study>/tensorboard
 """
@@ -53,6 +56,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--study", default=None, help="study name (default: the spec file's stem)")
     add_storage(p)
     add_device(p)
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes on this machine sharing the study (default: one per GPU with "
+        "--device auto|cuda and several GPUs, else 1); the CPU threads are split between them",
+    )
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=None, help="study seed (default: the spec's)")
     p.add_argument(
         "--epochs", type=int, default=None, help="epochs per trial (default: the spec's)"
@@ -86,8 +98,9 @@ def register(subparsers: Any) -> None:
 def add_storage(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--storage",
-        default=DEFAULT_STORAGE,
-        help=f"Optuna storage URL (default: {DEFAULT_STORAGE}, relative to the current dir)",
+        default=default_storage(),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}, relative to "
+        "the current dir); the password is masked in everything printed",
     )
 
 
@@ -119,20 +132,38 @@ def handler(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be > 0 seconds (got {args.timeout})")
     if args.heartbeat < 1:
         raise UsageError(f"--heartbeat must be >= 1 second (got {args.heartbeat})")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1 (got {args.jobs})")
     spec = load_spec_args(args)
     study_name = args.study or args.spec.stem
     if not study_name.strip():
         raise UsageError("--study must not be empty")
     n_trials = args.trials or spec.trials
+    if args.worker is not None:
+        return _worker(args, spec, study_name, n_trials)
 
     import optuna
 
-    from hpo.device import resolve_device
+    from hpo.data import ensure_mnist
+    from hpo.device import (
+        mps_available,
+        plan_workers,
+        resolve_device,
+        usable_cpus,
+        visible_cuda_devices,
+    )
     from hpo.mnist import Mnist
     from hpo.progress import Progress
-    from hpo.search import check_study, finalize, run_study, setup_notes, summarize
-    from hpo.storage import dashboard_command, mask_url, open_storage
+    from hpo.search import check_study, finalize, open_study, run_study, setup_notes, summarize
+    from hpo.storage import (
+        GRACE_FACTOR,
+        dashboard_command,
+        mask_url,
+        open_storage,
+        reporting_loss,
+    )
     from hpo.tb import tensorboard_dir
+    from hpo.workers import describe_plan, run_parallel
 
     storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
@@ -140,28 +171,117 @@ def handler(args: argparse.Namespace) -> int:
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     for note in setup_notes(spec):
         log(f"note: {note}")
-    check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
-    device = resolve_device(args.device)
-    mnist = Mnist.load(args.data_dir, log=log)
+    plan = plan_workers(
+        args.device,
+        args.jobs,
+        cuda_count=visible_cuda_devices(),
+        cpu_count=usable_cpus(),
+        mps=mps_available(),
+    )
+    devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
+    with reporting_loss(storage.url):
+        check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
     compile_ = False if args.no_compile else None
-    summary = run_study(
-        spec,
-        storage,
-        study_name,
-        n_trials,
-        device,
-        mnist,
-        Progress(sys.stderr),
-        timeout=args.timeout,
-        compile=compile_,
-    )
+    device = devices[plan.devices[0]]
+    mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
+    if plan.jobs == 1:
+        mnist = Mnist.load(args.data_dir, log=log)
+        summary = run_study(
+            spec,
+            storage,
+            study_name,
+            n_trials,
+            device,
+            mnist,
+            Progress(sys.stderr),
+            timeout=args.timeout,
+            compile=compile_,
+        )
+    else:
+        ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
+        with reporting_loss(storage.url):
+            study = open_study(spec, storage, study_name)  # once, before the workers load it
+            log(describe_plan(plan.devices, plan.threads))
+            argvs = [
+                worker_argv(args, study_name, n_trials, i, d, plan.jobs)
+                for i, d in enumerate(plan.devices)
+            ]
+            run_parallel(argvs, plan, study, n_trials, args.storage, GRACE_FACTOR * args.heartbeat)
+            summary = summarize(study, storage, n_trials)
+            if args.timeout is not None and summary.finished < n_trials:
+                summary = summarize(study, storage, n_trials, "timeout")
     if not args.no_finalize and summary.best is not None:
-        study = optuna.load_study(study_name=study_name, storage=storage)
-        finalize(study, mnist, device, compile=compile_, log=log)
-        summary = summarize(study, storage, n_trials, summary.stopped_early)
+        mnist = mnist or Mnist.load(args.data_dir)
+        with reporting_loss(storage.url):
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            finalize(study, mnist, device, compile=compile_, log=log)
+            summary = summarize(study, storage, n_trials, summary.stopped_early)
     print(format_summary(summary, args.format))
     return 0
+
+
+def worker_argv(
+    args: argparse.Namespace, study_name: str, n_trials: int, index: int, device: str, jobs: int
+) -> list[str]:
+    """The hidden worker command: this run's settings, resolved; the storage URL travels in the
+    environment instead (see hpo.workers.worker_env)."""
+    argv = ["run", "--worker", str(index), "--jobs", str(jobs), "--spec", str(args.spec)]
+    argv += ["--study", study_name, "--trials", str(n_trials), "--device", device]
+    argv += ["--heartbeat", str(args.heartbeat), "--no-finalize"]
+    for flag, value in (
+        ("--seed", args.seed),
+        ("--epochs", args.epochs),
+        ("--timeout", args.timeout),
+        ("--data-dir", args.data_dir),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv + (["--no-compile"] if args.no_compile else [])
+
+
+def _worker(args: argparse.Namespace, spec: StudySpec, study_name: str, n_trials: int) -> int:
+    """One worker of ``--jobs``: silent; its outcome goes to stdout as one JSON line."""
+    from hpo.device import set_threads, usable_cpus, worker_threads
+    from hpo.workers import exit_with_parent, outcome_of
+
+    exit_with_parent()
+    set_threads(worker_threads(args.jobs or 1, usable_cpus()))  # before any torch work
+    error: BaseException | None = None
+    try:
+        import optuna
+
+        from hpo.device import resolve_device
+        from hpo.mnist import Mnist
+        from hpo.progress import Progress
+        from hpo.search import run_study
+        from hpo.storage import open_storage
+
+        storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
+        device = resolve_device(args.device)
+        mnist = Mnist.load(args.data_dir, download=False)
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        compile_ = False if args.no_compile else None
+        run_study(
+            spec,
+            storage,
+            study_name,
+            n_trials,
+            device,
+            mnist,
+            Progress(None),
+            timeout=args.timeout,
+            compile=compile_,
+        )
+    except (KeyboardInterrupt, Exception) as exc:  # every ending becomes the outcome line
+        error = exc
+    outcome, code = outcome_of(error)
+    if outcome.kind == "crash" and error is not None:
+        import traceback
+
+        traceback.print_exception(error)  # to this worker's stderr, which the parent shows
+    print(outcome.to_json(), flush=True)
+    return code
 
 
 def format_summary(s: StudySummary, fmt: str) -> str:

@@ -1,0 +1,92 @@
+"""Study throughput with ``hpo run --jobs 1`` and ``--jobs 2``: the same 20-trial study on real
+MNIST, timed end to end as a user runs it (process start, data, training; no finalize).
+
+The random sampler draws trial n's parameters from (seed, n) alone, so both variants train the
+same 20 configurations whatever order the workers finish in; no pruning, so each trains all its
+epochs. The ratio table reports jobs 1 time / jobs 2 time: the speed-up from a second worker.
+``--device auto``: the CPU here; on a machine with GPUs the workers take one GPU each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpo.device import mps_available, plan_workers, usable_cpus, visible_cuda_devices
+from hpo.mnist import Mnist
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC = """
+trials = {trials}
+epochs = {epochs}
+seed = 0
+[sampler]
+name = "random"
+[pruner]
+name = "none"
+[space]
+lr = {{ low = 1e-3, high = 0.3, log = true }}
+momentum = {{ low = 0.5, high = 0.99 }}
+hidden1 = {hidden1}
+hidden2 = {hidden2}
+schedule = {{ choices = ["tutorial", "step", "exponential", "cosine", "none"] }}
+gamma = {{ low = 0.5, high = 0.99 }}
+step_every = {{ low = 1, high = 10 }}
+head = "logits"
+"""
+
+
+def _command(tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool) -> list[str]:
+    spec = tmp / f"{study}.toml"
+    epochs = 1 if smoke else 2
+    # the default study's space; smoke: small layers (trial 0, the baseline, is 300/100 anyway)
+    hidden = (
+        ("32", "16")
+        if smoke
+        else ("{ low = 32, high = 1024, log = true }", "{ low = 16, high = 512, log = true }")
+    )
+    spec.write_text(SPEC.format(trials=trials, epochs=epochs, hidden1=hidden[0], hidden2=hidden[1]))
+    cmd = [sys.executable, "-m", "hpo.cli", "run", "--spec", str(spec), "--study", study]
+    cmd += ["--storage", f"sqlite:///{tmp / 'bench.db'}", "--trials", str(trials)]
+    cmd += ["--jobs", str(jobs), "--device", "auto", "--data-dir", str(mnist.data_dir)]
+    return cmd + ["--no-finalize", "--format", "json"] + (["--no-compile"] if smoke else [])
+
+
+def _run(cmd: list[str], cwd: Path) -> dict[str, object]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("HPO_STORAGE", None)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary: dict[str, object] = json.loads(done.stdout)
+    return summary
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: Path) -> None:
+    trials = 2 if smoke else 20
+    load = os.getloadavg()[0]  # 1-minute average; includes the previous benchmark's own tail
+    if not smoke:  # torch.compile's cache filled outside the timing, for both variants alike
+        _run(_command(tmp_path, mnist, "warm-up", 1, 1, smoke), tmp_path)
+    cmd = _command(tmp_path, mnist, f"jobs-{jobs}", trials, jobs, smoke)
+    summary = benchmark.pedantic(lambda: _run(cmd, tmp_path), rounds=1, iterations=1)
+    if summary is None:  # timing disabled
+        return
+    assert summary["complete"] == trials
+    epochs = int(str(summary["epochs_run"]))
+    benchmark.extra_info["jobs"] = jobs
+    gpus, cpus = visible_cuda_devices(), usable_cpus()
+    plan = plan_workers("auto", jobs, cuda_count=gpus, cpu_count=cpus, mps=mps_available())
+    benchmark.extra_info["devices"] = ",".join(plan.devices)
+    benchmark.extra_info["trials"] = trials
+    benchmark.extra_info["model_epochs"] = epochs
+    benchmark.extra_info["load_at_start"] = round(load, 2)
+    if benchmark.stats is not None:
+        benchmark.extra_info["model_epochs_per_s"] = epochs / benchmark.stats.stats.median

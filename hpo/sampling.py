@@ -1,0 +1,80 @@
+"""A sampler whose randomness is a function of (study seed, trial number), not of process history.
+
+Workers started with the same seed hold samplers in the same RNG state; seeing the same trials, two
+of them asking at once would propose the same parameters. Trial numbers are unique across every
+worker of a study, so seeding each trial from its number gives every worker its own stream, and a
+one-worker run stays exactly reproducible (its trial numbers, hence its seeds, are the same).
+
+The inner sampler is built afresh for each trial with that trial's seed: Optuna's samplers keep
+their state in the study (CMA-ES, QMC) or derive it from the stored trials (TPE, random), so a
+fresh one loses nothing but the RNG state that made workers collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+
+def per_trial_seed(study_seed: int, number: int) -> int:
+    # SeedSequence mixes both words, so (0, 1) and (1, 0) do not share a stream; stable across
+    # numpy versions and platforms.
+    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(BaseSampler):
+    """Delegates to ``build(seed)``, rebuilt in ``before_trial`` with the trial's own seed.
+
+    One trial at a time per instance: ``before_trial`` .. ``after_trial`` use the sampler built for
+    that trial, as Study.optimize with n_jobs=1 and hpo's loop both guarantee.
+    """
+
+    def __init__(self, build: Callable[[int], BaseSampler], seed: int) -> None:
+        self._build = build
+        self._seed = seed
+        self._inner = build(seed)
+
+    @property
+    def inner(self) -> BaseSampler:
+        return self._inner
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._build(per_trial_seed(self._seed, trial.number))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        pass  # the seed comes from the trial number, already unique per trial

@@ -1,0 +1,370 @@
+"""`hpo run --jobs N`: worker placement and threads, distinct sampling across workers, the exact
+trial target under concurrency, and real worker processes on SQLite (four at once, Ctrl-C)."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from hpo.device import DeviceError, WorkerPlan, plan_workers, worker_threads
+from hpo.progress import Counts, Progress, Running
+from hpo.sampling import TrialSeededSampler, per_trial_seed
+from hpo.search import make_sampler, open_study, run_one, surplus
+from hpo.space import suggest
+from hpo.spec import StudySpec, parse_spec
+from hpo.storage import open_storage
+from hpo.workers import WorkerOutcome, WorkerResult, failure_message, worker_env
+from tests.support.cli import USER_ATTRS, Launcher, make_launcher, synthetic_data, write_spec
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
+    pytest.mark.filterwarnings("ignore:Fixed parameter .* is out of range"),  # the baseline's
+]
+SPACE: dict[str, Any] = {
+    "lr": {"low": 1e-4, "high": 0.3, "log": True},
+    "momentum": {"low": 0.5, "high": 0.95},
+    "hidden1": {"low": 8, "high": 32, "log": True},
+    "schedule": {"choices": ["tutorial", "step", "cosine", "none"]},
+    "gamma": {"low": 0.5, "high": 0.99},
+    "step_every": {"low": 1, "high": 3},
+    "head": "logits",
+}
+
+
+def spec_with(sampler: dict[str, Any], seed: int = 0) -> StudySpec:
+    return parse_spec(
+        {"seed": seed, "epochs": 1, "sampler": sampler, "pruner": {"name": "none"}, "space": SPACE}
+    )
+
+
+# ---------------------------------------------------------------------- placement and threads
+
+
+@pytest.mark.parametrize(
+    ("device", "jobs", "gpus", "devices"),
+    [
+        # no GPU: one worker unless asked for more, all on the CPU (or MPS)
+        ("auto", None, 0, ("cpu",)),
+        ("auto", 3, 0, ("cpu",) * 3),
+        ("cpu", None, 4, ("cpu",)),
+        ("cpu", 2, 4, ("cpu", "cpu")),
+        # GPUs with auto or cuda: one worker per GPU by default, each pinned to its own
+        ("auto", None, 4, ("cuda:0", "cuda:1", "cuda:2", "cuda:3")),
+        ("cuda", None, 2, ("cuda:0", "cuda:1")),
+        ("auto", 1, 4, ("cuda:0",)),
+        ("cuda", 5, 2, ("cuda:0", "cuda:1", "cuda:0", "cuda:1", "cuda:0")),
+        # one named GPU: every worker on it
+        ("cuda:1", None, 4, ("cuda:1",)),
+        ("cuda:1", 3, 4, ("cuda:1",) * 3),
+    ],
+)
+def test_jobs_and_device_combine_as_the_readme_table_says(
+    device: str, jobs: int | None, gpus: int, devices: tuple[str, ...]
+) -> None:
+    plan = plan_workers(device, jobs, cuda_count=gpus, cpu_count=16)
+    assert plan.devices == devices
+    assert plan.jobs == len(devices)
+    assert plan.threads == (None if len(devices) == 1 else 16 // len(devices))
+
+
+def test_auto_without_a_gpu_uses_mps_where_there_is_one() -> None:
+    assert plan_workers("auto", 2, cuda_count=0, cpu_count=8, mps=True) == WorkerPlan(
+        ("mps", "mps"), 4
+    )
+
+
+def test_a_gpu_that_is_not_there_is_refused_before_any_worker_starts() -> None:
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        plan_workers("cuda", 2, cuda_count=0, cpu_count=2)
+    with pytest.raises(DeviceError, match=r"only 2 CUDA device\(s\)"):
+        plan_workers("cuda:2", None, cuda_count=2, cpu_count=2)
+
+
+def test_threads_are_split_between_workers_and_never_oversubscribed() -> None:
+    assert worker_threads(1, 2) is None  # one worker: torch's own default
+    assert worker_threads(2, 2) == 1  # the measured best on this 2-core CPU
+    assert worker_threads(4, 2) == 1  # at least one each, never 0
+    assert worker_threads(3, 16) == 5
+    for jobs in range(2, 20):
+        for cpus in (1, 2, 8, 16):
+            threads = worker_threads(jobs, cpus)
+            assert threads is not None and threads >= 1
+            assert threads * jobs <= max(cpus, jobs)
+
+
+# ---------------------------------------------------------------------- sampling across workers
+
+
+@pytest.mark.parametrize(
+    "sampler",
+    [{"name": "tpe", "n_startup_trials": 2}, {"name": "random"}, {"name": "qmc"}],
+    ids=["tpe", "random", "qmc"],
+)
+def test_two_workers_with_the_same_seed_never_propose_the_same_params(
+    tmp_path: Path, sampler: dict[str, Any]
+) -> None:
+    """Two processes' studies on one storage, asking in lockstep: each sees the same history."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    spec = spec_with(sampler)
+    open_study(spec, storage, "s")
+    a, b = (
+        optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(spec)) for _ in "ab"
+    )
+    seen: list[dict[str, Any]] = []
+    for step in range(6):
+        ta, tb = a.ask(), b.ask()  # both ask before either tells: the same history
+        pa, pb = suggest(ta, spec.space), suggest(tb, spec.space)
+        a.tell(ta, float(step))
+        b.tell(tb, float(step))
+        assert pa != pb, (step, pa)
+        seen += [pa, pb]
+    assert len({repr(sorted(p.items())) for p in seen}) == len(seen) == 12
+
+
+def test_plain_seeded_samplers_do_collide_which_is_what_the_reseeding_prevents(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    optuna.create_study(study_name="s", storage=url)
+    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 0.3, log=True)}
+    a, b = (
+        optuna.load_study(study_name="s", storage=url, sampler=optuna.samplers.RandomSampler(0))
+        for _ in "ab"
+    )
+    assert a.ask(lr).params == b.ask(lr).params
+    plain = optuna.load_study(study_name="s", storage=url, sampler=optuna.samplers.RandomSampler(0))
+    assert plain.ask(lr).params != a.ask(lr).params  # one sampler does move on between trials
+
+
+def test_the_per_trial_seed_depends_on_both_the_study_seed_and_the_trial_number() -> None:
+    seeds = {per_trial_seed(s, n) for s in range(5) for n in range(50)}
+    assert len(seeds) == 250
+    assert per_trial_seed(0, 1) != per_trial_seed(1, 0)
+    assert per_trial_seed(3, 7) == per_trial_seed(3, 7)
+
+
+def test_the_wrapper_builds_its_sampler_from_each_trials_number() -> None:
+    built: list[int] = []
+
+    def build(seed: int) -> optuna.samplers.BaseSampler:
+        built.append(seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    study = optuna.create_study(sampler=TrialSeededSampler(build, 11))
+    for _ in range(3):
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.0)
+    assert built == [11] + [per_trial_seed(11, n) for n in range(3)]
+
+
+# ---------------------------------------------------------------------- the exact target
+
+
+def test_a_trial_asked_past_the_target_goes_back_to_the_queue_untrained(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    spec = spec_with({"name": "random"})
+    study = open_study(spec, storage, "s")
+    study.tell(study.ask(), 0.5)  # trial 0: the baseline, finished
+    first = study.ask()  # trial 1: a worker took the last place (target 2) and trains it
+    second = study.ask()  # trial 2: another worker asked at the same moment
+    assert not surplus(study, first.number, 2)
+    assert surplus(study, second.number, 2)
+
+    # run_one does the same check and hands the trial back without training or a heartbeat.
+    ctx: Any = None  # never used: the trial must not train
+    storage.set_trial_state_values(second._trial_id, TrialState.WAITING)
+    assert run_one(study, storage, ctx, 2) is None
+    back = study.trials[2]
+    assert back.state == TrialState.WAITING
+    assert back.params == {} and back.user_attrs == {} and back.intermediate_values == {}
+
+    # The place frees up when trial 1 fails: the queued trial is the next one trained.
+    study.tell(first, state=TrialState.FAIL)
+    again = study.ask()
+    assert again.number == 2 and not surplus(study, again.number, 2)
+
+
+def test_a_queued_trial_with_a_lower_number_has_the_place_first(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = open_study(spec_with({"name": "random"}), storage, "s")  # trial 0 queued
+    late = study._storage.create_new_trial(study._study_id)  # a fresh trial 1, running
+    number = study._storage.get_trial(late).number
+    assert surplus(study, number, 1)  # the queued baseline is ahead of it
+    popped = study.ask()
+    assert popped.number == 0 and not surplus(study, 0, 1)
+
+
+# ---------------------------------------------------------------------- the parent's side
+
+
+def result(
+    index: int, code: int, status: str, kind: str, message: str, tail: str = ""
+) -> WorkerResult:
+    return WorkerResult(index, "cpu", code, WorkerOutcome(status, kind, message), tail)
+
+
+def test_a_lost_database_is_reported_once_however_many_workers_it_stopped() -> None:
+    lost = "lost the storage postgresql://hpo:***@db/hpo: OperationalError: refused."
+    results = [result(i, 1, "error", "storage", lost) for i in range(4)]
+    assert failure_message(results, 30) == f"4 of 4 workers stopped: {lost}"
+    assert failure_message([result(0, 0, "ok", "", "")] * 2, 30) is None
+
+
+def test_each_other_failure_is_named_once_with_its_worker() -> None:
+    message = failure_message(
+        [
+            result(0, -9, "error", "signal", "was killed by SIGKILL"),
+            result(1, 1, "error", "crash", "crashed: ValueError: x", "Traceback\nValueError: x"),
+            result(2, 1, "error", "crash", "crashed: ValueError: x", "Traceback"),
+            result(3, 0, "ok", "", ""),
+        ],
+        30,
+    )
+    assert message is not None
+    lines = message.splitlines()
+    assert lines[0].startswith("worker 0 (cpu) was killed by SIGKILL; the trial it was running")
+    assert "failed after 30 s without a heartbeat" in lines[0]
+    assert lines[1:] == ["worker 1 (cpu) crashed: ValueError: x", "Traceback", "ValueError: x"]
+
+
+def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() -> None:
+    from hpo.cli import build_parser
+    from hpo.cli.run import worker_argv
+
+    url = "postgresql://hpo:pw-in-url@db/hpo"
+    args = build_parser().parse_args(["run", "--storage", url, "--seed", "3", "--no-compile"])
+    argv = worker_argv(args, "s", 20, 1, "cuda:1", 2)
+    assert not [a for a in argv if "pw-in-url" in a]  # `ps` shows argv to every user
+    assert argv[:5] == ["run", "--worker", "1", "--jobs", "2"]
+    assert {"--device", "cuda:1", "--seed", "3", "--no-compile", "--no-finalize"} <= set(argv)
+    env = worker_env(url, 1)
+    assert env["HPO_STORAGE"] == url and env["OMP_NUM_THREADS"] == "1"
+
+
+def test_the_one_display_lists_every_running_trial_and_shares_the_eta() -> None:
+    now = [100.0]
+    out = io.StringIO()
+    progress = Progress(out, tty=False, clock=lambda: now[0], workers=2)
+    progress.start(Counts(6))
+    progress.running([Running(3, 2, 5, 20.0), Running(4, 1, 5, 10.0)])
+    progress.trial_finished(2, "complete: 0.9000", Counts(6, complete=2), seconds=50.0)
+    # 4 trials of 50 s to go, 30 s of them already done, on 2 workers: 85 s
+    assert progress.remaining() == pytest.approx((4 * 50 - 30) / 2)
+    assert out.getvalue().splitlines()[-1] == (
+        "trial 2 complete: 0.9000 | trials 2/6 | pruned 0 | failed 0 | best - "
+        "| #3 epoch 2/5, #4 epoch 1/5 | 0:00 elapsed, ~1:25 left"
+    )
+
+
+# ---------------------------------------------------------------------- real workers on SQLite
+
+
+def test_sqlite_transactions_take_the_write_lock_first_so_check_then_set_is_atomic(
+    tmp_path: Path,
+) -> None:
+    """Optuna pops a queued trial (and fails a stale one) by reading its state, then writing it.
+    Were the read outside the write lock, two workers could both pop the same trial."""
+    path = tmp_path / "hpo.db"
+    storage = open_storage(f"sqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    with storage.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT count(*) FROM trials").all()  # a read, as Optuna's checks
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        # WAL: a plain reader elsewhere (a dashboard) is not blocked meanwhile
+        assert other.execute("SELECT count(*) FROM trials").fetchone() == (0,)
+    other.execute("BEGIN IMMEDIATE")  # free again once that transaction ended
+    other.execute("ROLLBACK")
+    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return synthetic_data(tmp_path_factory.mktemp("mnist"))
+
+
+@pytest.fixture()
+def launcher(tmp_path: Path, data_dir: Path) -> Launcher:
+    return make_launcher(tmp_path, data_dir, tmp_path)
+
+
+def finished(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+
+
+def assert_exact(trials: list[optuna.trial.FrozenTrial], target: int, epochs: int) -> None:
+    """Exactly ``target`` finished, every number once, nothing left running, every finished
+    trial whole; a trial left queued was never trained."""
+    assert [t.number for t in trials] == list(range(len(trials)))
+    assert len(finished(trials)) == target
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for t in finished(trials):
+        assert set(t.user_attrs) == USER_ATTRS, t.number
+        assert t.user_attrs["reason"] == "" and t.user_attrs["epochs_run"] == epochs
+        assert len(t.user_attrs["curves"]["val_acc"]) == epochs
+        assert t.value == t.user_attrs["curves"]["val_acc"][-1]
+    for t in trials:
+        if t.state == TrialState.WAITING:
+            assert t.intermediate_values == {} and "curves" not in t.user_attrs
+
+
+def test_four_workers_share_one_sqlite_study_without_lock_errors(launcher: Launcher) -> None:
+    spec = write_spec(launcher.cwd / "tiny.toml", epochs=2)
+    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
+    cmd = launcher.run_args(spec, "four", url, 10, "--jobs", "4", "--format", "json")
+    done = launcher.run(cmd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "locked" not in done.stderr and "Traceback" not in done.stderr
+    assert "workers: 4 (4 on cpu, 1 thread(s) each)" in done.stderr
+    trials = optuna.load_study(study_name="four", storage=url).trials
+    assert_exact(trials, 10, 2)
+    assert not [t for t in trials if t.state == TrialState.FAIL]
+    params = [repr(sorted(t.params.items())) for t in finished(trials)]
+    assert len(set(params)) == 10  # four workers, one seed: no two trials alike
+    # one display, from the parent: each finished trial announced once, in the order they ended
+    lines = [line for line in done.stderr.splitlines() if line.startswith("trial ")]
+    assert sorted(int(line.split()[1]) for line in lines) == [t.number for t in finished(trials)]
+    counted = [int(line.split("| trials ")[1].split("/")[0]) for line in lines]
+    assert counted == list(range(1, 11))
+    # each worker trained on its share of this 2-core CPU: one thread
+    assert all(t.user_attrs["device_name"].endswith(" x1 threads") for t in finished(trials))
+
+
+def test_ctrl_c_reaches_every_worker_once_and_queues_their_trials_again(
+    launcher: Launcher,
+) -> None:
+    # Wide layers on 6,000 images: epochs of about 0.4 s, long enough to be caught in the middle.
+    spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
+    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
+    proc = launcher.popen(launcher.run_args(spec, "c", url, 20, "--jobs", "2", "--no-finalize"))
+    deadline, sent = time.monotonic() + 120, None
+    while sent is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+        try:
+            running = optuna.load_study(study_name="c", storage=url).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except KeyError:
+            continue
+        if len(running) == 2 and all(1 <= len(t.intermediate_values) <= 3 for t in running):
+            os.kill(proc.pid, signal.SIGINT)  # the parent only, as kill -INT would
+            sent = sorted(t.number for t in running)
+    out, err = proc.communicate(timeout=120)
+    assert sent is not None, err[-3000:]
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert out == ""
+    trials = optuna.load_study(study_name="c", storage=url).trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for number in sent:
+        assert trials[number].state == TrialState.FAIL
+        assert trials[number].user_attrs["reason"].startswith("interrupted")
+    queued = [t for t in trials if t.state == TrialState.WAITING and "origin" in t.user_attrs]
+    assert sorted(t.user_attrs["origin"] for t in queued) == sent  # once each, not twice
