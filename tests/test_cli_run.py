@@ -19,23 +19,9 @@ import hpo.data
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 from hpo.search import UNFINISHED
+from tests.support.cli import USER_ATTRS
 
 REPO = Path(__file__).resolve().parents[1]
-USER_ATTRS = {
-    "config",
-    "seed",
-    "is_baseline",
-    "origin",
-    "curves",
-    "epochs_run",
-    "device",
-    "device_name",
-    "versions",
-    "compiled",
-    "param_count",
-    "reason",
-    "wall_seconds",
-}
 # A subprocess `hpo` that accepts the synthetic files: the test patches the expected digests in
 # that process only, so the product has no switch for skipping verification.
 LAUNCH = (

@@ -31,23 +31,9 @@ from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage, requeue
 from hpo.tb import trial_dir
+from tests.support.cli import USER_ATTRS
 
 CPU = torch.device("cpu")
-USER_ATTRS = {
-    "config",
-    "seed",
-    "is_baseline",
-    "origin",
-    "curves",
-    "epochs_run",
-    "device",
-    "device_name",
-    "versions",
-    "compiled",
-    "param_count",
-    "reason",
-    "wall_seconds",
-}
 TINY_SPACE: dict[str, Any] = {
     "lr": {"low": 1e-4, "high": 0.3, "log": True},
     "momentum": {"low": 0.5, "high": 0.95},

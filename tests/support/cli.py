@@ -45,7 +45,7 @@ gamma = {{ low = 0.5, high = 0.99 }}
 step_every = {{ low = 1, high = 3 }}
 head = "logits"
 """
-# Every attribute a trial that ran to its end carries (tests/test_search.py lists the same).
+# Every attribute a trial that ran to its end carries: the schema hpo report reads.
 USER_ATTRS = {
     "config",
     "seed",
