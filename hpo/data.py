@@ -79,6 +79,11 @@ def _layout(data_dir: Path) -> tuple[Path, Path]:
     return data_dir, data_dir
 
 
+def data_root(data_dir: Path | None = None) -> Path:
+    """The root torchvision reads (``<root>/MNIST/raw``) for a folder ensure_mnist accepted."""
+    return _layout(default_data_dir() if data_dir is None else Path(data_dir).expanduser())[0]
+
+
 def _md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:

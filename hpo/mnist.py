@@ -10,7 +10,14 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
-from hpo.data import MnistArrays, TensorData, ensure_mnist, load_mnist, split_indices, tensor_data
+from hpo.data import (
+    MnistArrays,
+    TensorData,
+    data_root,
+    load_mnist,
+    split_indices,
+    tensor_data,
+)
 
 VAL_SIZE = 10_000
 
@@ -40,9 +47,9 @@ class Mnist:
         log: Callable[[str], None] = lambda _m: None,
         expected: dict[str, tuple[int, str]] | None = None,
     ) -> Mnist:
-        root = ensure_mnist(data_dir, download=download, log=log, expected=expected)
-        arrays = load_mnist(root, download=False, expected=expected)
-        return cls(root, arrays, split_seed, val_size)
+        # load_mnist verifies (once per process per folder) and fetches when allowed.
+        arrays = load_mnist(data_dir, download=download, log=log, expected=expected)
+        return cls(data_root(data_dir), arrays, split_seed, val_size)
 
     def tensors(self, device: torch.device, *, full: bool) -> TensorData:
         """Normalised tensors on ``device``; made once per device and split kind."""

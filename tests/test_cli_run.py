@@ -19,7 +19,7 @@ import hpo.data
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 from hpo.search import UNFINISHED
-from tests.support.cli import USER_ATTRS
+from tests.support.cli import USER_ATTRS, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
 # A subprocess `hpo` that accepts the synthetic files: the test patches the expected digests in
@@ -28,25 +28,6 @@ LAUNCH = (
     "import json, sys, hpo.data as d; d.MNIST_FILES.update(json.load(open(sys.argv[1]))); "
     "from hpo.cli import main; sys.exit(main(sys.argv[2:]))"
 )
-SPEC = """
-trials = 3
-epochs = {epochs}
-seed = 0
-[sampler]
-name = "tpe"
-n_startup_trials = 2
-[pruner]
-name = "none"
-[space]
-lr = {{ low = 1e-3, high = 0.3, log = true }}
-momentum = {{ low = 0.5, high = 0.95 }}
-hidden1 = {hidden1}
-hidden2 = {hidden2}
-schedule = {{ choices = ["tutorial", "cosine", "none"] }}
-gamma = {{ low = 0.5, high = 0.99 }}
-step_every = {{ low = 1, high = 3 }}
-head = "logits"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -65,18 +46,12 @@ def synthetic(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     return data_dir
 
 
-def write_spec(tmp: Path, *, epochs: int = 2, hidden1: object = 16, hidden2: object = 8) -> Path:
-    path = tmp / "tiny.toml"
-    path.write_text(SPEC.format(epochs=epochs, hidden1=hidden1, hidden2=hidden2))
-    return path
-
-
 def hpo_run(tmp: Path, data: Path, *extra: str) -> int:
     return main(
         [
             "run",
             "--spec",
-            str(write_spec(tmp)),
+            str(write_spec(tmp / "tiny.toml", trials=3)),
             "--storage",
             f"sqlite:///{tmp}/hpo.db",
             "--data-dir",
@@ -99,7 +74,9 @@ def test_unreachable_storage_exits_1_with_the_password_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = "postgresql://u:secret@127.0.0.1:1/x"
-    code = main(["run", "--spec", str(write_spec(tmp_path)), "--storage", url])
+    code = main(
+        ["run", "--spec", str(write_spec(tmp_path / "tiny.toml", trials=3)), "--storage", url]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "cannot open storage postgresql://u:***@127.0.0.1:1/x" in err
@@ -167,7 +144,7 @@ def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
     url = f"sqlite:///{tmp_path}/hpo.db"
     before = optuna.load_study(study_name="m", storage=url).trials
     capsys.readouterr()
-    spec = write_spec(tmp_path, hidden1="{ low = 8, high = 32 }")
+    spec = write_spec(tmp_path / "tiny.toml", trials=3, hidden1="{ low = 8, high = 32 }")
     code = main(
         [
             "run",
@@ -205,7 +182,7 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
     digests = tmp_path / "digests.json"
     digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
     # Wide layers on 6,000 images: each epoch takes long enough to be killed in the middle.
-    spec = write_spec(tmp_path, epochs=4, hidden1=512, hidden2=256)
+    spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
     cmd = [
         sys.executable,
@@ -276,7 +253,7 @@ def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
 ) -> None:
     digests = tmp_path / "digests.json"
     digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
-    spec = write_spec(tmp_path, epochs=4, hidden1=512, hidden2=256)
+    spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
     cmd = [
         sys.executable,

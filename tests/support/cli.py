@@ -27,7 +27,7 @@ if os.environ.get("HPO_TEST_DIGESTS"):
         hpo.data.MNIST_FILES.update(json.load(f))
 """
 SPEC = """
-trials = 4
+trials = {trials}
 epochs = {epochs}
 seed = 0
 [sampler]
@@ -138,6 +138,7 @@ def write_spec(
     hidden1: object = 16,
     hidden2: object = 8,
     sampler: str = "tpe",
+    trials: int = 4,
 ) -> Path:
     options = "n_startup_trials = 2" if sampler == "tpe" else ""
     path.write_text(
@@ -147,6 +148,7 @@ def write_spec(
             hidden2=hidden2,
             sampler=sampler,
             sampler_options=options,
+            trials=trials,
         )
     )
     return path
