@@ -7,14 +7,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-# (label, slower benchmark, faster benchmark): the ratio is slower's median / faster's median,
-# both from the same run: timings on these machines drift, ratios measured side by side do not.
-RATIOS: tuple[tuple[str, str, str], ...] = (
+# (label, slower benchmark, faster benchmark, per): the ratio is slower's median / faster's
+# median, both from the same run: timings on these machines drift, ratios measured side by side
+# do not. With ``per`` (an extra_info key, such as the images trained), each median is divided by
+# that amount of work first, so variants that do different amounts of work compare as rates.
+Ratio = tuple[str, str, str, str | None]
+RATIOS: tuple[Ratio, ...] = (
     *(
         (
             f"one epoch, tensor path vs the tutorial's torchvision loop ({dev})",
             f"test_one_epoch[{dev}-torchvision]",
             f"test_one_epoch[{dev}-tensor]",
+            None,
         )
         for dev in ("cpu", "cuda", "mps")
     ),
@@ -23,6 +27,7 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
             f"{kind}: 1000-trial vs 100-trial study, total time (10x = flat per-trial cost)",
             f"test_study_overhead[{kind}-1000]",
             f"test_study_overhead[{kind}-100]",
+            None,
         )
         for kind in ("in-memory", "sqlite", "postgresql")
     ),
@@ -30,20 +35,39 @@ RATIOS: tuple[tuple[str, str, str], ...] = (
         "study throughput (model-epochs/s), 2 workers vs 1",
         "test_study_jobs[1]",
         "test_study_jobs[2]",
+        "model_epochs",
+    ),
+    *(
+        (
+            f"study throughput (training images/s, end to end), hpo run --jobs {jobs} vs the "
+            "tutorial's loop (cpu)",
+            "test_one_epoch[cpu-torchvision]",
+            f"test_study_jobs[{jobs}]",
+            "train_images",
+        )
+        for jobs in (1, 2)
     ),
 )
 
 
 def ratios(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every ratio whose two benchmarks are both present."""
-    medians = {b["name"]: b["stats"]["median"] for b in benchmarks}
+    """Every ratio whose two benchmarks (and their ``per`` amounts, if any) are present."""
+    found = {b["name"]: b for b in benchmarks}
     out = []
-    for label, slow, fast in RATIOS:
-        if medians.get(slow) and medians.get(fast):
-            out.append(
-                {"label": label, "slow": slow, "fast": fast, "ratio": medians[slow] / medians[fast]}
-            )
+    for label, slow, fast, per in RATIOS:
+        times = [_time_per(found.get(name), per) for name in (slow, fast)]
+        if times[0] and times[1]:
+            out.append({"label": label, "slow": slow, "fast": fast, "ratio": times[0] / times[1]})
     return out
+
+
+def _time_per(b: Mapping[str, Any] | None, per: str | None) -> float | None:
+    if b is None or not b["stats"]["median"]:
+        return None
+    if per is None:
+        return float(b["stats"]["median"])
+    amount = b.get("extra_info", {}).get(per)
+    return float(b["stats"]["median"]) / amount if amount else None
 
 
 def _seconds(value: float) -> str:

@@ -1,4 +1,4 @@
-"""The study driver: create or resume a study, run trials until N have finished, finalize.
+"""The study driver: create or resume a study, run trials until N have finished, summarize.
 
 One pass of the loop asks for a trial, trains it with ``run_trial(trial, ctx)`` under a heartbeat
 and tells the outcome. Any number of such loops, in processes on one machine or many, may share one
@@ -9,9 +9,6 @@ while the study still needs it, so the finished trials come out at exactly the t
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
-import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,38 +21,15 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 import hpo
-from hpo.config import TrainConfig
-from hpo.device import describe
+from hpo.algorithms import make_pruner, make_sampler
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
-from hpo.model import parameter_count
 from hpo.progress import Counts, Progress
-from hpo.provenance import library_versions
-from hpo.sampling import TrialSeededSampler
-from hpo.space import (
-    baseline_config,
-    baseline_outside_space,
-    baseline_params,
-    config_from_params,
-    suggest,
-    suggest_baseline,
-)
-from hpo.spec import Component, StudySpec
-from hpo.storage import GRACE_FACTOR, Heartbeat, mask_url, reporting_loss, requeue
-from hpo.tb import TrialWriter, trial_dir
-from hpo.train import EpochMetrics, fit, use_compile
+from hpo.space import baseline_outside_space, baseline_params
+from hpo.spec import StudySpec
+from hpo.storage import GRACE_FACTOR, Heartbeat, mask_url, reporting_loss
+from hpo.trial import Diverged, TrialContext, run_trial
 
-CURVE_KEYS = (
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "train_seconds",
-    "eval_seconds",
-)
-# What a trial that never reported back says: its worker was killed, crashed or lost power.
-UNFINISHED = "unfinished: the worker stopped before the trial ended (killed or crashed)"
 MAX_FAILS_IN_A_ROW = 10
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -64,30 +38,8 @@ LIVE = (TrialState.RUNNING, TrialState.WAITING)
 WAIT_POLL_S = 1.0
 
 
-class Diverged(Exception):
-    """The training loss went NaN or inf: the trial is recorded FAIL and the study goes on."""
-
-
 class StudyMismatchError(HpoError):
     """The study exists with another search space, budget or seed; it is left untouched."""
-
-
-def trial_seed(study_seed: int, number: int) -> int:
-    # Hash-free and stable across Python versions and processes.
-    return study_seed * 100_003 + number
-
-
-@dataclass(frozen=True)
-class TrialContext:
-    """What every trial of one process shares; Mnist and Progress are the mutable parts."""
-
-    spec: StudySpec
-    study_name: str
-    mnist: Mnist
-    device: torch.device
-    progress: Progress
-    runs_dir: Path | None = Path("runs")  # TensorBoard events go under it; None: none
-    compile: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -122,63 +74,6 @@ class StudySummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# ---------------------------------------------------------------------- samplers and pruners
-
-
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, reseeded per trial from (seed, trial number): see hpo.sampling."""
-    return TrialSeededSampler(functools.partial(_build_sampler, spec.sampler), spec.seed)
-
-
-def _build_sampler(s: Component, seed: int) -> optuna.samplers.BaseSampler:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if s.name == "tpe":
-            multivariate = bool(s.option("multivariate"))
-            # group=True: the conditional gamma/step_every get their own joint model.
-            # constant_liar (Optuna's default, spelt out): a trial running in another worker
-            # counts as a poor result, so parallel workers spread out instead of piling up.
-            return optuna.samplers.TPESampler(
-                seed=seed,
-                n_startup_trials=s.option("n_startup_trials"),
-                multivariate=multivariate,
-                group=multivariate,
-                constant_liar=True,
-            )
-        if s.name == "random":
-            return optuna.samplers.RandomSampler(seed=seed)
-        if s.name == "qmc":
-            return optuna.samplers.QMCSampler(qmc_type=s.option("qmc_type"), seed=seed)
-        try:
-            import cmaes  # noqa: F401 - Optuna imports it lazily, after the study started
-        except ImportError:
-            raise HpoError("sampler cmaes needs the cmaes package: pip install cmaes") from None
-        return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=s.option("n_startup_trials")
-        )
-
-
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    p = spec.pruner
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=p.option("n_startup_trials"), n_warmup_steps=p.option("n_warmup_steps")
-        )
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
-            min_resource=p.option("min_resource"),
-            max_resource=spec.epochs,
-            reduction_factor=p.option("reduction_factor"),
-        )
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.option("min_resource"),
-            reduction_factor=p.option("reduction_factor"),
-            min_early_stopping_rate=p.option("min_early_stopping_rate"),
-        )
-    return optuna.pruners.NopPruner()
 
 
 # ---------------------------------------------------------------------- creating and resuming
@@ -252,117 +147,6 @@ def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.
 def setup_notes(spec: StudySpec) -> list[str]:
     notes = baseline_outside_space(spec.space)
     return [f"baseline (trial 0) runs the tutorial's {note}" for note in notes]
-
-
-# ---------------------------------------------------------------------- one trial
-
-
-def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
-    """Train one trial's config; report every epoch; store the user attrs the report reads."""
-    began = time.perf_counter()
-    spec, number = ctx.spec, trial.number
-    attrs = trial.user_attrs
-    is_baseline = bool(attrs.get("is_baseline", False))
-    origin = int(attrs.get("origin", number))  # a re-run carries its first attempt's number
-    config: TrainConfig | None = None
-    writer: TrialWriter | None = None
-    history: list[EpochMetrics] = []
-    state = "fail"
-    try:
-        seed = trial_seed(spec.seed, origin)
-        if is_baseline:
-            suggest_baseline(trial, spec.space)
-            config = baseline_config(epochs=spec.epochs, seed=seed)
-        else:
-            params = suggest(trial, spec.space)
-            config = config_from_params(spec.space, params, epochs=spec.epochs, seed=seed)
-        record = {
-            "config": config.to_dict(),
-            "seed": seed,
-            "is_baseline": is_baseline,
-            "origin": origin,
-            "curves": curves_of(()),
-            "epochs_run": 0,
-            "device": str(ctx.device),
-            "device_name": describe(ctx.device),
-            "versions": library_versions(),
-            "compiled": use_compile(ctx.device, ctx.compile),
-            "param_count": parameter_count(config.hidden1, config.hidden2),
-            "reason": UNFINISHED,
-            "wall_seconds": 0.0,
-        }
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
-        if ctx.runs_dir is not None:
-            writer = TrialWriter(trial_dir(ctx.runs_dir, ctx.study_name, number))
-        ctx.progress.trial_started(number, config.epochs, is_baseline=is_baseline)
-        total = config.epochs
-
-        def on_epoch(m: EpochMetrics) -> None:
-            history.append(m)
-            if writer is not None:
-                writer.epoch(m)
-            _store_curves(trial, history, began)
-            trial.report(objective_of(spec, m), m.epoch)
-            ctx.progress.epoch(number, m.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {m.epoch + 1} of {total}")
-
-        result = fit(config, ctx.mnist, ctx.device, on_epoch, compile=ctx.compile)
-        history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
-        _store_curves(trial, history, began)
-        trial.set_user_attr("compiled", result.compiled)
-        if result.status == "diverged":
-            last = result.final
-            reason = f"diverged: train loss {last.train_loss} at epoch {last.epoch + 1} of {total}"
-            trial.set_user_attr("reason", reason)
-            raise Diverged(reason)
-        trial.set_user_attr("reason", "")
-        state = "complete"
-        return objective_of(spec, result.final)
-    except optuna.TrialPruned as exc:
-        state = "pruned"
-        trial.set_user_attr("reason", str(exc))
-        raise
-    except KeyboardInterrupt:
-        # Optuna marks the trial FAIL; queue its parameters so that rerunning finishes the job.
-        trial.set_user_attr("reason", "interrupted (Ctrl-C); its parameters were queued again")
-        running = trial.study.get_trials(states=(TrialState.RUNNING,))
-        requeue(trial.study, next(t for t in running if t.number == number))
-        raise
-    except Diverged:
-        raise
-    except Exception as exc:
-        trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
-        raise
-    finally:
-        try:
-            trial.set_user_attr("wall_seconds", time.perf_counter() - began)
-        finally:  # the events file is complete even when the storage went away
-            if writer is not None and config is not None:
-                writer.close(config, number=number, is_baseline=is_baseline, state=state)
-
-
-def objective_of(spec: StudySpec, m: EpochMetrics) -> float:
-    return m.eval_acc if spec.objective == "val_acc" else m.eval_loss
-
-
-def curves_of(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, list[Any]]:
-    """Per-epoch lists under the report's names; a non-finite value (a diverged epoch) is stored
-    as null, because JSON has no NaN and the dashboard's parser rejects it."""
-    fields = {"val_loss": "eval_loss", "val_acc": "eval_acc"}
-    return {key: [_finite(getattr(m, fields.get(key, key))) for m in history] for key in CURVE_KEYS}
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _store_curves(trial: optuna.Trial, history: list[EpochMetrics], began: float) -> None:
-    # Every epoch, so the dashboard shows a live curve and a killed trial keeps its part.
-    trial.set_user_attr("curves", curves_of(history))
-    trial.set_user_attr("epochs_run", len(history))
-    trial.set_user_attr("wall_seconds", time.perf_counter() - began)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -580,68 +364,3 @@ def _brief(t: FrozenTrial | None) -> TrialBrief | None:
         return None
     val = t.user_attrs.get("curves", {}).get("val_acc") or [None]
     return TrialBrief(t.number, t.value, val[-1], dict(t.params), dict(t.user_attrs["config"]))
-
-
-# ---------------------------------------------------------------------- finalize
-
-
-def finalize(
-    study: optuna.Study,
-    mnist: Mnist,
-    device: torch.device,
-    *,
-    force: bool = False,
-    compile: bool | None = None,
-    log: Any = lambda _m: None,
-) -> dict[str, Any]:
-    """Retrain the best and the baseline trial on all 60,000 training images for their epochs
-    and evaluate each once on the test set; store and return the study's ``final`` attr.
-
-    A stored result for the same two trials is returned as is unless ``force``."""
-    best, base = best_trial(study), baseline_trial(study)
-    if best is None:
-        raise HpoError(
-            f"study {study.study_name!r} has no complete trial to finalize yet; run `hpo run` first"
-        )
-    stored = study.user_attrs.get("final")
-    if (
-        not force
-        and stored
-        and stored.get("best", {}).get("trial") == best.number
-        and (stored.get("baseline") or {}).get("trial") == (base.number if base else None)
-    ):
-        return dict(stored)
-    done: dict[int, dict[str, Any]] = {}
-    final: dict[str, Any] = {"best": None, "baseline": None}
-    for role, t in (("best", best), ("baseline", base)):
-        if t is None:
-            continue
-        if t.number not in done:
-            log(f"finalize: retraining trial {t.number} ({role}) on the full training set")
-            done[t.number] = _retrain(t, mnist, device, compile)
-        final[role] = done[t.number]
-    final["finalized_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    study.set_user_attr("final", final)
-    return final
-
-
-def _retrain(
-    t: FrozenTrial, mnist: Mnist, device: torch.device, compile: bool | None
-) -> dict[str, Any]:
-    config = TrainConfig.from_dict(t.user_attrs["config"])
-    result = fit(config, mnist, device, full=True, compile=compile)
-    val = t.user_attrs.get("curves", {}).get("val_acc") or [None]
-    return {
-        "trial": t.number,
-        "config": config.to_dict(),
-        "val_acc": val[-1],
-        "test_acc": _finite(result.final.eval_acc),
-        "test_loss": _finite(result.final.eval_loss),
-        "train_seconds": result.train_seconds,
-        "seconds_per_epoch": result.train_seconds / len(result.epochs),
-        "param_count": result.param_count,
-        "device": result.device,
-        "device_name": describe(device),
-        "epochs": len(result.epochs),
-        "status": result.status,
-    }

@@ -25,6 +25,26 @@ def test_ratios_are_medians_of_the_same_run_divided() -> None:
     assert "cpu" in found[0]["label"]
 
 
+def test_throughput_ratios_divide_each_time_by_its_work_first() -> None:
+    tutorial = {
+        "name": "test_one_epoch[cpu-torchvision]",
+        "stats": {"median": 8.0},
+        "extra_info": {"train_images": 60_000},
+    }
+    study = {
+        "name": "test_study_jobs[2]",
+        "stats": {"median": 50.0},
+        "extra_info": {"model_epochs": 60, "train_images": 3_000_000},
+    }
+    found = {r["fast"]: r for r in ratios([tutorial, study])}
+    # 7,500 images/s in the tutorial's loop vs 60,000 images/s in the study: 8x
+    assert found["test_study_jobs[2]"]["ratio"] == pytest.approx(8.0)
+    assert "--jobs 2" in found["test_study_jobs[2]"]["label"]
+    # without its amount of work a throughput ratio is not computed at all
+    del study["extra_info"]["train_images"]
+    assert ratios([tutorial, study]) == []
+
+
 def test_the_stored_sample_renders_every_benchmark_and_its_ratio() -> None:
     report = load(SAMPLE)
     text = markdown(report)

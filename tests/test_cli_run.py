@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 import hpo.data
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
-from hpo.search import UNFINISHED
+from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, write_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.search import UNFINISHED
 from hpo.storage import with_driver
+from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, synthetic_data, write_spec
 from tests.support.postgres import PASSWORD, PostgresServer, binaries, start_server
 

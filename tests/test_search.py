@@ -17,20 +17,19 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir, write_idx
 from hpo.errors import HpoError
+from hpo.finalize import finalize
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.search import (
-    CURVE_KEYS,
     StudyMismatchError,
-    finalize,
     open_study,
     run_study,
-    trial_seed,
 )
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage, requeue
 from hpo.tb import trial_dir
+from hpo.trial import CURVE_KEYS, trial_seed
 from tests.support.cli import USER_ATTRS
 
 CPU = torch.device("cpu")

@@ -15,10 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, plan_workers, worker_threads
 from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, per_trial_seed
-from hpo.search import make_sampler, open_study, run_one, surplus
+from hpo.search import open_study, run_one, surplus
 from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage

@@ -17,7 +17,10 @@ from hpo.cli.common import EXIT_ERROR, EXIT_USAGE, UsageError, fail
 VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with ``only`` a verb's parser alone: a verb's module imports what it
+    needs (torch, Optuna, pandas, plotly) when it registers, and a worker process or a quick
+    ``hpo data`` should not pay for the others' imports."""
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter search and benchmarking for the PyTorch MNIST MLP tutorial.",
@@ -32,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="verb", metavar="<verb>")
     for name in VERBS:
+        if only is not None and name != only:
+            continue
         try:
             module = importlib.import_module(f"hpo.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -43,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    verb = words[0].replace("-", "_") if words else ""
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(words)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

@@ -34,8 +34,9 @@ def handler(args: argparse.Namespace) -> int:
     import optuna
 
     from hpo.device import resolve_device
+    from hpo.finalize import finalize
     from hpo.mnist import Mnist
-    from hpo.search import finalize, summarize
+    from hpo.search import summarize
     from hpo.storage import mask_url, open_storage
 
     storage = open_storage(args.storage)

@@ -152,9 +152,10 @@ def handler(args: argparse.Namespace) -> int:
         usable_cpus,
         visible_cuda_devices,
     )
+    from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.progress import Progress
-    from hpo.search import check_study, finalize, open_study, run_study, setup_notes, summarize
+    from hpo.search import check_study, open_study, run_study, setup_notes, summarize
     from hpo.storage import (
         GRACE_FACTOR,
         dashboard_command,

@@ -1,0 +1,81 @@
+"""``finalize``: the study's best trial and its baseline, each retrained on all 60,000 training
+images and evaluated once on the test set; the only place a study touches the test set."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial
+
+from hpo.config import TrainConfig
+from hpo.device import describe
+from hpo.errors import HpoError
+from hpo.mnist import Mnist
+from hpo.search import baseline_trial, best_trial
+from hpo.train import fit
+from hpo.trial import finite
+
+
+def finalize(
+    study: optuna.Study,
+    mnist: Mnist,
+    device: torch.device,
+    *,
+    force: bool = False,
+    compile: bool | None = None,
+    log: Any = lambda _m: None,
+) -> dict[str, Any]:
+    """Retrain the best and the baseline trial on all 60,000 training images for their epochs
+    and evaluate each once on the test set; store and return the study's ``final`` attr.
+
+    A stored result for the same two trials is returned as is unless ``force``."""
+    best, base = best_trial(study), baseline_trial(study)
+    if best is None:
+        raise HpoError(
+            f"study {study.study_name!r} has no complete trial to finalize yet; run `hpo run` first"
+        )
+    stored = study.user_attrs.get("final")
+    if (
+        not force
+        and stored
+        and stored.get("best", {}).get("trial") == best.number
+        and (stored.get("baseline") or {}).get("trial") == (base.number if base else None)
+    ):
+        return dict(stored)
+    done: dict[int, dict[str, Any]] = {}
+    final: dict[str, Any] = {"best": None, "baseline": None}
+    for role, t in (("best", best), ("baseline", base)):
+        if t is None:
+            continue
+        if t.number not in done:
+            log(f"finalize: retraining trial {t.number} ({role}) on the full training set")
+            done[t.number] = _retrain(t, mnist, device, compile)
+        final[role] = done[t.number]
+    final["finalized_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    study.set_user_attr("final", final)
+    return final
+
+
+def _retrain(
+    t: FrozenTrial, mnist: Mnist, device: torch.device, compile: bool | None
+) -> dict[str, Any]:
+    config = TrainConfig.from_dict(t.user_attrs["config"])
+    result = fit(config, mnist, device, full=True, compile=compile)
+    val = t.user_attrs.get("curves", {}).get("val_acc") or [None]
+    return {
+        "trial": t.number,
+        "config": config.to_dict(),
+        "val_acc": val[-1],
+        "test_acc": finite(result.final.eval_acc),
+        "test_loss": finite(result.final.eval_loss),
+        "train_seconds": result.train_seconds,
+        "seconds_per_epoch": result.train_seconds / len(result.epochs),
+        "param_count": result.param_count,
+        "device": result.device,
+        "device_name": describe(device),
+        "epochs": len(result.epochs),
+        "status": result.status,
+    }

@@ -1,0 +1,168 @@
+"""One trial: its config from the trial's parameters, trained with ``fit``, reported every epoch
+(so the pruner can stop it), with every user attribute the report and the dashboard read."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from hpo.config import TrainConfig
+from hpo.device import describe
+from hpo.mnist import Mnist
+from hpo.model import parameter_count
+from hpo.progress import Progress
+from hpo.provenance import library_versions
+from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
+from hpo.spec import StudySpec
+from hpo.storage import requeue
+from hpo.tb import TrialWriter, trial_dir
+from hpo.train import EpochMetrics, fit, use_compile
+
+CURVE_KEYS = (
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "train_seconds",
+    "eval_seconds",
+)
+# What a trial that never reported back says: its worker was killed, crashed or lost power.
+UNFINISHED = "unfinished: the worker stopped before the trial ended (killed or crashed)"
+
+
+class Diverged(Exception):
+    """The training loss went NaN or inf: the trial is recorded FAIL and the study goes on."""
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    # Hash-free and stable across Python versions and processes.
+    return study_seed * 100_003 + number
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What every trial of one process shares; Mnist and Progress are the mutable parts."""
+
+    spec: StudySpec
+    study_name: str
+    mnist: Mnist
+    device: torch.device
+    progress: Progress
+    runs_dir: Path | None = Path("runs")  # TensorBoard events go under it; None: none
+    compile: bool | None = None
+
+
+def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
+    """Train one trial's config; report every epoch; store the user attrs the report reads."""
+    began = time.perf_counter()
+    spec, number = ctx.spec, trial.number
+    attrs = trial.user_attrs
+    is_baseline = bool(attrs.get("is_baseline", False))
+    origin = int(attrs.get("origin", number))  # a re-run carries its first attempt's number
+    config: TrainConfig | None = None
+    writer: TrialWriter | None = None
+    history: list[EpochMetrics] = []
+    state = "fail"
+    try:
+        seed = trial_seed(spec.seed, origin)
+        if is_baseline:
+            suggest_baseline(trial, spec.space)
+            config = baseline_config(epochs=spec.epochs, seed=seed)
+        else:
+            params = suggest(trial, spec.space)
+            config = config_from_params(spec.space, params, epochs=spec.epochs, seed=seed)
+        record = {
+            "config": config.to_dict(),
+            "seed": seed,
+            "is_baseline": is_baseline,
+            "origin": origin,
+            "curves": curves_of(()),
+            "epochs_run": 0,
+            "device": str(ctx.device),
+            "device_name": describe(ctx.device),
+            "versions": library_versions(),
+            "compiled": use_compile(ctx.device, ctx.compile),
+            "param_count": parameter_count(config.hidden1, config.hidden2),
+            "reason": UNFINISHED,
+            "wall_seconds": 0.0,
+        }
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        if ctx.runs_dir is not None:
+            writer = TrialWriter(trial_dir(ctx.runs_dir, ctx.study_name, number))
+        ctx.progress.trial_started(number, config.epochs, is_baseline=is_baseline)
+        total = config.epochs
+
+        def on_epoch(m: EpochMetrics) -> None:
+            history.append(m)
+            if writer is not None:
+                writer.epoch(m)
+            _store_curves(trial, history, began)
+            trial.report(objective_of(spec, m), m.epoch)
+            ctx.progress.epoch(number, m.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {m.epoch + 1} of {total}")
+
+        result = fit(config, ctx.mnist, ctx.device, on_epoch, compile=ctx.compile)
+        history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
+        _store_curves(trial, history, began)
+        trial.set_user_attr("compiled", result.compiled)
+        if result.status == "diverged":
+            last = result.final
+            reason = f"diverged: train loss {last.train_loss} at epoch {last.epoch + 1} of {total}"
+            trial.set_user_attr("reason", reason)
+            raise Diverged(reason)
+        trial.set_user_attr("reason", "")
+        state = "complete"
+        return objective_of(spec, result.final)
+    except optuna.TrialPruned as exc:
+        state = "pruned"
+        trial.set_user_attr("reason", str(exc))
+        raise
+    except KeyboardInterrupt:
+        # Optuna marks the trial FAIL; queue its parameters so that rerunning finishes the job.
+        trial.set_user_attr("reason", "interrupted (Ctrl-C); its parameters were queued again")
+        running = trial.study.get_trials(states=(TrialState.RUNNING,))
+        requeue(trial.study, next(t for t in running if t.number == number))
+        raise
+    except Diverged:
+        raise
+    except Exception as exc:
+        trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
+        raise
+    finally:
+        try:
+            trial.set_user_attr("wall_seconds", time.perf_counter() - began)
+        finally:  # the events file is complete even when the storage went away
+            if writer is not None and config is not None:
+                writer.close(config, number=number, is_baseline=is_baseline, state=state)
+
+
+def objective_of(spec: StudySpec, m: EpochMetrics) -> float:
+    return m.eval_acc if spec.objective == "val_acc" else m.eval_loss
+
+
+def curves_of(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[str, list[Any]]:
+    """Per-epoch lists under the report's names; a non-finite value (a diverged epoch) is stored
+    as null, because JSON has no NaN and the dashboard's parser rejects it."""
+    fields = {"val_loss": "eval_loss", "val_acc": "eval_acc"}
+    return {key: [finite(getattr(m, fields.get(key, key))) for m in history] for key in CURVE_KEYS}
+
+
+def finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _store_curves(trial: optuna.Trial, history: list[EpochMetrics], began: float) -> None:
+    # Every epoch, so the dashboard shows a live curve and a killed trial keeps its part.
+    trial.set_user_attr("curves", curves_of(history))
+    trial.set_user_attr("epochs_run", len(history))
+    trial.set_user_attr("wall_seconds", time.perf_counter() - began)

@@ -1,0 +1,41 @@
+"""The ``hpo`` entry point: every verb is listed, and one verb's run imports only its own stack."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpo.cli import VERBS, build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_full_parser_lists_every_verb() -> None:
+    text = build_parser().format_help()
+    for verb in VERBS:
+        assert verb.replace("_", "-") in text
+
+
+def test_a_verb_alone_does_not_import_the_report_stack() -> None:
+    # A --jobs worker is `hpo run --worker I`: it should not pay for pandas and plotly.
+    code = (
+        "import sys; from hpo.cli import build_parser; p = build_parser('run'); "
+        "p.parse_args(['run', '--trials', '3']); "
+        "print(sorted(m for m in ('pandas', 'plotly', 'hpo.report') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["tune"])
+    assert exc.value.code == 2
+    assert "bench-report" in capsys.readouterr().err
