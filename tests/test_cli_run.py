@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -19,15 +18,9 @@ import hpo.data
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 from hpo.trial import UNFINISHED
-from tests.support.cli import USER_ATTRS, write_spec
+from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 
 REPO = Path(__file__).resolve().parents[1]
-# A subprocess `hpo` that accepts the synthetic files: the test patches the expected digests in
-# that process only, so the product has no switch for skipping verification.
-LAUNCH = (
-    "import json, sys, hpo.data as d; d.MNIST_FILES.update(json.load(open(sys.argv[1]))); "
-    "from hpo.cli import main; sys.exit(main(sys.argv[2:]))"
-)
 
 
 @pytest.fixture(scope="module")
@@ -176,63 +169,27 @@ def test_finalize_of_a_missing_study_names_the_studies_there(
     assert "no study 'nope'" in capsys.readouterr().err
 
 
+@pytest.fixture()
+def launcher(tmp_path: Path, data_dir: Path) -> Launcher:
+    return make_launcher(tmp_path / "launch", data_dir, tmp_path)
+
+
 def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, launcher: Launcher
 ) -> None:
-    digests = tmp_path / "digests.json"
-    digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
     # Wide layers on 6,000 images: each epoch takes long enough to be killed in the middle.
     spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
-    cmd = [
-        sys.executable,
-        "-c",
-        LAUNCH,
-        str(digests),
-        "run",
-        "--spec",
-        str(spec),
-        "--study",
-        "k",
-        "--storage",
-        url,
-        "--trials",
-        "4",
-        "--data-dir",
-        str(data_dir),
-        "--device",
-        "cpu",
-        "--heartbeat",
-        "1",
-        "--no-compile",
-        "--no-finalize",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    killed = None
-    deadline = time.monotonic() + 180
-    while killed is None and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.05)
-        try:
-            running = optuna.load_study(study_name="k", storage=url).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except KeyError:  # the study is not created yet
-            continue
-        # mid-trial: past trial 0 (the baseline), with at least one epoch reported
-        mid = [t for t in running if t.number >= 1 and t.intermediate_values]
-        if mid:
-            first.send_signal(signal.SIGKILL)
-            killed = mid[0].number
-    first.wait(timeout=30)
-    stderr = first.stderr.read().decode() if first.stderr else ""
+    cmd = launcher.run_args(spec, "k", url, 4, "--no-finalize")
+    first = launcher.popen(cmd)
+    # mid-trial: past trial 0 (the baseline), with at least one epoch reported
+    killed = signal_mid_trial(first, url, "k", signal.SIGKILL, timeout=180, min_number=1)
+    _, stderr = first.communicate(timeout=30)
     assert killed is not None, f"never caught a trial mid-run; stderr:\n{stderr[-2000:]}"
     stuck = optuna.load_study(study_name="k", storage=url).trials[killed]
     assert stuck.state == TrialState.RUNNING  # what SIGKILL leaves behind
 
-    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    second = launcher.run(cmd)
     assert second.returncode == 0, second.stderr[-3000:]
     trials = optuna.load_study(study_name="k", storage=url).trials
     states = [t.state for t in trials]
@@ -249,48 +206,12 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
 
 
 def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
-    tmp_path: Path, data_dir: Path
+    tmp_path: Path, launcher: Launcher
 ) -> None:
-    digests = tmp_path / "digests.json"
-    digests.write_text(json.dumps(file_digests(raw_dir(data_dir))))
     spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
-    cmd = [
-        sys.executable,
-        "-c",
-        LAUNCH,
-        str(digests),
-        "run",
-        "--spec",
-        str(spec),
-        "--study",
-        "c",
-        "--storage",
-        url,
-        "--trials",
-        "3",
-        "--data-dir",
-        str(data_dir),
-        "--device",
-        "cpu",
-        "--no-compile",
-        "--no-finalize",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline, sent = time.monotonic() + 120, None
-    while sent is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            study = optuna.load_study(study_name="c", storage=url)
-        except KeyError:
-            continue
-        mid = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if t.intermediate_values]
-        if mid:
-            proc.send_signal(signal.SIGINT)
-            sent = mid[0].number
+    proc = launcher.popen(launcher.run_args(spec, "c", url, 3, "--no-finalize"))
+    sent = signal_mid_trial(proc, url, "c", signal.SIGINT, timeout=120)
     out, err = proc.communicate(timeout=60)
     assert sent is not None, err[-2000:]
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
@@ -332,20 +253,9 @@ def test_real_mnist_six_trials_survive_sigkill_and_finalize(tmp_path: Path) -> N
     first = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    killed = None
-    deadline = time.monotonic() + 600
-    while killed is None and time.monotonic() < deadline and first.poll() is None:
-        time.sleep(0.2)
-        try:
-            running = optuna.load_study(study_name="bar", storage=url).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except KeyError:
-            continue
-        mid = [t for t in running if t.number >= 2 and t.intermediate_values]
-        if mid:
-            first.send_signal(signal.SIGKILL)
-            killed = mid[0].number
+    killed = signal_mid_trial(
+        first, url, "bar", signal.SIGKILL, timeout=600, min_number=2, poll=0.2
+    )
     first.wait(timeout=30)
     assert killed is not None, "never caught a trial mid-run"
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)

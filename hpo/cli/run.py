@@ -6,12 +6,18 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, log
 from hpo.search import StudySummary
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
+
+if TYPE_CHECKING:  # for annotations only
+    import torch
+    from optuna.storages import RDBStorage
+
+    from hpo.mnist import Mnist
 
 DEFAULT_SPEC = Path("studies/mnist_mlp.toml")
 
@@ -154,8 +160,7 @@ def handler(args: argparse.Namespace) -> int:
     )
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
-    from hpo.progress import Progress
-    from hpo.search import check_study, open_study, run_study, setup_notes, summarize
+    from hpo.search import check_study, open_study, setup_notes, summarize
     from hpo.storage import (
         GRACE_FACTOR,
         dashboard_command,
@@ -183,22 +188,12 @@ def handler(args: argparse.Namespace) -> int:
     with reporting_loss(storage.url):
         check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
-    compile_ = False if args.no_compile else None
+    compile_ = compile_flag(args)
     device = devices[plan.devices[0]]
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
         mnist = Mnist.load(args.data_dir, log=log)
-        summary = run_study(
-            spec,
-            storage,
-            study_name,
-            n_trials,
-            device,
-            mnist,
-            Progress(sys.stderr),
-            timeout=args.timeout,
-            compile=compile_,
-        )
+        summary = search(args, spec, storage, study_name, n_trials, device, mnist, sys.stderr)
     else:
         ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
         with reporting_loss(storage.url):
@@ -220,6 +215,38 @@ def handler(args: argparse.Namespace) -> int:
             summary = summarize(study, storage, n_trials, summary.stopped_early)
     print(format_summary(summary, args.format))
     return 0
+
+
+def compile_flag(args: argparse.Namespace) -> bool | None:
+    return False if args.no_compile else None  # None: compile where the device supports it
+
+
+def search(
+    args: argparse.Namespace,
+    spec: StudySpec,
+    storage: RDBStorage,
+    study_name: str,
+    n_trials: int,
+    device: torch.device,
+    mnist: Mnist,
+    stream: TextIO | None,
+) -> StudySummary:
+    """The study loop of this process, with the run's flags; progress to ``stream`` (a worker
+    of --jobs passes None: its parent draws the one display)."""
+    from hpo.progress import Progress
+    from hpo.search import run_study
+
+    return run_study(
+        spec,
+        storage,
+        study_name,
+        n_trials,
+        device,
+        mnist,
+        Progress(stream),
+        timeout=args.timeout,
+        compile=compile_flag(args),
+    )
 
 
 def worker_argv(
@@ -254,26 +281,13 @@ def _worker(args: argparse.Namespace, spec: StudySpec, study_name: str, n_trials
 
         from hpo.device import resolve_device
         from hpo.mnist import Mnist
-        from hpo.progress import Progress
-        from hpo.search import run_study
         from hpo.storage import open_storage
 
         storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
         device = resolve_device(args.device)
         mnist = Mnist.load(args.data_dir, download=False)
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        compile_ = False if args.no_compile else None
-        run_study(
-            spec,
-            storage,
-            study_name,
-            n_trials,
-            device,
-            mnist,
-            Progress(None),
-            timeout=args.timeout,
-            compile=compile_,
-        )
+        search(args, spec, storage, study_name, n_trials, device, mnist, None)
     except (KeyboardInterrupt, Exception) as exc:  # every ending becomes the outcome line
         error = exc
     outcome, code = outcome_of(error)

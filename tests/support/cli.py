@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
 
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 
@@ -152,3 +157,31 @@ def write_spec(
         )
     )
     return path
+
+
+def signal_mid_trial(
+    proc: subprocess.Popen,
+    url: str,
+    study: str,
+    sig: signal.Signals,
+    *,
+    timeout: float,
+    min_number: int = 0,
+    poll: float = 0.05,
+) -> int | None:
+    """Send ``sig`` to ``proc`` as soon as a trial numbered ``min_number`` or more is running with
+    at least one epoch reported (mid-trial); its number, or None if none was seen in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(poll)
+        try:
+            running = optuna.load_study(study_name=study, storage=url).get_trials(
+                states=(TrialState.RUNNING,)
+            )
+        except KeyError:  # the study is not created yet
+            continue
+        mid = [t for t in running if t.number >= min_number and t.intermediate_values]
+        if mid:
+            proc.send_signal(sig)
+            return mid[0].number
+    return None
