@@ -37,7 +37,7 @@ def main(h1: int, h2: int) -> None:
     config = TrainConfig(head="logits", hidden1=h1, hidden2=h2)
     train = Mnist.load().tensors(device, full=False).train
     state = FlatState.from_module(build_model(config), device)
-    step, compiled, _ = _prepare_step(device, True, state, train.x, train.y, config, False)
+    step, compiled, _ = _prepare_step(device, True, state, train.x, train.y, config, False, [BATCH])
     idx = torch.randperm(len(train.y))[:BATCH]
     totals = torch.zeros(3, dtype=torch.float64)
     args = (train.x, train.y, idx, state.params, state.bufs, state.running, totals,

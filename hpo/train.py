@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hpo.config import TrainConfig
+from hpo.cuda_graph import epoch_runner
 from hpo.device import synchronize
 from hpo.fast_step import FlatState, predict_logits, train_step
 from hpo.mnist import Mnist
@@ -54,6 +55,8 @@ class FitResult:
     compiled: bool
     model: Net = field(repr=False, compare=False)
     compile_seconds: float = 0.0
+    graphed: bool = False  # each epoch's steps replayed as one CUDA graph
+    capture_seconds: float = 0.0
 
     @property
     def final(self) -> EpochMetrics:
@@ -79,19 +82,27 @@ class FitResult:
             "status": self.status,
             "compiled": self.compiled,
             "compile_seconds": self.compile_seconds,
+            "graphed": self.graphed,
+            "capture_seconds": self.capture_seconds,
             "param_count": self.param_count,
             "epochs": [e.to_dict() for e in self.epochs],
         }
 
 
+def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """Where each batch lies in an epoch's permutation of ``n`` samples, the same every epoch.
+
+    A trailing batch of one is dropped, because BatchNorm cannot normalise a single sample in
+    training mode."""
+    bounds = ((start, min(start + batch_size, n)) for start in range(0, n, batch_size))
+    return [(a, b) for a, b in bounds if b - a > 1]
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """A fresh permutation cut into batches; a trailing batch of one is dropped, because
-    BatchNorm cannot normalise a single sample in training mode."""
+    """A fresh permutation cut into batches (see ``batch_slices``)."""
     perm = torch.randperm(n, generator=generator)
-    for start in range(0, n, batch_size):
-        chunk = perm[start : start + batch_size]
-        if len(chunk) > 1:
-            yield chunk
+    for a, b in batch_slices(n, batch_size):
+        yield perm[a:b]
 
 
 def use_compile(device: torch.device, requested: bool | None) -> bool:
@@ -125,42 +136,53 @@ def fit(
     *,
     full: bool = False,
     compile: bool | None = None,
+    graph: bool | None = None,
 ) -> FitResult:
     """Train ``config``; evaluate every epoch on the validation split (``full=False``, training
-    on the other 50,000) or on the test set (``full=True``, training on all 60,000)."""
+    on the other 50,000) or on the test set (``full=True``, training on all 60,000).
+
+    ``compile`` and ``graph`` (``None``: wherever the device supports them) choose how the same
+    steps run: fused by ``torch.compile``, and replayed one CUDA graph per epoch on a GPU."""
     if config.loader == "torchvision":
         return _fit_torchvision(config, mnist, device, on_epoch, full=full)
     data = mnist.tensors(device, full=full)
     eval_set = data.test if full else data.val
     assert eval_set is not None
+    train = data.train
     net = build_model(config)
     state = FlatState.from_module(net, device)
     softmax = config.head == "softmax"
+    slices = batch_slices(len(train), config.batch_size)
+    lengths = sorted({b - a for a, b in slices})
     step, compiled, compile_seconds = _prepare_step(
-        device, use_compile(device, compile), state, data.train.x, data.train.y, config, softmax
+        device, use_compile(device, compile), state, train.x, train.y, config, softmax, lengths
     )
     generator = torch.Generator().manual_seed(config.seed)
+    # The epoch's batch order, on the device: each step reads its batch as a slice of it, so no
+    # step copies indices from the host, and a CUDA graph can read a new order every epoch.
+    order = torch.empty(len(train), dtype=torch.int64, device=device)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
+
+    def run_steps() -> None:
+        for a, b in slices:
+            step(train.x, train.y, order[a:b], state.params, state.bufs, state.running, totals,
+                 lr_t, config.momentum, softmax)  # fmt: skip
+
+    run_epoch, graphed, capture_seconds = epoch_runner(
+        run_steps,
+        lambda: _scratch_steps(step, device, state, train.x, train.y, config, softmax, lengths),
+        device,
+        graph,
+    )
 
     def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)
         totals.zero_()
-        for idx in batches(len(data.train), config.batch_size, generator):
-            step(
-                data.train.x,
-                data.train.y,
-                idx.to(device, non_blocking=True),
-                state.params,
-                state.bufs,
-                state.running,
-                totals,
-                lr_t,
-                config.momentum,
-                softmax,
-            )
+        order.copy_(torch.randperm(len(train), generator=generator))
+        run_epoch()
         loss_sum, correct, steps = totals.tolist()  # the epoch's one host sync
-        return loss_sum / steps, correct / len(data.train)
+        return loss_sum / steps, correct / len(train)
 
     history, status = _run_epochs(
         config, device, train_epoch,
@@ -175,6 +197,8 @@ def fit(
         compiled,
         state.load_into(net).eval(),
         compile_seconds,
+        graphed,
+        capture_seconds,
     )
 
 
@@ -213,26 +237,45 @@ def _prepare_step(
     y: torch.Tensor,
     config: TrainConfig,
     softmax: bool,
+    lengths: list[int],
 ) -> tuple[Callable[..., None], bool, float]:
     """The step function, compiled where asked and possible, and the seconds compiling took.
 
-    Compiling happens here, on throwaway copies of the state, so that no epoch's timing
-    includes it and the real state sees exactly the steps of training."""
+    Compiling happens here, on throwaway copies of the state and once per batch length, so
+    that no epoch's timing includes it and the real state sees exactly the steps of training."""
     if not want_compiled:
         return _gather_step, False, 0.0
     start = time.perf_counter()
     try:
         step = _compiled_step(device)
-        scratch = FlatState(
-            [p.clone() for p in state.params],
-            [b.clone() for b in state.bufs],
-            [r.clone() for r in state.running],
-        )
-        idx = torch.arange(min(config.batch_size, len(y)), device=device)
+        _scratch_steps(step, device, state, x, y, config, softmax, lengths)
+        synchronize(device)
+    except Exception:  # no C++ compiler or an unsupported backend: same math, eager
+        return _gather_step, False, 0.0
+    return step, True, time.perf_counter() - start
+
+
+def _scratch_steps(
+    step: Callable[..., None],
+    device: torch.device,
+    state: FlatState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: TrainConfig,
+    softmax: bool,
+    lengths: list[int],
+) -> None:
+    """One step per batch length on copies of ``state``: compiles and warms up, changes nothing."""
+    scratch = FlatState(
+        [p.clone() for p in state.params],
+        [b.clone() for b in state.bufs],
+        [r.clone() for r in state.running],
+    )
+    for length in lengths:
         step(
             x,
             y,
-            idx,
+            torch.arange(min(length, len(y)), device=device),
             scratch.params,
             scratch.bufs,
             scratch.running,
@@ -241,10 +284,6 @@ def _prepare_step(
             config.momentum,
             softmax,
         )
-        synchronize(device)
-    except Exception:  # no C++ compiler or an unsupported backend: same math, eager
-        return _gather_step, False, 0.0
-    return step, True, time.perf_counter() - start
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import torch
 from optuna.trial import TrialState
 
 from hpo.config import TrainConfig
+from hpo.cuda_graph import use_graph
 from hpo.device import describe
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
@@ -90,6 +91,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             "device_name": describe(ctx.device),
             "versions": library_versions(),
             "compiled": use_compile(ctx.device, ctx.compile),
+            "cuda_graph": use_graph(ctx.device, None),
             "param_count": parameter_count(config.hidden1, config.hidden2),
             "reason": UNFINISHED,
             "wall_seconds": 0.0,
@@ -115,6 +117,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
         _store_curves(trial, history, began)
         trial.set_user_attr("compiled", result.compiled)
+        trial.set_user_attr("cuda_graph", result.graphed)
         if result.status == "diverged":
             last = result.final
             reason = f"diverged: train loss {last.train_loss} at epoch {last.epoch + 1} of {total}"

@@ -62,6 +62,7 @@ USER_ATTRS = {
     "device_name",
     "versions",
     "compiled",
+    "cuda_graph",
     "param_count",
     "reason",
     "wall_seconds",

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Every GPU check of this project in one go, sized for a GPU machine lent for a few minutes:
+# the CUDA tests, the 20-epoch baseline per way of running it, the training benchmarks on CUDA,
+# and the default 50-trial study. Each stage has its own time limit and log; a stage that fails
+# or runs out of time does not stop the next.
+#
+#   OUT=some/dir bash benchmarks/gpu_session.sh
+#
+# Needs: MNIST where hpo finds it ($HPO_DATA_DIR), and torch, optuna, pytest-benchmark importable.
+set -uo pipefail
+out=${OUT:-runs/gpu}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+repo=$(pwd)
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
+
+stage() {  # stage NAME SECONDS CMD...: run CMD with a limit; log to $out/NAME.log; show its end
+  local name=$1 limit=$2 began=$SECONDS
+  shift 2
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  echo "== $name: exit $? after $((SECONDS - began)) s"
+  tail -n "${TAIL:-20}" "$out/$name.log"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
+"$py" -c 'import torch, optuna; print("torch", torch.__version__, "cuda", torch.version.cuda, "optuna", optuna.__version__)'
+stage tests 120 "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
+stage baseline 160 "$py" -m benchmarks.gpu_baseline --seeds 5
+stage bench 130 "$py" -m pytest -q -p no:cacheprovider benchmarks/test_training_speed.py -k cuda \
+  --benchmark-json "$out/bench.json"
+study=$(mktemp -d)
+cp -r "$repo/studies" "$study/"
+TAIL=30 stage study 150 bash -c "cd '$study' && time \
+  '$py' -m hpo.cli run --trials 50 --device cuda --timeout 90"
+cp "$study/runs/hpo.db" "$out/study.db" 2>/dev/null

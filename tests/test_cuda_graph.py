@@ -1,0 +1,85 @@
+"""Whole-epoch CUDA graphs: same steps as running them one by one; asked for where impossible,
+a clear error; a capture that fails falls back only when the graph was not demanded.
+
+The GPU tests skip without CUDA (CI has none); they ran on an H100 (see the README)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import hpo.cuda_graph as cuda_graph
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.train import batch_slices, fit
+
+SMALL = dict(hidden1=48, hidden2=24, epochs=3, batch_size=64)
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_a_graph_asked_for_without_a_gpu_is_an_error_naming_the_fix(
+    synthetic_mnist: Mnist,
+) -> None:
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match=r"CUDA graphs need a CUDA device.*graph=None or False"):
+        fit(TrainConfig(**SMALL), synthetic_mnist, cpu, graph=True)
+    assert not fit(TrainConfig(**SMALL | {"epochs": 1}), synthetic_mnist, cpu).graphed
+
+
+def test_batch_slices_tile_the_epoch_and_drop_a_trailing_single() -> None:
+    assert batch_slices(130, 64) == [(0, 64), (64, 128), (128, 130)]
+    assert batch_slices(129, 64) == [(0, 64), (64, 128)]
+    assert batch_slices(50_000, 64)[-1] == (49_984, 50_000)
+
+
+def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken_capture(*args: object) -> None:
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(cuda_graph, "graphs_available", lambda device: True)
+    monkeypatch.setattr(cuda_graph, "capture", broken_capture)
+    steps: list[int] = []
+
+    def run() -> None:
+        steps.append(1)
+
+    device = torch.device("cuda")
+    with pytest.warns(UserWarning, match="capture failed, running steps one by one"):
+        runner, graphed, seconds = cuda_graph.epoch_runner(run, lambda: None, device, None)
+    assert (runner, graphed, seconds) == (run, False, 0.0)
+    with pytest.raises(RuntimeError, match="not permitted"):
+        cuda_graph.epoch_runner(run, lambda: None, device, True)
+    assert steps == []  # neither path ran a training step by itself
+
+
+@cuda_only
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
+    synthetic_mnist: Mnist, compiled: bool
+) -> None:
+    """Same batches, same kernels: a replay must match the uncaptured loop epoch by epoch, and
+    capturing must not have trained the model (it records, it does not run)."""
+    config = TrainConfig(lr=0.05, schedule="step", gamma=0.5, step_every=1, **SMALL)
+    cuda = torch.device("cuda")
+    graphed = fit(config, synthetic_mnist, cuda, compile=compiled, graph=True)
+    plain = fit(config, synthetic_mnist, cuda, compile=compiled, graph=False)
+    assert graphed.graphed and not plain.graphed and graphed.capture_seconds > 0
+    for a, b in zip(graphed.epochs, plain.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+        assert a.train_acc == pytest.approx(b.train_acc, abs=1e-9)
+        assert a.eval_loss == pytest.approx(b.eval_loss, rel=1e-5)
+    for name, value in plain.model.state_dict().items():
+        torch.testing.assert_close(graphed.model.state_dict()[name], value, rtol=1e-5, atol=1e-6)
+
+
+@cuda_only
+def test_the_cuda_path_computes_what_the_cpu_path_computes(synthetic_mnist: Mnist) -> None:
+    config = TrainConfig(lr=0.05, head="logits", **SMALL)
+    gpu = fit(config, synthetic_mnist, torch.device("cuda"))
+    cpu = fit(config, synthetic_mnist, torch.device("cpu"))
+    assert gpu.graphed and gpu.device.startswith("cuda")
+    for a, b in zip(gpu.epochs, cpu.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
+        assert a.eval_acc == pytest.approx(b.eval_acc, abs=2 / 200)
