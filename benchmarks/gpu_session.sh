@@ -4,7 +4,9 @@
 # and the default 50-trial study. Each stage has its own time limit and log; a stage that fails
 # or runs out of time does not stop the next.
 #
-#   OUT=some/dir bash benchmarks/gpu_session.sh
+#   OUT=some/dir bash benchmarks/gpu_session.sh [STAGE...]   (stages: tests baseline bench study;
+#                                                           default all)
+# VARIANTS="compiled-graph ..." picks benchmarks/gpu_baseline.py's variants (default all).
 #
 # Needs: MNIST where hpo finds it ($HPO_DATA_DIR), and torch, optuna, pytest-benchmark importable.
 set -uo pipefail
@@ -23,14 +25,19 @@ stage() {  # stage NAME SECONDS CMD...: run CMD with a limit; log to $out/NAME.l
   tail -n "${TAIL:-20}" "$out/$name.log"
 }
 
+stages=" ${*:-tests baseline bench study} "
+want() { [[ $stages == *" $1 "* ]]; }
+
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 "$py" -c 'import torch, optuna; print("torch", torch.__version__, "cuda", torch.version.cuda, "optuna", optuna.__version__)'
-stage tests 120 "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
-stage baseline 160 "$py" -m benchmarks.gpu_baseline --seeds 5
-stage bench 130 "$py" -m pytest -q -p no:cacheprovider benchmarks/test_training_speed.py -k cuda \
+want tests && stage tests "${LIMIT_TESTS:-120}" "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
+# shellcheck disable=SC2086  # VARIANTS is a list of words
+want baseline && stage baseline "${LIMIT_BASELINE:-160}" "$py" -m benchmarks.gpu_baseline --seeds 5 ${VARIANTS:-}
+want bench && stage bench "${LIMIT_BENCH:-130}" "$py" -m pytest -q -p no:cacheprovider benchmarks/test_training_speed.py -k cuda \
   --benchmark-json "$out/bench.json"
+want study || exit 0
 study=$(mktemp -d)
 cp -r "$repo/studies" "$study/"
-TAIL=30 stage study 150 bash -c "cd '$study' && time \
-  '$py' -m hpo.cli run --trials 50 --device cuda --timeout 90"
+TAIL=30 stage study "${LIMIT_STUDY:-150}" bash -c "cd '$study' && time \
+  '$py' -m hpo.cli run --trials 50 --device cuda --timeout ${STUDY_TIMEOUT:-90}"
 cp "$study/runs/hpo.db" "$out/study.db" 2>/dev/null

@@ -1,12 +1,12 @@
-"""Whole-epoch CUDA graphs: one replay launches every training step of an epoch.
+"""CUDA graphs: one replay launches a whole chunk of training steps.
 
 Why: on a GPU the tutorial's step is a few dozen tiny kernels, and launched one at a time from
 Python the GPU mostly waits for the next launch (RECIPE.md, H100: about 2.2 s per epoch eager;
 0.18 s with one graph per step, the batch gathers and the Python loop still outside it).
-Capturing all of an epoch's steps once per ``fit`` turns an epoch into one launch. Everything
-that changes between epochs (the batch order, the lr, the running totals) lives in tensors that
-the graph reads in place and the caller rewrites before each replay; the model state is updated
-in place, so the graph's addresses stay valid for the whole fit.
+Capturing a chunk of steps once per ``fit`` (``hpo.epoch_steps``) turns dozens of steps into one
+launch. Everything that changes between replays (the batch indices, the lr, the running totals)
+lives in tensors that the graph reads in place and the caller rewrites before each replay; the
+model state is updated in place, so the graph's addresses stay valid for the whole fit.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def capture(
     return graph.replay
 
 
-def epoch_runner(
+def maybe_graph(
     run: Callable[[], None],
     warm_up: Callable[[], None],
     device: torch.device,

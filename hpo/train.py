@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from hpo.config import TrainConfig
-from hpo.cuda_graph import epoch_runner
 from hpo.device import synchronize
+from hpo.epoch_steps import EpochSteps
 from hpo.fast_step import FlatState, predict_logits, train_step
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model, parameter_count
@@ -55,7 +55,7 @@ class FitResult:
     compiled: bool
     model: Net = field(repr=False, compare=False)
     compile_seconds: float = 0.0
-    graphed: bool = False  # each epoch's steps replayed as one CUDA graph
+    graphed: bool = False  # the steps replayed as CUDA graphs
     capture_seconds: float = 0.0
 
     @property
@@ -113,13 +113,18 @@ def use_compile(device: torch.device, requested: bool | None) -> bool:
 
 
 _COMPILED: dict[str, Callable[..., None]] = {}
+# Inductor options per device type, read at the first compile (benchmarks/gpu_baseline.py
+# compares them); none by default.
+INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
 def _compiled_step(device: torch.device) -> Callable[..., None]:
     """One compiled step per device type per process; dynamic shapes so that every hidden
     size a study samples reuses it instead of recompiling (~5-20 s each on this CPU)."""
     if device.type not in _COMPILED:
-        _COMPILED[device.type] = torch.compile(_gather_step, dynamic=True, fullgraph=True)
+        _COMPILED[device.type] = torch.compile(
+            _gather_step, dynamic=True, fullgraph=True, options=INDUCTOR_OPTIONS.get(device.type)
+        )
     return _COMPILED[device.type]
 
 
@@ -142,7 +147,8 @@ def fit(
     on the other 50,000) or on the test set (``full=True``, training on all 60,000).
 
     ``compile`` and ``graph`` (``None``: wherever the device supports them) choose how the same
-    steps run: fused by ``torch.compile``, and replayed one CUDA graph per epoch on a GPU."""
+    steps run: fused by ``torch.compile``, and on a GPU replayed as CUDA graphs of up to 64
+    steps (``hpo.epoch_steps``)."""
     if config.loader == "torchvision":
         return _fit_torchvision(config, mnist, device, on_epoch, full=full)
     data = mnist.tensors(device, full=full)
@@ -158,31 +164,24 @@ def fit(
         device, use_compile(device, compile), state, train.x, train.y, config, softmax, lengths
     )
     generator = torch.Generator().manual_seed(config.seed)
-    # The epoch's batch order, on the device: each step reads its batch as a slice of it, so no
-    # step copies indices from the host, and a CUDA graph can read a new order every epoch.
-    order = torch.empty(len(train), dtype=torch.int64, device=device)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
-
-    def run_steps() -> None:
-        for a, b in slices:
-            step(train.x, train.y, order[a:b], state.params, state.bufs, state.running, totals,
-                 lr_t, config.momentum, softmax)  # fmt: skip
-
-    run_epoch, graphed, capture_seconds = epoch_runner(
-        run_steps,
-        lambda: _scratch_steps(step, device, state, train.x, train.y, config, softmax, lengths),
+    steps = EpochSteps(
+        lambda idx: step(train.x, train.y, idx, state.params, state.bufs, state.running, totals,
+                         lr_t, config.momentum, softmax),
+        slices,
+        len(train),
         device,
         graph,
-    )
+        lambda: _scratch_steps(step, device, state, train.x, train.y, config, softmax, lengths),
+    )  # fmt: skip
 
     def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)
         totals.zero_()
-        order.copy_(torch.randperm(len(train), generator=generator))
-        run_epoch()
-        loss_sum, correct, steps = totals.tolist()  # the epoch's one host sync
-        return loss_sum / steps, correct / len(train)
+        steps.run(torch.randperm(len(train), generator=generator))
+        loss_sum, correct, count = totals.tolist()  # the epoch's one host sync
+        return loss_sum / count, correct / len(train)
 
     history, status = _run_epochs(
         config, device, train_epoch,
@@ -197,8 +196,8 @@ def fit(
         compiled,
         state.load_into(net).eval(),
         compile_seconds,
-        graphed,
-        capture_seconds,
+        steps.graphed,
+        steps.capture_seconds,
     )
 
 

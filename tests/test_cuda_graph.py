@@ -10,8 +10,9 @@ import torch
 
 import hpo.cuda_graph as cuda_graph
 from hpo.config import TrainConfig
+from hpo.epoch_steps import EpochSteps, chunk_plan
 from hpo.mnist import Mnist
-from hpo.train import batch_slices, fit
+from hpo.train import batch_slices, batches, fit
 
 SMALL = dict(hidden1=48, hidden2=24, epochs=3, batch_size=64)
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,6 +33,32 @@ def test_batch_slices_tile_the_epoch_and_drop_a_trailing_single() -> None:
     assert batch_slices(50_000, 64)[-1] == (49_984, 50_000)
 
 
+def test_an_epoch_is_a_few_distinct_chunks_so_capturing_is_cheap() -> None:
+    plan = chunk_plan(batch_slices(50_000, 64))
+    assert [len(lengths) for _, lengths in plan] == [64] * 12 + [13, 1]
+    assert {lengths for _, lengths in plan} == {(64,) * 64, (64,) * 13, (16,)}
+    assert [start for start, _ in plan] == [64 * 64 * i for i in range(13)] + [49_984]
+
+
+def test_epoch_steps_train_on_every_batch_in_the_epochs_order() -> None:
+    seen: list[list[int]] = []
+    size, batch = 1_000, 7  # 142 batches of 7 and a last one of 6: chunks of 64, 64, 14 and 1
+    steps = EpochSteps(
+        lambda idx: seen.append(idx.tolist()),
+        batch_slices(size, batch),
+        size,
+        torch.device("cpu"),
+        None,
+        lambda: None,
+    )
+    assert not steps.graphed
+    for epoch in range(2):
+        seen.clear()
+        steps.run(torch.randperm(size, generator=torch.Generator().manual_seed(epoch)))
+        expected = batches(size, batch, torch.Generator().manual_seed(epoch))
+        assert seen == [b.tolist() for b in expected]
+
+
 def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -47,10 +74,10 @@ def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
 
     device = torch.device("cuda")
     with pytest.warns(UserWarning, match="capture failed, running steps one by one"):
-        runner, graphed, seconds = cuda_graph.epoch_runner(run, lambda: None, device, None)
+        runner, graphed, seconds = cuda_graph.maybe_graph(run, lambda: None, device, None)
     assert (runner, graphed, seconds) == (run, False, 0.0)
     with pytest.raises(RuntimeError, match="not permitted"):
-        cuda_graph.epoch_runner(run, lambda: None, device, True)
+        cuda_graph.maybe_graph(run, lambda: None, device, True)
     assert steps == []  # neither path ran a training step by itself
 
 
