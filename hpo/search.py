@@ -27,7 +27,7 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import StudySpec
-from hpo.storage import GRACE_FACTOR, Heartbeat, mask_url, reporting_loss
+from hpo.storage import GRACE_FACTOR, Heartbeat, Orphans, mask_url, reporting_loss
 from hpo.trial import Diverged, TrialContext, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
@@ -235,6 +235,9 @@ def _loop(
     interval = storage.get_heartbeat_interval() or 1
     deadline = None if timeout is None else time.monotonic() + timeout
     fails, waited_on = 0, None
+    # Without heartbeats (a storage opened without them) no trial can be told apart as lost.
+    beats = storage.get_heartbeat_interval() is not None
+    orphans = Orphans(study, storage, GRACE_FACTOR * interval) if beats else None
     progress.start(counts(study, n_trials))
     try:
         while True:
@@ -251,6 +254,8 @@ def _loop(
                 if running != waited_on:  # say it once, not every poll
                     progress.waiting(running, GRACE_FACTOR * interval, now)
                     waited_on = running
+                if orphans is not None and orphans.sweep():  # queued again: a place is free
+                    continue
                 time.sleep(min(interval, WAIT_POLL_S))
                 continue
             t = run_one(study, storage, ctx, n_trials)

@@ -2,7 +2,8 @@
 
 The storage carries Optuna's heartbeat: a running trial records a beat every ``interval`` seconds;
 one silent for ``3 * interval`` (its process was killed, or its machine lost) is failed by the next
-worker that looks, and its parameters are queued again (at most ``MAX_RETRY`` times).
+worker that looks, and its parameters are queued again (at most ``MAX_RETRY`` times). One that
+never beat at all is handled by ``Orphans``.
 
 Several worker processes share one storage (Optuna's distributed mode): SQLite for the workers of
 one machine, PostgreSQL for many machines.
@@ -64,6 +65,47 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     keep = {"is_baseline": bool(trial.user_attrs.get("is_baseline", False)), "origin": origin}
     study.enqueue_trial(params, user_attrs=keep)
+
+
+class Orphans:
+    """Running trials that never recorded a heartbeat, failed and queued again once this process
+    has seen them so for ``grace`` seconds.
+
+    A worker killed between asking for a trial and its first heartbeat (a few milliseconds)
+    leaves such a trial. Optuna's stale-trial check passes over trials without a heartbeat, so
+    nothing else would end it, and a study waiting for its running trials would wait forever.
+    Seconds are counted on this process's clock, not the trial's start time: the machines
+    sharing a study need not agree on the time.
+    """
+
+    _UNBEATEN = sqlalchemy.text(
+        "SELECT t.trial_id FROM trials t LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id"
+        " WHERE t.study_id = :study AND t.state = 'RUNNING' AND h.trial_id IS NULL"
+    )
+
+    def __init__(self, study: optuna.Study, storage: RDBStorage, grace: float) -> None:
+        self._study, self._storage, self._grace = study, storage, grace
+        self._study_id = storage.get_study_id_from_name(study.study_name)
+        self._first_seen: dict[int, float] = {}
+
+    def sweep(self) -> list[int]:
+        """Fail and re-queue the orphans past their grace; returns their trial numbers."""
+        now = time.monotonic()
+        with self._storage.engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(self._UNBEATEN, {"study": self._study_id})]
+        self._first_seen = {i: self._first_seen.get(i, now) for i in ids}
+        ended = []
+        for trial_id, seen in self._first_seen.items():
+            if now - seen < self._grace:
+                continue
+            try:
+                self._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # its worker was alive after all and finished it
+            trial = self._storage.get_trial(trial_id)
+            requeue(self._study, trial)
+            ended.append(trial.number)
+        return ended
 
 
 def default_storage() -> str:

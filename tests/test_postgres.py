@@ -19,7 +19,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import with_driver
+from hpo.storage import Orphans, open_storage, with_driver
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, synthetic_data, write_spec
 from tests.support.postgres import PASSWORD, PostgresServer, binaries, start_server
@@ -135,6 +135,32 @@ def assert_no_password(*texts: str, where: Path | None = None) -> None:
     for path in where.rglob("*") if where else []:
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_orphans_are_found_on_postgresql_and_only_after_their_grace(
+    server: PostgresServer,
+) -> None:
+    """The orphan query (a running trial with no heartbeat row) against PostgreSQL's own types:
+    the live trial with a heartbeat is left alone, the orphan failed and queued again."""
+    storage = open_storage(server.url, heartbeat_interval=1)
+    try:
+        study = optuna.create_study(storage=storage, study_name=f"orphans-{uuid.uuid4().hex[:8]}")
+        with pytest.warns(UserWarning):
+            orphan, live = study.ask(), study.ask()
+        storage.record_heartbeat(live._trial_id)
+        orphans = Orphans(study, storage, grace=0.5)
+        assert orphans.sweep() == []  # first seen now: not yet past its grace
+        time.sleep(0.6)
+        assert orphans.sweep() == [orphan.number]
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        assert states == {
+            orphan.number: TrialState.FAIL,
+            live.number: TrialState.RUNNING,
+            2: TrialState.WAITING,  # the orphan's parameters, queued again
+        }
+        assert orphans.sweep() == []
+    finally:
+        storage.engine.dispose()
 
 
 def test_two_workers_share_a_postgresql_study_and_end_at_exactly_the_target(

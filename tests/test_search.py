@@ -337,6 +337,31 @@ def test_a_lost_baseline_outside_the_space_is_failed_and_run_again(
     assert again[0].params["hidden1"] == 300
 
 
+def test_a_trial_lost_before_its_first_heartbeat_is_failed_and_run_again(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """A worker killed between asking for a trial and its first heartbeat leaves a running trial
+    that Optuna's stale check never sees. The study must not wait for it forever: after the
+    grace period it is failed and its parameters run again."""
+    spec = tiny_spec()
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = open_study(spec, storage, "s")
+    with pytest.warns(UserWarning):
+        study.ask()  # pops the queued baseline; no heartbeat, no attributes: killed right here
+    began = time.monotonic()
+    summary = run_study(
+        spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False, timeout=60
+    )
+    assert summary.stopped_early == ""  # "timeout" when it waited for the orphan in vain
+    assert time.monotonic() - began < 60
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[0].state == TrialState.FAIL
+    again = [t for t in trials if t.user_attrs.get("origin") == 0 and t.number > 0]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    assert again[0].user_attrs["is_baseline"] is True
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
+
+
 def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     study = optuna.create_study()
     for attempt in range(1, 6):
