@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -91,4 +92,21 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     benchmark.extra_info["train_images"] = epochs * trained_per_epoch
     benchmark.extra_info["load_at_start"] = round(load, 2)
     if benchmark.stats is not None:
-        benchmark.extra_info["model_epochs_per_s"] = epochs / benchmark.stats.stats.median
+        wall = benchmark.stats.stats.median
+        benchmark.extra_info["model_epochs_per_s"] = epochs / wall
+        benchmark.extra_info.update(_where_time_went(tmp_path, f"jobs-{jobs}", wall))
+
+
+def _where_time_went(tmp: Path, study: str, wall: float) -> dict[str, float]:
+    """From the trials' stored curves: one worker's median seconds per training epoch, and the
+    seconds before the first trial started (process starts, imports, data, storage)."""
+    import optuna
+
+    trials = optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'bench.db'}").trials
+    epochs = [s for t in trials for s in t.user_attrs["curves"]["train_seconds"]]
+    first = min(t.datetime_start for t in trials if t.datetime_start is not None)
+    last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
+    return {
+        "epoch_s_per_worker": round(statistics.median(epochs), 3),
+        "start_s": round(wall - (last - first).total_seconds(), 1),
+    }
