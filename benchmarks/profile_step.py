@@ -20,7 +20,7 @@ from hpo.config import TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.train import _prepare_step
+from hpo.train import _prepare_step, _scratch_steps
 
 BATCH, STEPS = 64, 200
 
@@ -37,7 +37,11 @@ def main(h1: int, h2: int) -> None:
     config = TrainConfig(head="logits", hidden1=h1, hidden2=h2)
     train = Mnist.load().tensors(device, full=False).train
     state = FlatState.from_module(build_model(config), device)
-    step, compiled, _ = _prepare_step(device, True, state, train.x, train.y, config, False, [BATCH])
+    step, compiled, _ = _prepare_step(
+        device,
+        True,
+        lambda s: _scratch_steps(s, state, train.x, train.y, config.momentum, False, [BATCH]),
+    )
     idx = torch.randperm(len(train.y))[:BATCH]
     totals = torch.zeros(3, dtype=torch.float64)
     args = (train.x, train.y, idx, state.params, state.bufs, state.running, totals,

@@ -94,19 +94,26 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     if benchmark.stats is not None:
         wall = benchmark.stats.stats.median
         benchmark.extra_info["model_epochs_per_s"] = epochs / wall
-        benchmark.extra_info.update(_where_time_went(tmp_path, f"jobs-{jobs}", wall))
+        benchmark.extra_info.update(_where_time_went(tmp_path, f"jobs-{jobs}", wall, jobs))
 
 
-def _where_time_went(tmp: Path, study: str, wall: float) -> dict[str, float]:
-    """From the trials' stored curves: one worker's median seconds per training epoch, and the
-    seconds before the first trial started (process starts, imports, data, storage)."""
+def _where_time_went(tmp: Path, study: str, wall: float, jobs: int) -> dict[str, float]:
+    """From the trials' stored curves, per worker: the median seconds of a training epoch, the
+    seconds of training, of evaluation and of the rest inside trials (the first trial's compile
+    warm-up, the storage), and the seconds before the first trial started (process starts,
+    imports, data, storage)."""
     import optuna
 
     trials = optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'bench.db'}").trials
-    epochs = [s for t in trials for s in t.user_attrs["curves"]["train_seconds"]]
+    train = [s for t in trials for s in t.user_attrs["curves"]["train_seconds"]]
+    evals = sum(s for t in trials for s in t.user_attrs["curves"]["eval_seconds"])
+    inside = sum(t.user_attrs["wall_seconds"] for t in trials)
     first = min(t.datetime_start for t in trials if t.datetime_start is not None)
     last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
     return {
-        "epoch_s_per_worker": round(statistics.median(epochs), 3),
+        "epoch_s_per_worker": round(statistics.median(train), 3),
+        "train_s_per_worker": round(sum(train) / jobs, 1),
+        "eval_s_per_worker": round(evals / jobs, 1),
+        "other_s_per_worker": round((inside - sum(train) - evals) / jobs, 1),
         "start_s": round(wall - (last - first).total_seconds(), 1),
     }

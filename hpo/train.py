@@ -160,9 +160,11 @@ def fit(
     softmax = config.head == "softmax"
     slices = batch_slices(len(train), config.batch_size)
     lengths = sorted({b - a for a, b in slices})
-    step, compiled, compile_seconds = _prepare_step(
-        device, use_compile(device, compile), state, train.x, train.y, config, softmax, lengths
-    )
+
+    def warm_up(step: Callable[..., None]) -> None:
+        _scratch_steps(step, state, train.x, train.y, config.momentum, softmax, lengths)
+
+    step, compiled, compile_seconds = _prepare_step(device, use_compile(device, compile), warm_up)
     generator = torch.Generator().manual_seed(config.seed)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
@@ -173,7 +175,7 @@ def fit(
         len(train),
         device,
         graph,
-        lambda: _scratch_steps(step, device, state, train.x, train.y, config, softmax, lengths),
+        lambda: warm_up(step),
     )  # fmt: skip
 
     def train_epoch(lr: float) -> tuple[float, float]:
@@ -229,25 +231,19 @@ def _run_epochs(
 
 
 def _prepare_step(
-    device: torch.device,
-    want_compiled: bool,
-    state: FlatState,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    config: TrainConfig,
-    softmax: bool,
-    lengths: list[int],
+    device: torch.device, want_compiled: bool, warm_up: Callable[[Callable[..., None]], None]
 ) -> tuple[Callable[..., None], bool, float]:
     """The step function, compiled where asked and possible, and the seconds compiling took.
 
-    Compiling happens here, on throwaway copies of the state and once per batch length, so
-    that no epoch's timing includes it and the real state sees exactly the steps of training."""
+    Compiling happens here, in ``warm_up`` (``_scratch_steps``: throwaway copies of the state,
+    once per batch length), so that no epoch's timing includes it and the real state sees
+    exactly the steps of training."""
     if not want_compiled:
         return _gather_step, False, 0.0
     start = time.perf_counter()
     try:
         step = _compiled_step(device)
-        _scratch_steps(step, device, state, x, y, config, softmax, lengths)
+        warm_up(step)
         synchronize(device)
     except Exception:  # no C++ compiler or an unsupported backend: same math, eager
         return _gather_step, False, 0.0
@@ -256,11 +252,10 @@ def _prepare_step(
 
 def _scratch_steps(
     step: Callable[..., None],
-    device: torch.device,
     state: FlatState,
     x: torch.Tensor,
     y: torch.Tensor,
-    config: TrainConfig,
+    momentum: float,
     softmax: bool,
     lengths: list[int],
 ) -> None:
@@ -274,13 +269,13 @@ def _scratch_steps(
         step(
             x,
             y,
-            torch.arange(min(length, len(y)), device=device),
+            torch.arange(min(length, len(y)), device=x.device),
             scratch.params,
             scratch.bufs,
             scratch.running,
-            torch.zeros(3, device=device, dtype=torch.float64),
-            torch.zeros((), device=device),
-            config.momentum,
+            torch.zeros(3, device=x.device, dtype=torch.float64),
+            torch.zeros((), device=x.device),
+            momentum,
             softmax,
         )
 
