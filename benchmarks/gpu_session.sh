@@ -40,4 +40,5 @@ study=$(mktemp -d)
 cp -r "$repo/studies" "$study/"
 TAIL=30 stage study "${LIMIT_STUDY:-150}" bash -c "cd '$study' && time \
   '$py' -m hpo.cli run --trials 50 --device cuda --timeout ${STUDY_TIMEOUT:-90}"
+"$py" -m benchmarks.time_split "sqlite:///$study/runs/hpo.db" mnist_mlp | tee -a "$out/study.log"
 cp "$study/runs/hpo.db" "$out/study.db" 2>/dev/null

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.time_split import time_split
 from hpo.device import mps_available, plan_workers, usable_cpus, visible_cuda_devices
 from hpo.mnist import Mnist
 
@@ -94,26 +94,5 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     if benchmark.stats is not None:
         wall = benchmark.stats.stats.median
         benchmark.extra_info["model_epochs_per_s"] = epochs / wall
-        benchmark.extra_info.update(_where_time_went(tmp_path, f"jobs-{jobs}", wall, jobs))
-
-
-def _where_time_went(tmp: Path, study: str, wall: float, jobs: int) -> dict[str, float]:
-    """From the trials' stored curves, per worker: the median seconds of a training epoch, the
-    seconds of training, of evaluation and of the rest inside trials (the first trial's compile
-    warm-up, the storage), and the seconds before the first trial started (process starts,
-    imports, data, storage)."""
-    import optuna
-
-    trials = optuna.load_study(study_name=study, storage=f"sqlite:///{tmp / 'bench.db'}").trials
-    train = [s for t in trials for s in t.user_attrs["curves"]["train_seconds"]]
-    evals = sum(s for t in trials for s in t.user_attrs["curves"]["eval_seconds"])
-    inside = sum(t.user_attrs["wall_seconds"] for t in trials)
-    first = min(t.datetime_start for t in trials if t.datetime_start is not None)
-    last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
-    return {
-        "epoch_s_per_worker": round(statistics.median(train), 3),
-        "train_s_per_worker": round(sum(train) / jobs, 1),
-        "eval_s_per_worker": round(evals / jobs, 1),
-        "other_s_per_worker": round((inside - sum(train) - evals) / jobs, 1),
-        "start_s": round(wall - (last - first).total_seconds(), 1),
-    }
+        storage = f"sqlite:///{tmp_path / 'bench.db'}"
+        benchmark.extra_info.update(time_split(storage, f"jobs-{jobs}", jobs, wall))

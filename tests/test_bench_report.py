@@ -67,3 +67,44 @@ def test_the_cli_writes_the_table_and_refuses_a_missing_file(
     assert out.read_text() == markdown(json.loads(SAMPLE.read_text()))
     assert main(["bench-report", str(tmp_path / "nope.json")]) == 2
     assert "--benchmark-json" in capsys.readouterr().err
+
+
+def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import optuna
+
+    from benchmarks.time_split import time_split
+
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", storage=storage)
+    start = dt.datetime(2026, 1, 1, 12, 0, 0)
+    # (train seconds per epoch, eval seconds per epoch, the trial's wall seconds)
+    for k, (train, evals, wall) in enumerate([([1.0, 2.0], [0.5, 0.5], 5.0), ([3.0], [1.0], 4.5)]):
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=k,
+                trial_id=k,
+                state=optuna.trial.TrialState.COMPLETE,
+                value=0.9,
+                datetime_start=start + dt.timedelta(seconds=10 * k),
+                datetime_complete=start + dt.timedelta(seconds=10 * k + 5),
+                params={},
+                distributions={},
+                user_attrs={
+                    "curves": {"train_seconds": train, "eval_seconds": evals},
+                    "wall_seconds": wall,
+                },
+                system_attrs={},
+                intermediate_values={},
+            )
+        )
+    got = time_split(storage, "s", jobs=2, wall=30.0)
+    assert got == {
+        "epoch_s_per_worker": 2.0,  # median of 1, 2, 3
+        "train_s_per_worker": 3.0,  # 6 s over 2 workers
+        "eval_s_per_worker": 1.0,
+        "other_s_per_worker": 0.8,  # (5 - 3 - 1) + (4.5 - 3 - 1) = 1.5 s over 2, to 0.1 s
+        "trial_overhead_s_median": 0.75,  # median of 1.0 and 0.5
+        "start_s": 15.0,  # 30 s of wall, 15 s from the first start to the last end
+    }
