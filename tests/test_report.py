@@ -138,6 +138,7 @@ def add_trial(
         "device_name": "CPU x86_64 x2 threads",
         "versions": {"torch": "2.14.1", "optuna": "5.0.0"},
         "compiled": False,
+        "cuda_graph": number == BEST,  # so the CSV test can tell the column follows the attr
         "param_count": parameter_count(config.hidden1, config.hidden2),
         "wall_seconds": wall,
     }
@@ -242,8 +243,10 @@ def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
         "logits",
     )
     assert row["param_count"] == parameter_count(512, 128)
+    assert not row["compiled"] and row["cuda_graph"]  # as the fixture's trials record them
     assert row["seconds_per_epoch"] == pytest.approx(1.5 + BEST / 10)
     pruned = frame.set_index("trial").loc[5]
+    assert not pruned["cuda_graph"]
     assert math.isnan(pruned["value"]) and pruned["epochs_run"] == 2 and pruned["epochs"] == 3
     assert pruned["val_acc"] == pytest.approx(0.95) and "MedianPruner" in pruned["reason"]
     assert frame["is_baseline"].tolist() == [n == BASELINE for n, *_ in TRIALS]
