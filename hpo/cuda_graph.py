@@ -11,11 +11,14 @@ model state is updated in place, so the graph's addresses stay valid for the who
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
 
 import torch
+
+GRAPHS_ENV = "HPO_CUDA_GRAPHS"
 
 
 def graphs_available(device: torch.device) -> bool:
@@ -23,10 +26,12 @@ def graphs_available(device: torch.device) -> bool:
 
 
 def use_graph(device: torch.device, requested: bool | None) -> bool:
-    """``None`` means: wherever the device supports it. Asking for one elsewhere is an error,
-    not a silent fallback, so that a benchmark never reports an ungraphed run as graphed."""
+    """``None`` means: wherever the device supports it, unless ``HPO_CUDA_GRAPHS=0`` (the way
+    out for a driver that misbehaves under graphs; workers inherit it). Asking for one elsewhere
+    is an error, not a silent fallback, so that a benchmark never reports an ungraphed run as
+    graphed."""
     if requested is None:
-        return graphs_available(device)
+        return graphs_available(device) and os.environ.get(GRAPHS_ENV, "1") != "0"
     if requested and not graphs_available(device):
         raise ValueError(f"CUDA graphs need a CUDA device, not {device}; use graph=None or False")
     return requested

@@ -59,6 +59,18 @@ def test_epoch_steps_train_on_every_batch_in_the_epochs_order() -> None:
         assert seen == [b.tolist() for b in expected]
 
 
+def test_graphs_are_on_by_default_where_available_and_the_environment_can_turn_them_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cuda_graph, "graphs_available", lambda device: True)
+    cuda = torch.device("cuda")
+    monkeypatch.delenv(cuda_graph.GRAPHS_ENV, raising=False)
+    assert cuda_graph.use_graph(cuda, None)
+    monkeypatch.setenv(cuda_graph.GRAPHS_ENV, "0")
+    assert not cuda_graph.use_graph(cuda, None)
+    assert cuda_graph.use_graph(cuda, True)  # asked for explicitly: the code's word wins
+
+
 def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
