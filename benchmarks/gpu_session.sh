@@ -9,6 +9,17 @@
 # VARIANTS="compiled-graph ..." picks benchmarks/gpu_baseline.py's variants (default all).
 #
 # Needs: MNIST where hpo finds it ($HPO_DATA_DIR), and torch, optuna, pytest-benchmark importable.
+# On a lent GPU machine that reaches no network (how the README's H100 figures were made), carry
+# the data and optuna from here, in folders that .git/info/exclude lists:
+#   mkdir -p .mnist_gz && for f in ~/.cache/hpo/mnist/MNIST/raw/*ubyte; do
+#     gzip -c "$f" > .mnist_gz/$(basename "$f").gz; done
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 -d .whl \
+#     optuna==5.0.0 alembic==1.20.1 colorlog==6.12.0 mako==1.4.3 sqlalchemy==2.1.9
+# and there, before this script:
+#   pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; export PYTHONPATH=/tmp/site
+#   mkdir -p /tmp/mnist/MNIST/raw; for f in .mnist_gz/*.gz; do
+#     gunzip -c "$f" > /tmp/mnist/MNIST/raw/$(basename "$f" .gz); done; export HPO_DATA_DIR=/tmp/mnist
 set -uo pipefail
 out=${OUT:-runs/gpu}
 mkdir -p "$out"
