@@ -47,13 +47,17 @@ head = "logits"
 """
 
 
+def _storage(tmp: Path) -> str:
+    return f"sqlite:///{tmp / 'bench.db'}"
+
+
 def _command(tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool) -> list[str]:
     spec = tmp / f"{study}.toml"
     epochs = 1 if smoke else EPOCHS
     hidden = ("32", "16") if smoke else ("300", "100")  # smoke: small layers, little work
     spec.write_text(SPEC.format(trials=trials, epochs=epochs, hidden1=hidden[0], hidden2=hidden[1]))
     cmd = [sys.executable, "-m", "hpo.cli", "run", "--spec", str(spec), "--study", study]
-    cmd += ["--storage", f"sqlite:///{tmp / 'bench.db'}", "--trials", str(trials)]
+    cmd += ["--storage", _storage(tmp), "--trials", str(trials)]
     cmd += ["--jobs", str(jobs), "--device", "auto", "--data-dir", str(mnist.data_dir)]
     return cmd + ["--no-finalize", "--format", "json"] + (["--no-compile"] if smoke else [])
 
@@ -94,5 +98,4 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     if benchmark.stats is not None:
         wall = benchmark.stats.stats.median
         benchmark.extra_info["model_epochs_per_s"] = epochs / wall
-        storage = f"sqlite:///{tmp_path / 'bench.db'}"
-        benchmark.extra_info.update(time_split(storage, f"jobs-{jobs}", jobs, wall))
+        benchmark.extra_info.update(time_split(_storage(tmp_path), f"jobs-{jobs}", jobs, wall))

@@ -14,9 +14,12 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 import torch
+
+K = TypeVar("K", bound=Hashable)
 
 GRAPHS_ENV = "HPO_CUDA_GRAPHS"
 
@@ -38,43 +41,47 @@ def use_graph(device: torch.device, requested: bool | None) -> bool:
 
 
 def capture(
-    run: Callable[[], None], warm_up: Callable[[], None], device: torch.device
-) -> Callable[[], None]:
-    """Capture ``run`` (which must not sync with the host) into a graph; returns its replay.
+    runs: dict[K, Callable[[], None]], warm_up: Callable[[], None], device: torch.device
+) -> dict[K, Callable[[], None]]:
+    """Capture each of ``runs`` (which must not sync with the host) into its own graph; returns
+    their replays under the same keys.
 
-    ``warm_up`` must touch the same kernels on throwaway tensors first, on a side stream, as
-    CUDA graphs require: cuBLAS workspaces, lazy module loading and compilation happen there,
-    never inside the capture. Capturing records work without executing it, so ``run``'s
-    tensors are not changed until the first replay.
+    ``warm_up`` must touch the same kernels on throwaway tensors first, once, on a side stream,
+    as CUDA graphs require: cuBLAS workspaces, lazy module loading and compilation happen there,
+    never inside a capture. Capturing records work without executing it, so the tensors the
+    runs update are not changed until the first replay.
     """
     side = torch.cuda.Stream(device)
     side.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(side):
         warm_up()
     torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        run()
-    return graph.replay
+    replays = {}
+    for key, run in runs.items():
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            run()
+        replays[key] = graph.replay
+    return replays
 
 
 def maybe_graph(
-    run: Callable[[], None],
+    runs: dict[K, Callable[[], None]],
     warm_up: Callable[[], None],
     device: torch.device,
     requested: bool | None,
-) -> tuple[Callable[[], None], bool, float]:
-    """``run`` itself or its graph's replay, whether it is a graph, and the seconds capturing
-    took. Where the graph was only wanted by default, a capture that fails (a driver or op
-    that cannot be captured) warns and falls back to running the same steps one by one."""
+) -> tuple[dict[K, Callable[[], None]], bool, float]:
+    """``runs`` themselves or their graphs' replays, whether they are graphs, and the seconds
+    capturing took. Where graphs were only wanted by default, a capture that fails (a driver or
+    op that cannot be captured) warns and falls back to running the same steps one by one."""
     if not use_graph(device, requested):
-        return run, False, 0.0
+        return runs, False, 0.0
     start = time.perf_counter()
     try:
-        replay = capture(run, warm_up, device)
+        replays = capture(runs, warm_up, device)
     except Exception as exc:
         if requested:
             raise
         warnings.warn(f"CUDA graph capture failed, running steps one by one: {exc}", stacklevel=2)
-        return run, False, 0.0
-    return replay, True, time.perf_counter() - start
+        return runs, False, 0.0
+    return replays, True, time.perf_counter() - start

@@ -57,13 +57,8 @@ class EpochSteps:
         self._order = torch.empty(size, dtype=torch.int64, device=device)
         self._window = torch.empty(max(total for *_, total in self._plan), dtype=torch.int64,
                                    device=device)  # fmt: skip
-        self._runs: dict[tuple[int, ...], Callable[[], None]] = {}
-        self.graphed, self.capture_seconds = True, 0.0
-        for lengths in dict.fromkeys(lengths for _, lengths, _ in self._plan):
-            run, graphed, seconds = maybe_graph(self._chunk(lengths), warm_up, device, graph)
-            self._runs[lengths] = run
-            self.graphed &= graphed
-            self.capture_seconds += seconds
+        chunks = {lengths: self._chunk(lengths) for _, lengths, _ in self._plan}
+        self._runs, self.graphed, self.capture_seconds = maybe_graph(chunks, warm_up, device, graph)
 
     def _chunk(self, lengths: tuple[int, ...]) -> Callable[[], None]:
         def run() -> None:

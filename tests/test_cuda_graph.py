@@ -85,11 +85,12 @@ def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
         steps.append(1)
 
     device = torch.device("cuda")
+    runs = {(64,): run}
     with pytest.warns(UserWarning, match="capture failed, running steps one by one"):
-        runner, graphed, seconds = cuda_graph.maybe_graph(run, lambda: None, device, None)
-    assert (runner, graphed, seconds) == (run, False, 0.0)
+        got, graphed, seconds = cuda_graph.maybe_graph(runs, lambda: None, device, None)
+    assert (got, graphed, seconds) == (runs, False, 0.0)
     with pytest.raises(RuntimeError, match="not permitted"):
-        cuda_graph.maybe_graph(run, lambda: None, device, True)
+        cuda_graph.maybe_graph(runs, lambda: None, device, True)
     assert steps == []  # neither path ran a training step by itself
 
 
