@@ -40,12 +40,14 @@ def main(h1: int, h2: int) -> None:
     step, compiled, _ = _prepare_step(
         device,
         True,
-        lambda s: _scratch_steps(s, state, train.x, train.y, config.momentum, False, [BATCH]),
+        lambda s: _scratch_steps(
+            s, state, train.x, train.y, config.momentum, torch.tensor(False), [BATCH]
+        ),
     )
     idx = torch.randperm(len(train.y))[:BATCH]
     totals = torch.zeros(3, dtype=torch.float64)
     args = (train.x, train.y, idx, state.params, state.bufs, state.running, totals,
-            torch.tensor(0.01), 0.9, False)  # fmt: skip
+            torch.tensor(0.01), 0.9, torch.tensor(False))  # fmt: skip
     for _ in range(20):
         step(*args)
     began = time.perf_counter()

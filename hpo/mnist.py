@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset, Subset
-from torchvision import datasets, transforms
 
 from hpo.data import MnistArrays, data_root, load_mnist
 from hpo.splits import TensorData, split_indices, tensor_data
@@ -64,6 +63,10 @@ class Mnist:
 
     def torchvision_sets(self, *, full: bool) -> tuple[Dataset, Dataset]:
         """The tutorial's datasets (PIL images through ToTensor + Normalize) for the same split."""
+        # Imported here: torchvision pulls in torch._dynamo (about 1 s), which a --jobs parent,
+        # a tensor-path run or ``hpo data`` would otherwise pay for nothing.
+        from torchvision import datasets, transforms
+
         tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
         root = str(self.data_dir)
         train_all = datasets.MNIST(root, train=True, transform=tf, download=False)

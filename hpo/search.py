@@ -34,8 +34,9 @@ MAX_FAILS_IN_A_ROW = 10
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
 # How often a worker with no free place looks again: the place may open (a trial failed) or the
-# study may be done, and the parent of --jobs workers waits for the last of them to notice.
-WAIT_POLL_S = 1.0
+# study may be done, and the parent of --jobs workers waits for the last of them to notice. A
+# few small queries a poll, and only while the study's last trials run elsewhere.
+WAIT_POLL_S = 0.25
 
 
 class StudyMismatchError(HpoError):

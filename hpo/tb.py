@@ -7,13 +7,11 @@ runs/<study>/tensorboard`` shows every trial as a run and the HPARAMS tab compar
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
-
-from hpo.config import TrainConfig
-from hpo.train import EpochMetrics
+if TYPE_CHECKING:  # imported where used: a --jobs parent names the folder but writes nothing
+    from hpo.config import TrainConfig
+    from hpo.train import EpochMetrics
 
 # tag -> EpochMetrics field; the hparams summary points at the same tags as its metrics.
 SCALARS = {
@@ -37,6 +35,8 @@ class TrialWriter:
     """Writes one trial's events; flushed every epoch, so a killed trial keeps its curve."""
 
     def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
         self._writer = SummaryWriter(log_dir=str(log_dir))
 
     def epoch(self, metrics: EpochMetrics) -> None:
@@ -51,6 +51,8 @@ class TrialWriter:
             k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)
         }
         params.update(trial=number, is_baseline=is_baseline, state=state)
+        from torch.utils.tensorboard.summary import hparams
+
         experiment, start, end = hparams(params, {"val/acc": 0.0, "val/loss": 0.0})
         file_writer = self._writer.file_writer
         assert file_writer is not None  # made in SummaryWriter.__init__

@@ -158,11 +158,12 @@ def fit(
     net = build_model(config)
     state = FlatState.from_module(net, device)
     softmax = config.head == "softmax"
+    head = torch.tensor(softmax, device=device)  # the step's flag (see train_step)
     slices = batch_slices(len(train), config.batch_size)
     lengths = sorted({b - a for a, b in slices})
 
     def warm_up(step: Callable[..., None]) -> None:
-        _scratch_steps(step, state, train.x, train.y, config.momentum, softmax, lengths)
+        _scratch_steps(step, state, train.x, train.y, config.momentum, head, lengths)
 
     step, compiled, compile_seconds = _prepare_step(device, use_compile(device, compile), warm_up)
     generator = torch.Generator().manual_seed(config.seed)
@@ -170,7 +171,7 @@ def fit(
     totals = torch.zeros(3, device=device, dtype=torch.float64)
     steps = EpochSteps(
         lambda idx: step(train.x, train.y, idx, state.params, state.bufs, state.running, totals,
-                         lr_t, config.momentum, softmax),
+                         lr_t, config.momentum, head),
         slices,
         len(train),
         device,
@@ -256,7 +257,7 @@ def _scratch_steps(
     x: torch.Tensor,
     y: torch.Tensor,
     momentum: float,
-    softmax: bool,
+    head: torch.Tensor,
     lengths: list[int],
 ) -> None:
     """One step per batch length on copies of ``state``: compiles and warms up, changes nothing."""
@@ -276,7 +277,7 @@ def _scratch_steps(
             torch.zeros(3, device=x.device, dtype=torch.float64),
             torch.zeros((), device=x.device),
             momentum,
-            softmax,
+            head,
         )
 
 

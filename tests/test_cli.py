@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from hpo.cli import VERBS, build_parser, main
+import hpo.cli
+from hpo.cli import VERBS, build_parser, console, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,32 @@ def test_a_verb_alone_does_not_import_the_report_stack() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_a_training_process_does_not_import_torchvision_or_tensorboard_up_front() -> None:
+    # torchvision pulls in torch._dynamo (about 1 s); a --jobs parent trains nothing, and only
+    # the tutorial's own loader needs torchvision. TensorBoard is imported when a trial writes.
+    code = (
+        "import sys; import hpo.cli.run, hpo.search, hpo.finalize, hpo.train; "
+        "print(sorted(m for m in ('torchvision', 'torch.utils.tensorboard') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_command_exits_with_mains_code_and_skips_the_final_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hpo.cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            console()
+        assert stop.value.code == 3
+        assert gc.get_freeze_count() > 0  # the heap is left to the OS, not collected
+    finally:
+        gc.unfreeze()
 
 
 def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(
