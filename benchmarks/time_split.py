@@ -5,20 +5,29 @@
 Prints, per worker: training, evaluation and the rest inside trials (compile warm-up, CUDA graph
 capture, storage writes), the median training epoch, the median per-trial overhead (a trial's
 wall time minus its training and evaluation), and, given the study's wall time, the seconds
-before its first trial started. ``test_study_jobs`` stores the same figures in its JSON.
+outside its trials (process start before the first trial, and the end after the last).
+``test_study_jobs`` also knows when its command started, and stores the two apart (``start_s``,
+``end_s``) in its JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import statistics
 
 import optuna
 
 
 def time_split(
-    storage: str, study: str, jobs: int = 1, wall: float | None = None
+    storage: str,
+    study: str,
+    jobs: int = 1,
+    wall: float | None = None,
+    launched: dt.datetime | None = None,
 ) -> dict[str, float]:
+    """``wall``: the command's seconds; ``launched``: when it started, in local time as Optuna
+    stamps trials."""
     trials = [
         t
         for t in optuna.load_study(study_name=study, storage=storage).trials
@@ -40,7 +49,10 @@ def time_split(
     if wall is not None:
         first = min(t.datetime_start for t in trials if t.datetime_start is not None)
         last = max(t.datetime_complete for t in trials if t.datetime_complete is not None)
-        out["start_s"] = round(wall - (last - first).total_seconds(), 1)
+        out["outside_trials_s"] = round(wall - (last - first).total_seconds(), 1)
+        if launched is not None:
+            out["start_s"] = round((first - launched).total_seconds(), 1)
+            out["end_s"] = round(wall - (last - launched).total_seconds(), 1)
     return out
 
 

@@ -99,12 +99,15 @@ def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
                 intermediate_values={},
             )
         )
-    got = time_split(storage, "s", jobs=2, wall=30.0)
+    got = time_split(storage, "s", jobs=2, wall=30.0, launched=start - dt.timedelta(seconds=12))
     assert got == {
         "epoch_s_per_worker": 2.0,  # median of 1, 2, 3
         "train_s_per_worker": 3.0,  # 6 s over 2 workers
         "eval_s_per_worker": 1.0,
         "other_s_per_worker": 0.8,  # (5 - 3 - 1) + (4.5 - 3 - 1) = 1.5 s over 2, to 0.1 s
         "trial_overhead_s_median": 0.75,  # median of 1.0 and 0.5
-        "start_s": 15.0,  # 30 s of wall, 15 s from the first start to the last end
+        "outside_trials_s": 15.0,  # 30 s of wall, 15 s from the first start to the last end
+        "start_s": 12.0,  # launched 12 s before the first trial started
+        "end_s": 3.0,  # the last trial ended 15 s after that, 27 s into the 30
     }
+    assert "start_s" not in time_split(storage, "s", wall=30.0)  # no launch time, no split
