@@ -52,21 +52,29 @@ def _storage(tmp: Path) -> str:
     return f"sqlite:///{tmp / 'bench.db'}"
 
 
-def _command(tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool) -> list[str]:
+def study_command(
+    tmp: Path, data_dir: Path, study: str, trials: int, jobs: int, *, epochs: int, smoke: bool
+) -> list[str]:
+    """``hpo run`` of this module's spec, storage in ``tmp``; ``smoke``: small layers, eager."""
     spec = tmp / f"{study}.toml"
-    epochs = 1 if smoke else EPOCHS
-    hidden = ("32", "16") if smoke else ("300", "100")  # smoke: small layers, little work
+    hidden = ("32", "16") if smoke else ("300", "100")
     spec.write_text(SPEC.format(trials=trials, epochs=epochs, hidden1=hidden[0], hidden2=hidden[1]))
     cmd = [sys.executable, "-m", "hpo.cli", "run", "--spec", str(spec), "--study", study]
     cmd += ["--storage", _storage(tmp), "--trials", str(trials)]
-    cmd += ["--jobs", str(jobs), "--device", "auto", "--data-dir", str(mnist.data_dir)]
+    cmd += ["--jobs", str(jobs), "--device", "auto", "--data-dir", str(data_dir)]
     return cmd + ["--no-finalize", "--format", "json"] + (["--no-compile"] if smoke else [])
 
 
-def _run(cmd: list[str], cwd: Path) -> dict[str, object]:
+def _command(tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool) -> list[str]:
+    epochs = 1 if smoke else EPOCHS
+    return study_command(tmp, mnist.data_dir, study, trials, jobs, epochs=epochs, smoke=smoke)
+
+
+def run_command(cmd: list[str], cwd: Path, repo: Path = REPO) -> dict[str, object]:
+    """Run ``cmd`` with the ``hpo`` package of ``repo``; its JSON summary."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]),
     }
     env.pop("HPO_STORAGE", None)
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1800)
@@ -81,13 +89,13 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     load = os.getloadavg()[0]  # 1-minute average; includes the previous benchmark's own tail
     if not smoke:  # torch.compile's cache filled outside the timing, with this variant's
         # thread count: inductor compiles a one-thread worker's kernels separately.
-        _run(_command(tmp_path, mnist, "warm-up", jobs, jobs, smoke), tmp_path)
+        run_command(_command(tmp_path, mnist, "warm-up", jobs, jobs, smoke), tmp_path)
     cmd = _command(tmp_path, mnist, f"jobs-{jobs}", trials, jobs, smoke)
     launched: list[dt.datetime] = []  # local time, as Optuna stamps the trials
 
     def run() -> dict[str, object]:
         launched.append(dt.datetime.now())
-        return _run(cmd, tmp_path)
+        return run_command(cmd, tmp_path)
 
     summary = benchmark.pedantic(run, rounds=1, iterations=1)
     if summary is None:  # timing disabled

@@ -74,9 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def console() -> NoReturn:
     """The ``hpo`` command (and ``python -m hpo.cli``, which ``--jobs`` workers run): ``main``,
     then exit without the interpreter's final garbage collection. After torch.compile the heap
-    holds millions of objects (dynamo, inductor, sympy); collecting them frees nothing the OS
-    would not, and took 1.0-1.3 s at every exit on the 2-core CI machine. Exit handlers and
-    module teardown still run; everything hpo writes is closed before ``main`` returns."""
+    holds some 460,000 tracked objects (dynamo, inductor, sympy); collecting them frees nothing
+    the OS would not, and took 1.2-1.5 s at every exit on the 2-core CI machine. Exit handlers
+    and module teardown still run; everything hpo writes is closed before ``main`` returns."""
     code = main()
     gc.freeze()
     sys.exit(code)
