@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import hpo.train
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
 from hpo.schedules import lr_at, lr_curve
@@ -85,6 +86,22 @@ def test_tensor_path_computes_what_the_tutorial_loop_computes(
         if value.is_floating_point():
             torch.testing.assert_close(fast_state[name], value, rtol=1e-3, atol=1e-4)
     assert fast.compiled is compiled
+
+
+def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
+    synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A study's baseline (softmax head) and its other trials (logits, other sizes) must not pay a
+    # compile each: the head is a tensor flag and the shapes are dynamic.
+    from torch._dynamo.utils import counters
+
+    monkeypatch.setattr(hpo.train, "_COMPILED", {})  # a fresh torch.compile for this test
+    counters.clear()
+    cpu = torch.device("cpu")
+    for head, hidden1 in (("softmax", 48), ("logits", 48), ("logits", 40), ("softmax", 40)):
+        config = TrainConfig(**SMALL | {"head": head, "hidden1": hidden1})
+        assert fit(config, synthetic_mnist, cpu).compiled
+    assert counters["stats"]["unique_graphs"] == 1
 
 
 def test_same_config_and_seed_give_identical_metrics(synthetic_mnist: Mnist) -> None:
