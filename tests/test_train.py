@@ -95,7 +95,8 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     # compile each: the head is a tensor flag and the shapes are dynamic.
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(hpo.train, "_COMPILED", {})  # a fresh torch.compile for this test
+    monkeypatch.setattr(hpo.train, "_COMPILED", {})  # a fresh torch.compile for this test,
+    torch._dynamo.reset()  # and no code cached from earlier tests' compiles
     counters.clear()
     cpu = torch.device("cpu")
     for head, hidden1 in (("softmax", 48), ("logits", 48), ("logits", 40), ("softmax", 40)):
