@@ -64,7 +64,8 @@ class Mnist:
     def torchvision_sets(self, *, full: bool) -> tuple[Dataset, Dataset]:
         """The tutorial's datasets (PIL images through ToTensor + Normalize) for the same split."""
         # Imported here: torchvision pulls in torch._dynamo (about 1 s), which a --jobs parent,
-        # a tensor-path run or ``hpo data`` would otherwise pay for nothing.
+        # training nothing, would otherwise pay for. (Loading MNIST imports it anyway, to parse
+        # the IDX files: see hpo.data.)
         from torchvision import datasets, transforms
 
         tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])

@@ -47,12 +47,12 @@ class TrialWriter:
     def close(self, config: TrainConfig, *, number: int, is_baseline: bool, state: str) -> None:
         """Writes the hparams summary into this trial's own run (not a sub-run, as
         ``SummaryWriter.add_hparams`` would), so the HPARAMS tab reads the val/* scalars."""
+        from torch.utils.tensorboard.summary import hparams
+
         params: dict[str, Any] = {
             k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)
         }
         params.update(trial=number, is_baseline=is_baseline, state=state)
-        from torch.utils.tensorboard.summary import hparams
-
         experiment, start, end = hparams(params, {"val/acc": 0.0, "val/loss": 0.0})
         file_writer = self._writer.file_writer
         assert file_writer is not None  # made in SummaryWriter.__init__

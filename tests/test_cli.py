@@ -34,9 +34,9 @@ def test_a_verb_alone_does_not_import_the_report_stack() -> None:
     assert done.stdout.strip() == "[]"
 
 
-def test_a_training_process_does_not_import_torchvision_or_tensorboard_up_front() -> None:
-    # torchvision pulls in torch._dynamo (about 1 s); a --jobs parent trains nothing, and only
-    # the tutorial's own loader needs torchvision. TensorBoard is imported when a trial writes.
+def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:
+    # A --jobs parent imports these modules and trains nothing: torchvision would pull in
+    # torch._dynamo (about 1 s). Workers import both when they load MNIST and write a trial.
     code = (
         "import sys; import hpo.cli.run, hpo.search, hpo.finalize, hpo.train; "
         "print(sorted(m for m in ('torchvision', 'torch.utils.tensorboard') if m in sys.modules))"
