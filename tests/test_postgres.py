@@ -21,7 +21,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.storage import Orphans, open_storage, with_driver
 from hpo.trial import UNFINISHED
-from tests.support.cli import USER_ATTRS, Launcher, make_launcher, synthetic_data, write_spec
+from tests.support.cli import (
+    USER_ATTRS,
+    Launcher,
+    make_launcher,
+    synthetic_data,
+    wait_for_running,
+    write_spec,
+)
 from tests.support.postgres import PASSWORD, PostgresServer, binaries, start_server
 
 EPOCHS = 4
@@ -78,20 +85,18 @@ def wait_mid_trial(
     """Poll until both workers are inside a trial with an epoch done and two or more to go, and
     return those trials; None if the run ended or time ran out first."""
     storage = optuna.storages.RDBStorage(with_driver(server.url))
-    deadline = time.monotonic() + timeout
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
-            try:
-                study = optuna.load_study(study_name=name, storage=storage)
-            except KeyError:  # not created yet
-                continue
-            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if len(running) == 2 and all(
-                1 <= len(t.intermediate_values) <= WIDE["epochs"] - 2 for t in running
-            ):
-                return running
-        return None
+        return wait_for_running(
+            proc,
+            storage,
+            name,
+            lambda trials: (
+                len(trials) == 2
+                and all(1 <= len(t.intermediate_values) <= WIDE["epochs"] - 2 for t in trials)
+            ),
+            timeout=timeout,
+            poll=0.02,
+        )
     finally:
         storage.engine.dispose()
 

@@ -7,7 +7,6 @@ import io
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,14 @@ from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage
 from hpo.workers import WorkerOutcome, WorkerResult, failure_message, worker_env
-from tests.support.cli import USER_ATTRS, Launcher, make_launcher, synthetic_data, write_spec
+from tests.support.cli import (
+    USER_ATTRS,
+    Launcher,
+    make_launcher,
+    synthetic_data,
+    wait_for_running,
+    write_spec,
+)
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Heartbeat of storage"),
@@ -346,18 +352,19 @@ def test_ctrl_c_reaches_every_worker_once_and_queues_their_trials_again(
     spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
     url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
     proc = launcher.popen(launcher.run_args(spec, "c", url, 20, "--jobs", "2", "--no-finalize"))
-    deadline, sent = time.monotonic() + 120, None
-    while sent is None and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-        try:
-            running = optuna.load_study(study_name="c", storage=url).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except KeyError:
-            continue
-        if len(running) == 2 and all(1 <= len(t.intermediate_values) <= 3 for t in running):
-            os.kill(proc.pid, signal.SIGINT)  # the parent only, as kill -INT would
-            sent = sorted(t.number for t in running)
+    running = wait_for_running(
+        proc,
+        url,
+        "c",
+        lambda trials: (
+            len(trials) == 2 and all(1 <= len(t.intermediate_values) <= 3 for t in trials)
+        ),
+        timeout=120,
+    )
+    sent = None
+    if running is not None:
+        os.kill(proc.pid, signal.SIGINT)  # the parent only, as kill -INT would
+        sent = sorted(t.number for t in running)
     out, err = proc.communicate(timeout=120)
     assert sent is not None, err[-3000:]
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err

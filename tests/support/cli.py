@@ -14,12 +14,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 
@@ -160,6 +160,30 @@ def write_spec(
     return path
 
 
+def wait_for_running(
+    proc: subprocess.Popen,
+    storage: str | optuna.storages.BaseStorage,
+    study: str,
+    ready: Callable[[list[FrozenTrial]], bool],
+    *,
+    timeout: float,
+    poll: float = 0.05,
+) -> list[FrozenTrial] | None:
+    """Poll ``study`` while ``proc`` runs until its RUNNING trials satisfy ``ready``, and return
+    them; None if the run ended or time ran out first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(poll)
+        try:
+            found = optuna.load_study(study_name=study, storage=storage)
+        except KeyError:  # the study is not created yet
+            continue
+        running = found.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if ready(running):
+            return running
+    return None
+
+
 def signal_mid_trial(
     proc: subprocess.Popen,
     url: str,
@@ -172,17 +196,14 @@ def signal_mid_trial(
 ) -> int | None:
     """Send ``sig`` to ``proc`` as soon as a trial numbered ``min_number`` or more is running with
     at least one epoch reported (mid-trial); its number, or None if none was seen in time."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(poll)
-        try:
-            running = optuna.load_study(study_name=study, storage=url).get_trials(
-                states=(TrialState.RUNNING,)
-            )
-        except KeyError:  # the study is not created yet
-            continue
-        mid = [t for t in running if t.number >= min_number and t.intermediate_values]
-        if mid:
-            proc.send_signal(sig)
-            return mid[0].number
-    return None
+
+    def mid(t: FrozenTrial) -> bool:
+        return t.number >= min_number and bool(t.intermediate_values)
+
+    running = wait_for_running(
+        proc, url, study, lambda trials: any(mid(t) for t in trials), timeout=timeout, poll=poll
+    )
+    if running is None:
+        return None
+    proc.send_signal(sig)
+    return next(t.number for t in running if mid(t))
