@@ -11,6 +11,7 @@ one machine, PostgreSQL for many machines.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib.util
 import os
@@ -19,6 +20,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +149,18 @@ def with_driver(url: str) -> str:
     return url
 
 
+# Every engine this process opened, closed at exit: the ``hpo`` command skips Python's final
+# garbage collection (hpo.cli.console), which used to close them, and an SQLite file in WAL mode
+# keeps its last transactions in ``-wal`` beside it until its last connection closes.
+_ENGINES: weakref.WeakSet[sqlalchemy.Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def close_storages() -> None:
+    for engine in list(_ENGINES):
+        engine.dispose()
+
+
 def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> RDBStorage:
     """Connect (creating Optuna's tables on first use); a failure names the masked URL."""
     if "://" not in url:
@@ -170,6 +184,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
                 )
             if url.startswith("sqlite"):
                 _serialize_sqlite(storage.engine)
+            _ENGINES.add(storage.engine)
             return storage
         except Exception as exc:  # sqlalchemy, a missing driver, a bad path: one message for all
             if attempt < OPEN_ATTEMPTS and _creation_race(exc):

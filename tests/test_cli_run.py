@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,6 +204,21 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
     assert rerun[0].params == trials[killed].params
     assert rerun[0].user_attrs["seed"] == trials[killed].user_attrs["seed"]
     assert all(set(t.user_attrs) == USER_ATTRS for t in trials)
+
+
+def test_a_finished_run_leaves_its_sqlite_file_whole(tmp_path: Path, launcher: Launcher) -> None:
+    # The command skips Python's final garbage collection (hpo.cli.console), which used to close
+    # the storage's connections. They must still be closed, so that SQLite folds its write-ahead
+    # log back into the file: a copy of hpo.db alone then holds every trial.
+    spec = write_spec(tmp_path / "one.toml", trials=2, epochs=1)
+    db = tmp_path / "whole.db"
+    done = launcher.run(launcher.run_args(spec, "w", f"sqlite:///{db}", 2, "--no-finalize"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not Path(f"{db}-wal").exists()
+    copy = tmp_path / "copy.db"
+    shutil.copyfile(db, copy)
+    trials = optuna.load_study(study_name="w", storage=f"sqlite:///{copy}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
 def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
