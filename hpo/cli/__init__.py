@@ -76,7 +76,8 @@ def console() -> NoReturn:
     then exit without the interpreter's final garbage collection. After torch.compile the heap
     holds some 460,000 tracked objects (dynamo, inductor, sympy); collecting them frees nothing
     the OS would not, and took 1.2-1.5 s at every exit on the 2-core CI machine. Exit handlers
-    and module teardown still run; everything hpo writes is closed before ``main`` returns."""
+    and module teardown still run: the files hpo writes are closed before ``main`` returns, and
+    the storages' connections by ``hpo.storage.close_storages`` at exit."""
     code = main()
     gc.freeze()
     sys.exit(code)
