@@ -23,3 +23,24 @@ def write_idx(path: Path, tensor: torch.Tensor) -> None:
         f.write(header)
         f.write(data.to(torch.uint8).numpy().tobytes())
     os.replace(tmp, path)  # readers see the old file or the whole new one, never a partial one
+
+
+DIMS = {2051: 3, 2049: 1}  # magic number -> dimensions: images (N, rows, cols), labels (N,)
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """Images as uint8 (N, rows, cols) or labels as int64 (N,), as torchvision's MNIST has them.
+
+    Read here rather than through torchvision, whose import loads ``torch._dynamo`` (about 1 s),
+    which a process that trains eagerly (MPS, ``--no-compile``) or only fetches data never uses."""
+    raw = bytearray(path.read_bytes())
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in DIMS:
+        raise ValueError(f"{path} is not an IDX file of MNIST images or labels (magic {magic})")
+    dims = DIMS[magic]
+    shape = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    offset = 4 + 4 * dims
+    if len(raw) - offset != int(np.prod(shape)):
+        raise ValueError(f"{path} holds {len(raw) - offset} values, its header says {shape}")
+    values = torch.frombuffer(raw, dtype=torch.uint8, offset=offset).reshape(shape)
+    return values if dims == 3 else values.to(torch.int64)

@@ -63,9 +63,8 @@ class Mnist:
 
     def torchvision_sets(self, *, full: bool) -> tuple[Dataset, Dataset]:
         """The tutorial's datasets (PIL images through ToTensor + Normalize) for the same split."""
-        # Imported here: torchvision pulls in torch._dynamo (about 1 s), which a --jobs parent,
-        # training nothing, would otherwise pay for. (Loading MNIST imports it anyway, to parse
-        # the IDX files: see hpo.data.)
+        # Imported here: torchvision pulls in torch._dynamo (about 1 s), which only a compiled
+        # run uses; the tensor path reads the IDX files itself (hpo.idx.read_idx).
         from torchvision import datasets, transforms
 
         tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])

@@ -36,7 +36,7 @@ def test_a_verb_alone_does_not_import_the_report_stack() -> None:
 
 def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:
     # A --jobs parent imports these modules and trains nothing: torchvision would pull in
-    # torch._dynamo (about 1 s). Workers import both when they load MNIST and write a trial.
+    # torch._dynamo (about 1 s). TensorBoard is imported when a trial writes its events.
     code = (
         "import sys; import hpo.cli.run, hpo.search, hpo.finalize, hpo.train; "
         "print(sorted(m for m in ('torchvision', 'torch.utils.tensorboard') if m in sys.modules))"

@@ -29,7 +29,7 @@ from hpo.data import (
     raw_dir,
     verify,
 )
-from hpo.idx import write_idx
+from hpo.idx import read_idx, write_idx
 from hpo.splits import normalise, split_indices, tensor_data
 
 N_TRAIN, N_TEST = 60, 10
@@ -88,6 +88,28 @@ def test_write_idx_writes_a_big_endian_header_and_labels_as_bytes(tmp_path):
     assert (tmp_path / "images").read_bytes() == idx_bytes(images.numpy())
     assert (tmp_path / "labels").read_bytes() == b"\x00\x00\x08\x01\x00\x00\x00\x02\x07\x03"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "labels"]  # no .tmp left
+
+
+def test_the_loaded_arrays_equal_torchvisions_reading_of_the_same_files(synthetic):
+    # hpo.idx parses the files itself; torchvision's MNIST is the independent reader.
+    from torchvision import datasets
+
+    folder, _, expected = synthetic
+    loaded = load_mnist(folder, download=False, expected=expected)
+    for train, prefix in ((True, "train"), (False, "test")):
+        reference = datasets.MNIST(str(folder), train=train, download=False)
+        images, labels = getattr(loaded, f"{prefix}_images"), getattr(loaded, f"{prefix}_labels")
+        assert images.dtype == reference.data.dtype and torch.equal(images, reference.data)
+        assert labels.dtype == reference.targets.dtype and torch.equal(labels, reference.targets)
+
+
+def test_read_idx_names_a_file_that_is_not_mnist_idx(tmp_path):
+    (tmp_path / "text").write_bytes(b"not an idx file at all")
+    with pytest.raises(ValueError, match="not an IDX file"):
+        read_idx(tmp_path / "text")
+    (tmp_path / "short").write_bytes(idx_bytes(np.zeros((3,), dtype=np.uint8))[:-1])
+    with pytest.raises(ValueError, match=r"holds 2 values, its header says \[3\]"):
+        read_idx(tmp_path / "short")
 
 
 def test_load_mnist_reuses_one_copy_per_folder_however_it_is_spelled(synthetic, monkeypatch):
