@@ -5,9 +5,11 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -101,6 +103,20 @@ def test_the_loaded_arrays_equal_torchvisions_reading_of_the_same_files(syntheti
         images, labels = getattr(loaded, f"{prefix}_images"), getattr(loaded, f"{prefix}_labels")
         assert images.dtype == reference.data.dtype and torch.equal(images, reference.data)
         assert labels.dtype == reference.targets.dtype and torch.equal(labels, reference.targets)
+
+
+def test_loading_mnist_does_not_import_torchvision(synthetic):
+    # torchvision pulls in torch._dynamo (about 1 s), which an eager run never uses.
+    folder, _, expected = synthetic
+    code = (
+        "import json, sys; from hpo.data import load_mnist; "
+        "digests = {k: tuple(v) for k, v in json.loads(sys.argv[2]).items()}; "
+        "load_mnist(sys.argv[1], download=False, expected=digests); "
+        "print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))"
+    )
+    argv = [sys.executable, "-c", code, str(folder), json.dumps(expected)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_read_idx_names_a_file_that_is_not_mnist_idx(tmp_path):
