@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # imported where used: a --jobs parent names the folder but writes nothing
+if TYPE_CHECKING:  # annotations only; TensorBoard itself is imported where a trial writes
     from hpo.config import TrainConfig
     from hpo.train import EpochMetrics
 
