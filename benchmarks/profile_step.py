@@ -37,17 +37,19 @@ def main(h1: int, h2: int) -> None:
     config = TrainConfig(head="logits", hidden1=h1, hidden2=h2)
     train = Mnist.load().tensors(device, full=False).train
     state = FlatState.from_module(build_model(config), device)
-    step, compiled, _ = _prepare_step(
+    momentum = torch.tensor(config.momentum)
+    step, compiled, _, _ = _prepare_step(
         device,
         True,
         lambda s: _scratch_steps(
-            s, state, train.x, train.y, config.momentum, torch.tensor(False), [BATCH]
+            s, state, train.x, train.y, momentum, torch.tensor(False), [BATCH]
         ),
+        aot=True,
     )
     idx = torch.randperm(len(train.y))[:BATCH]
     totals = torch.zeros(3, dtype=torch.float64)
     args = (train.x, train.y, idx, state.params, state.bufs, state.running, totals,
-            torch.tensor(0.01), 0.9, torch.tensor(False))  # fmt: skip
+            torch.tensor(0.01), momentum, torch.tensor(False))  # fmt: skip
     for _ in range(20):
         step(*args)
     began = time.perf_counter()

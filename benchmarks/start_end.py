@@ -1,11 +1,13 @@
 """The fixed costs of ``hpo run``: seconds from launch to the first trial, and from the last trial
 to the exit, with ``--jobs 1`` and ``--jobs 2``, optionally side by side with another revision.
 
-    python -m benchmarks.start_end [--rounds N] [--against REV]
+    python -m benchmarks.start_end [--rounds N] [--against REV] [--trials T --epochs E]
 
-Each round runs a 2-trial, 1-epoch study of ``test_study_jobs``' spec (compiled, warm cache) per
-variant, alternating, and prints the medians. ``--against REV`` checks REV out in a temporary git
-worktree and runs its ``hpo`` the same way: how this session's start-up work was measured.
+Each round runs a 2-trial, 1-epoch study (or T x E) of ``test_study_jobs``' spec (compiled, warm
+cache) per variant, alternating, and prints the medians. ``--against REV`` checks REV out in a
+temporary git worktree and runs its ``hpo`` the same way: how the start-up work and the
+ahead-of-time step were measured against the code before them (``--trials 12 --epochs 5`` is
+``test_study_jobs``' own study).
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from hpo.data import data_root
 TRIALS, EPOCHS = 2, 1
 
 
-def measure(repo: Path, jobs: int, tmp: Path, study: str) -> tuple[float, float, float]:
+def measure(
+    repo: Path, jobs: int, tmp: Path, study: str, trials: int = TRIALS, epochs: int = EPOCHS
+) -> tuple[float, float, float]:
     """(wall, start_s, end_s) of one run of ``repo``'s ``hpo run``."""
-    cmd = study_command(tmp, data_root(None), study, TRIALS, jobs, epochs=EPOCHS, smoke=False)
+    cmd = study_command(tmp, data_root(None), study, trials, jobs, epochs=epochs, smoke=False)
     launched, began = dt.datetime.now(), time.perf_counter()
     run_command(cmd, tmp, repo)
     wall = time.perf_counter() - began
@@ -36,7 +40,7 @@ def measure(repo: Path, jobs: int, tmp: Path, study: str) -> tuple[float, float,
     return wall, split["start_s"], split["end_s"]
 
 
-def main(rounds: int, against: str | None) -> None:
+def main(rounds: int, against: str | None, trials: int = TRIALS, epochs: int = EPOCHS) -> None:
     with tempfile.TemporaryDirectory(prefix="hpo-start-end-") as scratch:
         repos = {"this tree": REPO}
         if against is not None:
@@ -50,7 +54,7 @@ def main(rounds: int, against: str | None) -> None:
             for k in range(rounds + 1):  # round 0 fills each variant's compile cache
                 for name, repo in repos.items():
                     for jobs in (1, 2):
-                        got = measure(repo, jobs, Path(scratch), next(names))
+                        got = measure(repo, jobs, Path(scratch), next(names), trials, epochs)
                         if k:
                             rows.setdefault((name, jobs), []).append(got)
             print(f"{'variant':<24}{'wall':>8}{'start_s':>9}{'end_s':>7}  (medians of {rounds})")
@@ -67,5 +71,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", default=None, metavar="REV", help="a git revision to compare")
+    parser.add_argument("--trials", type=int, default=TRIALS)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
     args = parser.parse_args()
-    main(args.rounds, args.against)
+    main(args.rounds, args.against, args.trials, args.epochs)

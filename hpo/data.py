@@ -50,9 +50,14 @@ def _silent(_message: str) -> None:
 def default_data_dir() -> Path:
     if os.environ.get("HPO_DATA_DIR"):
         return Path(os.environ["HPO_DATA_DIR"]).expanduser()
+    return cache_root() / "mnist"
+
+
+def cache_root() -> Path:
+    """hpo's folder in the user's cache: MNIST and the compiled training step live under it."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     # The XDG spec says a relative value is invalid and must be ignored.
-    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "hpo" / "mnist"
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "hpo"
 
 
 def raw_dir(data_dir: Path) -> Path:

@@ -72,15 +72,16 @@ def train_step(
     running: list[torch.Tensor],
     totals: torch.Tensor,
     lr: torch.Tensor,
-    momentum: float,
+    momentum: torch.Tensor,
     softmax_head: torch.Tensor,
 ) -> None:
     """One SGD-with-momentum step on batch ``(x, y)``, updating every tensor in place.
 
     ``totals`` accumulates [sum of batch losses, correct predictions, batches] on the device so
-    the loop never syncs with the host; ``lr`` is a tensor so a new lr does not recompile, and
-    so is ``softmax_head`` (a 0-d bool): a study's baseline, with the tutorial's softmax head,
-    and its other trials share one compiled step instead of compiling one each.
+    the loop never syncs with the host; ``lr`` and ``momentum`` are 0-d tensors so that a new
+    value does not recompile, and so is ``softmax_head`` (a 0-d bool): a study's baseline, with
+    the tutorial's softmax head, and its other trials share one compiled step instead of
+    compiling one each.
     """
     w1, b1, g1, be1, w2, b2, g2, be2, w3, b3 = params
     n = x.shape[0]

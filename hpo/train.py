@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import DataLoader
 
+from hpo.aot_step import fits, load_step
 from hpo.config import TrainConfig
 from hpo.device import synchronize
 from hpo.epoch_steps import EpochSteps
@@ -54,9 +55,10 @@ class FitResult:
     status: Status
     compiled: bool
     model: Net = field(repr=False, compare=False)
-    compile_seconds: float = 0.0
+    compile_seconds: float = 0.0  # compiling, or loading the ahead-of-time package
     graphed: bool = False  # the steps replayed as CUDA graphs
     capture_seconds: float = 0.0
+    aot: bool = False  # compiled ahead of time (hpo.aot_step) rather than by torch.compile
 
     @property
     def final(self) -> EpochMetrics:
@@ -82,6 +84,7 @@ class FitResult:
             "status": self.status,
             "compiled": self.compiled,
             "compile_seconds": self.compile_seconds,
+            "aot": self.aot,
             "graphed": self.graphed,
             "capture_seconds": self.capture_seconds,
             "param_count": self.param_count,
@@ -113,6 +116,10 @@ def use_compile(device: torch.device, requested: bool | None) -> bool:
 
 
 _COMPILED: dict[str, Callable[..., None]] = {}
+# Device types whose compiled step is the ahead-of-time package (hpo.aot_step) rather than
+# torch.compile: the CPU. On a GPU the compiled step is captured into CUDA graphs, which
+# torch.compile's step has been measured and tested with.
+AHEAD_OF_TIME: tuple[str, ...] = ("cpu",)
 # Inductor options per device type, read at the first compile (benchmarks/gpu_baseline.py
 # compares them); none by default.
 INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {}
@@ -159,19 +166,22 @@ def fit(
     state = FlatState.from_module(net, device)
     softmax = config.head == "softmax"
     head = torch.tensor(softmax, device=device)  # the step's flag (see train_step)
+    momentum = torch.tensor(config.momentum, device=device)
     slices = batch_slices(len(train), config.batch_size)
     lengths = sorted({b - a for a, b in slices})
 
     def warm_up(step: Callable[..., None]) -> None:
-        _scratch_steps(step, state, train.x, train.y, config.momentum, head, lengths)
+        _scratch_steps(step, state, train.x, train.y, momentum, head, lengths)
 
-    step, compiled, compile_seconds = _prepare_step(device, use_compile(device, compile), warm_up)
+    want = use_compile(device, compile)
+    aot = want and device.type in AHEAD_OF_TIME and fits(config.hidden1, config.hidden2)
+    step, compiled, compile_seconds, aot = _prepare_step(device, want, warm_up, aot=aot)
     generator = torch.Generator().manual_seed(config.seed)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
     steps = EpochSteps(
         lambda idx: step(train.x, train.y, idx, state.params, state.bufs, state.running, totals,
-                         lr_t, config.momentum, head),
+                         lr_t, momentum, head),
         slices,
         len(train),
         device,
@@ -201,6 +211,7 @@ def fit(
         compile_seconds,
         steps.graphed,
         steps.capture_seconds,
+        aot,
     )
 
 
@@ -232,23 +243,34 @@ def _run_epochs(
 
 
 def _prepare_step(
-    device: torch.device, want_compiled: bool, warm_up: Callable[[Callable[..., None]], None]
-) -> tuple[Callable[..., None], bool, float]:
-    """The step function, compiled where asked and possible, and the seconds compiling took.
+    device: torch.device,
+    want_compiled: bool,
+    warm_up: Callable[[Callable[..., None]], None],
+    *,
+    aot: bool = False,
+) -> tuple[Callable[..., None], bool, float, bool]:
+    """The step function, compiled where asked and possible; whether it is compiled, the
+    seconds compiling (or loading the package) took, and whether it is the ahead-of-time one.
 
-    Compiling happens here, in ``warm_up`` (``_scratch_steps``: throwaway copies of the state,
-    once per batch length), so that no epoch's timing includes it and the real state sees
-    exactly the steps of training."""
+    ``aot``: try the package from ``hpo.aot_step`` first. Otherwise compiling happens here, in
+    ``warm_up`` (``_scratch_steps``: throwaway copies of the state, once per batch length), so
+    that no epoch's timing includes it and the real state sees exactly the steps of training."""
     if not want_compiled:
-        return _gather_step, False, 0.0
+        return _gather_step, False, 0.0, False
     start = time.perf_counter()
+    if aot:
+        try:
+            packaged, _ = load_step()
+            return packaged, True, time.perf_counter() - start, True
+        except Exception:  # export or the build failed: torch.compile may still work
+            start = time.perf_counter()
     try:
         step = _compiled_step(device)
         warm_up(step)
         synchronize(device)
     except Exception:  # no C++ compiler or an unsupported backend: same math, eager
-        return _gather_step, False, 0.0
-    return step, True, time.perf_counter() - start
+        return _gather_step, False, 0.0, False
+    return step, True, time.perf_counter() - start, False
 
 
 def _scratch_steps(
@@ -256,7 +278,7 @@ def _scratch_steps(
     state: FlatState,
     x: torch.Tensor,
     y: torch.Tensor,
-    momentum: float,
+    momentum: torch.Tensor,
     head: torch.Tensor,
     lengths: list[int],
 ) -> None:

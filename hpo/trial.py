@@ -91,6 +91,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             "device_name": describe(ctx.device),
             "versions": library_versions(),
             "compiled": use_compile(ctx.device, ctx.compile),
+            "aot": False,  # set from the result: whether the step was compiled ahead of time
             "cuda_graph": use_graph(ctx.device, None),
             "param_count": parameter_count(config.hidden1, config.hidden2),
             "reason": UNFINISHED,
@@ -117,6 +118,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
         _store_curves(trial, history, began)
         trial.set_user_attr("compiled", result.compiled)
+        trial.set_user_attr("aot", result.aot)
         trial.set_user_attr("cuda_graph", result.graphed)
         if result.status == "diverged":
             last = result.final

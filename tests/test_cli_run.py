@@ -184,7 +184,9 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
     cmd = launcher.run_args(spec, "k", url, 4, "--no-finalize")
     first = launcher.popen(cmd)
     # mid-trial: past trial 0 (the baseline), with at least one epoch reported
-    killed = signal_mid_trial(first, url, "k", signal.SIGKILL, timeout=180, min_number=1)
+    killed = signal_mid_trial(
+        first, url, "k", signal.SIGKILL, timeout=180, min_number=1, max_reported=2
+    )
     _, stderr = first.communicate(timeout=30)
     assert killed is not None, f"never caught a trial mid-run; stderr:\n{stderr[-2000:]}"
     stuck = optuna.load_study(study_name="k", storage=url).trials[killed]
@@ -227,7 +229,7 @@ def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
     spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
     proc = launcher.popen(launcher.run_args(spec, "c", url, 3, "--no-finalize"))
-    sent = signal_mid_trial(proc, url, "c", signal.SIGINT, timeout=120)
+    sent = signal_mid_trial(proc, url, "c", signal.SIGINT, timeout=120, max_reported=2)
     out, err = proc.communicate(timeout=60)
     assert sent is not None, err[-2000:]
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err

@@ -95,6 +95,7 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     # compile each: the head is a tensor flag and the shapes are dynamic.
     from torch._dynamo.utils import counters
 
+    monkeypatch.setattr(hpo.train, "AHEAD_OF_TIME", ())  # torch.compile's step, as on a GPU:
     monkeypatch.setattr(hpo.train, "_COMPILED", {})  # a fresh torch.compile for this test,
     torch._dynamo.reset()  # and no code cached from earlier tests' compiles
     counters.clear()

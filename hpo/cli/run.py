@@ -95,7 +95,7 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--no-compile",
         action="store_true",
-        help="train eagerly: no torch.compile warm-up, slower epochs",
+        help="train eagerly: no compiled step (no build or warm-up), slower epochs",
     )
     add_format(p)
     p.set_defaults(func=handler)

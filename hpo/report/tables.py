@@ -36,7 +36,8 @@ TRIAL_COLUMNS: dict[str, str] = {
     "wall_seconds": "the trial's wall time, including evaluation and compiling",
     "param_count": "trainable parameters of the network",
     "device": "device the trial trained on",
-    "compiled": "whether its training step was compiled (torch.compile); empty if not recorded",
+    "compiled": "whether its training step was compiled (on a CPU ahead of time, AOTInductor; "
+    "elsewhere torch.compile); empty if not recorded",
     "cuda_graph": "whether its steps were replayed as CUDA graphs; empty if not recorded",
     "reason": "why the trial was pruned or failed",
     "started": "start time (ISO 8601)",

@@ -62,6 +62,7 @@ USER_ATTRS = {
     "device_name",
     "versions",
     "compiled",
+    "aot",
     "cuda_graph",
     "param_count",
     "reason",
@@ -109,6 +110,7 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_default_sigint,
             **kw,
         )
 
@@ -116,6 +118,12 @@ class Launcher:
         return subprocess.run(
             list(cmd), cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=timeout
         )
+
+
+def _default_sigint() -> None:
+    # A shell starts a background job (`pytest &`) with SIGINT ignored, children inherit that,
+    # and Python then installs no KeyboardInterrupt handler: the Ctrl-C tests would see nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_launcher(base: Path, data_dir: Path, cwd: Path) -> Launcher:
@@ -192,13 +200,17 @@ def signal_mid_trial(
     *,
     timeout: float,
     min_number: int = 0,
+    max_reported: int | None = None,
     poll: float = 0.05,
 ) -> int | None:
     """Send ``sig`` to ``proc`` as soon as a trial numbered ``min_number`` or more is running with
-    at least one epoch reported (mid-trial); its number, or None if none was seen in time."""
+    at least one epoch reported (mid-trial), and at most ``max_reported``: a trial seen at its
+    last epoch may be past it, the run ending, by the time the signal lands. Its number, or None
+    if none was seen in time."""
 
     def mid(t: FrozenTrial) -> bool:
-        return t.number >= min_number and bool(t.intermediate_values)
+        reported = len(t.intermediate_values)
+        return t.number >= min_number and 1 <= reported <= (max_reported or reported)
 
     running = wait_for_running(
         proc, url, study, lambda trials: any(mid(t) for t in trials), timeout=timeout, poll=poll

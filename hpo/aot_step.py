@@ -1,0 +1,193 @@
+"""The CPU training step compiled ahead of time (``torch.export`` + AOTInductor), cached on disk.
+
+Why not ``torch.compile`` on the CPU: it traces the step again in every process (importing
+dynamo and a warm compile, about 3.5 s here even with inductor's cache full), which every trial
+process of a study pays, and it checks its guards on every call (about 70 us of a 0.85 ms step).
+AOTInductor builds the same inductor kernels once per machine into a package that a process loads
+in milliseconds and calls with no tracing and no guards. The hidden sizes, the batch length and
+the dataset size are dynamic dimensions of the one package, as they are of the compiled step.
+
+The package is keyed by everything its code depends on (torch and Python versions, this CPU's
+instruction set, the intra-op thread count inductor bakes into its kernels, and the source of the
+step), so a change to any of them builds a new one; building takes about 25 s here, once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import inspect
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hpo import fast_step
+from hpo.data import cache_root
+
+# The smallest size of each dynamic dimension. A batch of one is never trained (BatchNorm) and
+# a hidden layer of one unit falls back to torch.compile (see ``fits``).
+MIN_SIZE = 2
+_LOADED: dict[str, PackagedStep] = {}
+
+
+class _Step(torch.nn.Module):
+    """``hpo.train._gather_step`` as the module ``torch.export`` takes; it mutates its inputs
+    (parameters, buffers, statistics, totals) in place, which the package does too."""
+
+    def forward(
+        self,
+        x_all: torch.Tensor,
+        y_all: torch.Tensor,
+        idx: torch.Tensor,
+        params: list[torch.Tensor],
+        bufs: list[torch.Tensor],
+        running: list[torch.Tensor],
+        totals: torch.Tensor,
+        lr: torch.Tensor,
+        momentum: torch.Tensor,
+        head: torch.Tensor,
+    ) -> torch.Tensor:
+        x, y = x_all[idx], y_all[idx]
+        fast_step.train_step(x, y, params, bufs, running, totals, lr, momentum, head)
+        return totals  # export wants an output; the caller reads totals in place anyway
+
+
+def aot_dir() -> Path:
+    return cache_root() / "aot"
+
+
+def package_key() -> str:
+    """What the package's code depends on; a new value for any of them builds a new package."""
+    parts = [
+        torch.__version__,
+        f"{sys.version_info.major}.{sys.version_info.minor}",
+        platform.machine(),
+        torch.backends.cpu.get_cpu_capability(),
+        f"threads={torch.get_num_threads()}",
+        inspect.getsource(fast_step),
+        inspect.getsource(_Step),
+        inspect.getsource(_example),
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+
+
+def fits(hidden1: int, hidden2: int) -> bool:
+    return min(hidden1, hidden2) >= MIN_SIZE
+
+
+def load_step() -> tuple[PackagedStep, bool]:
+    """The packaged step for this process's thread count, built first if this machine has none
+    yet; and whether it was built now. Raises whatever export or the build raised (no C++
+    compiler, say): the caller falls back to ``torch.compile``."""
+    key = package_key()
+    if key in _LOADED:
+        return _LOADED[key], False
+    path = aot_dir() / f"train_step-{key}.pt2"
+    built = False
+    if not path.exists():
+        with _locked(path.with_suffix(".lock")):  # one build per machine, however many workers
+            if not path.exists():
+                _build(path)
+                built = True
+    step = PackagedStep(path)
+    _LOADED[key] = step
+    return step, built
+
+
+class PackagedStep:
+    """The package's step, called like ``hpo.train._gather_step``.
+
+    It runs through AOTInductor's C++ loader directly rather than
+    ``torch._inductor.aoti_load_package``: that wrapper imports inductor and dynamo (about 1.2 s
+    in a fresh process) and parses the package's input spec again on every call (5% of an
+    epoch here). The inputs are the step's tensors, flattened in the exported order."""
+
+    N_INPUTS = 3 + 10 + 10 + 4 + 4  # x, y, idx; params; bufs; running; totals, lr, m, head
+
+    def __init__(self, path: Path) -> None:
+        loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+        from torch.utils import _pytree
+
+        leaves = _pytree.treespec_loads(loader.get_call_spec()[0]).num_leaves
+        if leaves != self.N_INPUTS:  # a package this code did not build
+            raise RuntimeError(f"{path} takes {leaves} inputs, not {self.N_INPUTS}")
+        self._run = loader.boxed_run
+
+    def __call__(
+        self,
+        x_all: torch.Tensor,
+        y_all: torch.Tensor,
+        idx: torch.Tensor,
+        params: list[torch.Tensor],
+        bufs: list[torch.Tensor],
+        running: list[torch.Tensor],
+        totals: torch.Tensor,
+        lr: torch.Tensor,
+        momentum: torch.Tensor,
+        head: torch.Tensor,
+    ) -> None:
+        self._run([x_all, y_all, idx, *params, *bufs, *running, totals, lr, momentum, head])
+
+
+def _build(path: Path) -> None:
+    from torch.export import Dim, export
+
+    n, b = Dim("n", min=MIN_SIZE), Dim("batch", min=MIN_SIZE)
+    h1, h2 = Dim("hidden1", min=MIN_SIZE), Dim("hidden2", min=MIN_SIZE)
+    layer1, layer2 = [{0: h1}] * 4, [{0: h2, 1: h1}, {0: h2}, {0: h2}, {0: h2}]
+    layers = [*layer1, *layer2, {1: h2}, None]
+    dynamic = ({0: n}, {0: n}, {0: b}, layers, layers, [{0: h1}] * 2 + [{0: h2}] * 2)
+    exported = export(_Step(), _example(), dynamic_shapes=(*dynamic, None, None, None, None))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".building-{path.stem}-"
+    for stale in path.parent.glob(f"{prefix}*"):  # from a build killed outright (SIGKILL)
+        stale.unlink(missing_ok=True)  # safe: this key's lock is held, so no build is running
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".pt2")
+    os.close(fd)
+    try:
+        torch._inductor.aoti_compile_and_package(exported, package_path=tmp)
+        os.replace(tmp, path)  # a build killed halfway leaves no package that looks whole
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _example() -> tuple[Any, ...]:
+    # The tutorial's sizes: inductor picks its kernels' loop splits and threading from these
+    # (examples of 512 samples and 48/24 units gave kernels twice as slow at 300/100). Distinct
+    # sizes for distinct dimensions: equal ones would let export assume them equal for good.
+    n, b, h1, h2 = 50_000, 64, 300, 100
+    g = torch.Generator().manual_seed(0)
+    shapes = [(h1, 784), (h1,), (h1,), (h1,), (h2, h1), (h2,), (h2,), (h2,), (10, h2), (10,)]
+    params = [torch.randn(s, generator=g) for s in shapes]
+    return (
+        torch.randn(n, 784, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
+        torch.randint(0, n, (b,), generator=g),
+        params,
+        [torch.zeros_like(p) for p in params],
+        [torch.zeros(h1), torch.ones(h1), torch.zeros(h2), torch.ones(h2)],
+        torch.zeros(3, dtype=torch.float64),
+        torch.tensor(0.01),
+        torch.tensor(0.9),
+        torch.tensor(False),
+    )
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """An exclusive lock on ``lock`` across processes; the kernel drops it if its holder dies."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,131 @@
+"""The CPU step compiled ahead of time: same results as torch.compile's, one package per key,
+built once however many processes ask, and never a half-written one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hpo.aot_step
+import hpo.train
+from hpo.aot_step import load_step, package_key
+from hpo.config import TrainConfig
+from hpo.fast_step import FlatState
+from hpo.mnist import Mnist
+from hpo.model import build_model
+from hpo.train import _compiled_step, fit
+
+SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
+
+
+def _steps(step, hidden: tuple[int, int], softmax: bool) -> list[torch.Tensor]:
+    """30 steps (the last one a short batch) from one seeded start; every tensor they update."""
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(700, 784, generator=g), torch.randint(0, 10, (700,), generator=g)
+    torch.manual_seed(5)
+    config = TrainConfig(hidden1=hidden[0], hidden2=hidden[1])
+    state = FlatState.from_module(build_model(config), torch.device("cpu"))
+    totals = torch.zeros(3, dtype=torch.float64)
+    lr, momentum, head = torch.tensor(0.05), torch.tensor(0.8), torch.tensor(softmax)
+    for i in range(30):
+        idx = torch.randint(0, 700, (64 if i < 29 else 13,), generator=g)
+        step(x, y, idx, state.params, state.bufs, state.running, totals, lr, momentum, head)
+    return [*state.params, *state.bufs, *state.running, totals]
+
+
+@pytest.mark.parametrize(("hidden", "softmax"), [((300, 100), False), ((37, 90), True)])
+def test_the_packaged_step_computes_exactly_what_torch_compile_computes(
+    hidden: tuple[int, int], softmax: bool
+) -> None:
+    packaged, _ = load_step()
+    ahead = _steps(packaged, hidden, softmax)
+    jit = _steps(_compiled_step(torch.device("cpu")), hidden, softmax)
+    assert ahead[-1][2] == 30  # every step ran and counted
+    for a, b in zip(ahead, jit, strict=True):
+        assert torch.equal(a, b)  # the same inductor kernels, to the bit
+
+
+def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnist) -> None:
+    config = TrainConfig(**SMALL)
+    cpu = torch.device("cpu")
+    ahead = fit(config, synthetic_mnist, cpu)
+    assert ahead.compiled and ahead.aot
+    assert ahead.to_dict()["aot"] is True
+    eager = fit(config, synthetic_mnist, cpu, compile=False)
+    assert not eager.aot and not eager.compiled
+    for a, b in zip(ahead.epochs, eager.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        assert a.eval_acc == pytest.approx(b.eval_acc, abs=1 / 100)
+
+
+def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
+    synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_compiler() -> None:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(hpo.train, "load_step", no_compiler)
+    result = fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
+    assert result.compiled and not result.aot
+    # A one-unit layer is below the package's smallest dimension: torch.compile trains it.
+    monkeypatch.undo()
+    one = fit(TrainConfig(**SMALL | {"hidden2": 1}), synthetic_mnist, torch.device("cpu"))
+    assert one.compiled and not one.aot
+
+
+def test_the_key_changes_with_the_thread_count_inductor_bakes_in() -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = package_key()
+        torch.set_num_threads(2)
+        assert package_key() != one
+    finally:
+        torch.set_num_threads(before)
+    assert package_key() == package_key()
+
+
+def test_a_failed_build_leaves_no_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def killed_halfway(exported: object, package_path: str) -> None:
+        Path(package_path).write_bytes(b"half a package")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
+    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", killed_halfway)
+    # What a build killed by SIGKILL leaves (no finally runs): the next build clears it.
+    stale = tmp_path / f".building-train_step-{package_key()}-x.pt2"
+    stale.write_bytes(b"an older half")
+    with pytest.raises(KeyboardInterrupt):
+        load_step()
+    assert not list(tmp_path.glob("*.pt2"))  # no package, no partial file, old or new
+
+
+_BUILD = """
+import json, sys, torch
+torch.set_num_threads(1)
+from hpo.aot_step import load_step
+step, built = load_step()
+print(json.dumps({"built": built}))
+"""
+
+
+def test_processes_that_start_together_build_the_package_once(tmp_path: Path) -> None:
+    # --jobs workers on a fresh machine all want the same package at once; one builds it while
+    # the others wait for it, rather than each building its own.
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "HPO_DATA_DIR": str(tmp_path / "d")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _BUILD], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    built = sorted(json.loads(out.strip().splitlines()[-1])["built"] for out in outs)
+    assert built == [False, True]
+    assert len(list((tmp_path / "hpo" / "aot").glob("*.pt2"))) == 1
