@@ -22,7 +22,7 @@ import os
 import platform
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,28 @@ def fits(hidden1: int, hidden2: int) -> bool:
     return min(hidden1, hidden2) >= MIN_SIZE
 
 
+def package_path() -> Path:
+    return aot_dir() / f"train_step-{package_key()}.pt2"
+
+
+def prepare(threads: int | None, log: Callable[[str], None]) -> None:
+    """Build the package for processes of ``threads`` intra-op threads (None: this one's) now,
+    saying so, if this machine has none yet: otherwise the first trial spends the build silently,
+    its progress line stuck at epoch 0. A failure is left to the trials, which fall back."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        path = package_path()
+        if path.exists():
+            return
+        log(f"building the CPU training step for this machine, once (about 15-25 s): {path}")
+        with contextlib.suppress(Exception):
+            load_step()
+    finally:
+        torch.set_num_threads(before)
+
+
 def load_step() -> tuple[PackagedStep, bool]:
     """The packaged step for this process's thread count, built first if this machine has none
     yet; and whether it was built now. Raises whatever export or the build raised (no C++
@@ -89,7 +111,7 @@ def load_step() -> tuple[PackagedStep, bool]:
     key = package_key()
     if key in _LOADED:
         return _LOADED[key], False
-    path = aot_dir() / f"train_step-{key}.pt2"
+    path = package_path()
     built = False
     if not path.exists():
         with _locked(path.with_suffix(".lock")):  # one build per machine, however many workers

@@ -14,7 +14,7 @@ import torch
 
 import hpo.aot_step
 import hpo.train
-from hpo.aot_step import load_step, package_key
+from hpo.aot_step import load_step, package_key, prepare
 from hpo.config import TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
@@ -129,3 +129,23 @@ def test_processes_that_start_together_build_the_package_once(tmp_path: Path) ->
     built = sorted(json.loads(out.strip().splitlines()[-1])["built"] for out in outs)
     assert built == [False, True]
     assert len(list((tmp_path / "hpo" / "aot").glob("*.pt2"))) == 1
+
+
+def test_prepare_builds_a_missing_package_for_the_workers_threads_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
+    built_with: list[int] = []
+
+    def build() -> tuple[None, bool]:
+        built_with.append(torch.get_num_threads())
+        hpo.aot_step.package_path().write_bytes(b"a package")
+        return None, True
+
+    monkeypatch.setattr(hpo.aot_step, "load_step", build)
+    before, said = torch.get_num_threads(), []
+    prepare(1, said.append)  # the parent of one-thread --jobs workers
+    assert built_with == [1] and torch.get_num_threads() == before
+    assert len(said) == 1 and "once" in said[0] and str(tmp_path) in said[0]
+    prepare(1, said.append)  # there now: nothing to build, nothing to say
+    assert built_with == [1] and len(said) == 1

@@ -44,6 +44,10 @@ def handle(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, loader=args.loader)
     mnist = Mnist.load(args.data_dir, log=log)
+    if device.type == "cpu" and args.loader == "tensor":
+        from hpo.aot_step import prepare
+
+        prepare(None, log)
     log(
         f"baseline: the tutorial's recipe on {describe(device)}, {args.loader} path; "
         "evaluated on the TEST set each epoch, as the tutorial does"

@@ -189,6 +189,10 @@ def handler(args: argparse.Namespace) -> int:
         check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
     compile_ = compile_flag(args)
+    if compile_ is not False and "cpu" in plan.devices:
+        from hpo.aot_step import prepare
+
+        prepare(plan.threads, log)  # for the workers' thread count; before any trial starts
     device = devices[plan.devices[0]]
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
