@@ -9,13 +9,15 @@ the dataset size are dynamic dimensions of the one package, as they are of the c
 
 The package is keyed by everything its code depends on (torch and Python versions, this CPU's
 instruction set, the intra-op thread count inductor bakes into its kernels, and the source of the
-step), so a change to any of them builds a new one; building takes about 25 s here, once.
+step), so a change to any of them builds a new one. A build takes 14 s here with inductor's
+cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it before their
+first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps' speed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import functools
 import hashlib
 import inspect
 import os
@@ -30,6 +32,7 @@ import torch
 
 from hpo import fast_step
 from hpo.data import cache_root
+from hpo.model import BN_EPS, BN_MOMENTUM
 
 # The smallest size of each dynamic dimension. A batch of one is never trained (BatchNorm) and
 # a hidden layer of one unit falls back to torch.compile (see ``fits``).
@@ -65,17 +68,26 @@ def aot_dir() -> Path:
 
 def package_key() -> str:
     """What the package's code depends on; a new value for any of them builds a new package."""
-    parts = [
+    key = f"{_fixed_part()}\nthreads={torch.get_num_threads()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@functools.cache
+def _fixed_part() -> str:
+    # Read once per process, so that the key stays the one of the code this process runs even
+    # if the files change under it (an edit, a checkout) while it runs.
+    return "\n".join([
         torch.__version__,
         f"{sys.version_info.major}.{sys.version_info.minor}",
         platform.machine(),
+        _cpu_name(),  # one cache shared by machines of several CPU models (an NFS home)
         torch.backends.cpu.get_cpu_capability(),
-        f"threads={torch.get_num_threads()}",
+        f"bn={BN_EPS},{BN_MOMENTUM}",  # constants the step's source imports
         inspect.getsource(fast_step),
         inspect.getsource(_Step),
+        inspect.getsource(_build),
         inspect.getsource(_example),
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
+    ])  # fmt: skip
 
 
 def fits(hidden1: int, hidden2: int) -> bool:
@@ -95,11 +107,11 @@ def prepare(threads: int | None, log: Callable[[str], None]) -> None:
         torch.set_num_threads(threads)
     try:
         path = package_path()
-        if path.exists():
-            return
-        log(f"building the CPU training step for this machine, once (about 15-25 s): {path}")
-        with contextlib.suppress(Exception):
+        if not path.exists():
+            log(f"building the CPU training step for this machine, once (about 15-25 s): {path}")
             load_step()
+    except Exception:  # the trials fall back to torch.compile, as they would without this
+        pass
     finally:
         torch.set_num_threads(before)
 
@@ -203,9 +215,23 @@ def _example() -> tuple[Any, ...]:
     )
 
 
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
+
+
 @contextlib.contextmanager
 def _locked(lock: Path) -> Iterator[None]:
-    """An exclusive lock on ``lock`` across processes; the kernel drops it if its holder dies."""
+    """An exclusive lock on ``lock`` across processes; the kernel drops it if its holder dies.
+    Where there is no ``fcntl`` (Windows), no lock: concurrent builds then each build."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)

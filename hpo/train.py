@@ -47,6 +47,19 @@ OnEpoch = Callable[[EpochMetrics], None]
 
 
 @dataclass(frozen=True)
+class StepKind:
+    """How a fit's steps run, known before its first epoch (and so recorded even for a trial
+    pruned before the end, which never sees the FitResult)."""
+
+    compiled: bool
+    aot: bool  # compiled ahead of time (hpo.aot_step), not by torch.compile
+    graphed: bool  # replayed as CUDA graphs
+
+
+OnPrepared = Callable[[StepKind], None]
+
+
+@dataclass(frozen=True)
 class FitResult:
     config: TrainConfig
     device: str
@@ -149,14 +162,18 @@ def fit(
     full: bool = False,
     compile: bool | None = None,
     graph: bool | None = None,
+    on_prepared: OnPrepared | None = None,
 ) -> FitResult:
     """Train ``config``; evaluate every epoch on the validation split (``full=False``, training
     on the other 50,000) or on the test set (``full=True``, training on all 60,000).
 
     ``compile`` and ``graph`` (``None``: wherever the device supports them) choose how the same
-    steps run: fused by ``torch.compile``, and on a GPU replayed as CUDA graphs of up to 64
-    steps (``hpo.epoch_steps``)."""
+    steps run: compiled (on the CPU ahead of time, ``hpo.aot_step``; elsewhere by
+    ``torch.compile``), and on a GPU replayed as CUDA graphs of up to 64 steps
+    (``hpo.epoch_steps``). ``on_prepared`` hears which, once, before the first epoch."""
     if config.loader == "torchvision":
+        if on_prepared is not None:
+            on_prepared(StepKind(compiled=False, aot=False, graphed=False))
         return _fit_torchvision(config, mnist, device, on_epoch, full=full)
     data = mnist.tensors(device, full=full)
     eval_set = data.test if full else data.val
@@ -188,6 +205,8 @@ def fit(
         graph,
         lambda: warm_up(step),
     )  # fmt: skip
+    if on_prepared is not None:
+        on_prepared(StepKind(compiled, aot, steps.graphed))
 
     def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)

@@ -24,7 +24,7 @@ from hpo.space import baseline_config, config_from_params, suggest, suggest_base
 from hpo.spec import StudySpec
 from hpo.storage import requeue
 from hpo.tb import TrialWriter, trial_dir
-from hpo.train import EpochMetrics, fit, use_compile
+from hpo.train import EpochMetrics, StepKind, fit, use_compile
 
 CURVE_KEYS = (
     "train_loss",
@@ -90,8 +90,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             "device": str(ctx.device),
             "device_name": describe(ctx.device),
             "versions": library_versions(),
+            # compiled, aot, cuda_graph: a first guess; fit says what it does (on_prepared).
             "compiled": use_compile(ctx.device, ctx.compile),
-            "aot": False,  # set from the result: whether the step was compiled ahead of time
+            "aot": False,
             "cuda_graph": use_graph(ctx.device, None),
             "param_count": parameter_count(config.hidden1, config.hidden2),
             "reason": UNFINISHED,
@@ -114,12 +115,17 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {m.epoch + 1} of {total}")
 
-        result = fit(config, ctx.mnist, ctx.device, on_epoch, compile=ctx.compile)
+        def on_prepared(kind: StepKind) -> None:
+            # Here, not from the result: a pruned trial never gets one.
+            trial.set_user_attr("compiled", kind.compiled)
+            trial.set_user_attr("aot", kind.aot)
+            trial.set_user_attr("cuda_graph", kind.graphed)
+
+        result = fit(
+            config, ctx.mnist, ctx.device, on_epoch, compile=ctx.compile, on_prepared=on_prepared
+        )
         history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
         _store_curves(trial, history, began)
-        trial.set_user_attr("compiled", result.compiled)
-        trial.set_user_attr("aot", result.aot)
-        trial.set_user_attr("cuda_graph", result.graphed)
         if result.status == "diverged":
             last = result.final
             reason = f"diverged: train loss {last.train_loss} at epoch {last.epoch + 1} of {total}"

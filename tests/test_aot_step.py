@@ -19,7 +19,7 @@ from hpo.config import TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.train import _compiled_step, fit
+from hpo.train import StepKind, _compiled_step, fit
 
 SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
 
@@ -54,9 +54,13 @@ def test_the_packaged_step_computes_exactly_what_torch_compile_computes(
 def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnist) -> None:
     config = TrainConfig(**SMALL)
     cpu = torch.device("cpu")
-    ahead = fit(config, synthetic_mnist, cpu)
+    heard: list[object] = []
+    ahead = fit(config, synthetic_mnist, cpu, heard.append, on_prepared=heard.append)
     assert ahead.compiled and ahead.aot
     assert ahead.to_dict()["aot"] is True
+    # the step's kind first, once, then the epochs
+    assert heard[0] == StepKind(compiled=True, aot=True, graphed=False)
+    assert heard[1:] == list(ahead.epochs)
     eager = fit(config, synthetic_mnist, cpu, compile=False)
     assert not eager.aot and not eager.compiled
     for a, b in zip(ahead.epochs, eager.epochs, strict=True):
@@ -149,3 +153,13 @@ def test_prepare_builds_a_missing_package_for_the_workers_threads_and_says_so(
     assert len(said) == 1 and "once" in said[0] and str(tmp_path) in said[0]
     prepare(1, said.append)  # there now: nothing to build, nothing to say
     assert built_with == [1] and len(said) == 1
+
+
+def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_source() -> str:
+        raise OSError("could not get source code")  # hpo installed without its .py files
+
+    monkeypatch.setattr(hpo.aot_step, "package_key", no_source)
+    before = torch.get_num_threads()
+    prepare(1, pytest.fail)  # nothing said, nothing raised: fit falls back to torch.compile
+    assert torch.get_num_threads() == before

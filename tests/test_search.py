@@ -93,7 +93,8 @@ def tiny_spec(**top: Any) -> StudySpec:
 def run(spec: StudySpec, tmp: Path, n: int, name: str = "s", **kw: Any) -> optuna.Study:
     storage = open_storage(f"sqlite:///{tmp / 'hpo.db'}", heartbeat_interval=1)
     kw.setdefault("runs_dir", tmp / "runs")
-    run_study(spec, storage, name, n, CPU, kw.pop("mnist"), Progress(), compile=False, **kw)
+    compile_ = kw.pop("compile", False)
+    run_study(spec, storage, name, n, CPU, kw.pop("mnist"), Progress(), compile=compile_, **kw)
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -171,10 +172,12 @@ def test_pruning_stops_hopeless_trials_and_keeps_their_cut_curves(
         sampler={"name": "random"},
         pruner={"name": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
     )
-    study = run(spec, tmp_path, 8, mnist=mnist)
+    study = run(spec, tmp_path, 8, mnist=mnist, compile=None)  # compiled: the CPU's package
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, "a median pruner with one startup trial prunes someone among 8"
     for t in pruned:
+        # how it trained, recorded though fit never returned a result to the pruned trial
+        assert t.user_attrs["compiled"] and t.user_attrs["aot"], t.number
         run_epochs = t.user_attrs["epochs_run"]
         assert run_epochs < 4
         assert all(len(t.user_attrs["curves"][k]) == run_epochs for k in CURVE_KEYS)

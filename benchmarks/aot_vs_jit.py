@@ -1,0 +1,63 @@
+"""The CPU step compiled ahead of time against ``torch.compile``'s, alternately in one process:
+seconds for one training epoch's steps (the 50,000 images of the validation split's training
+side, batches of 64) per hidden sizes.
+
+    python -m benchmarks.aot_vs_jit [--threads N] [--rounds R] [H1xH2 ...]   (default 300x100)
+
+Both run the same kernels (``tests/test_aot_step.py`` checks the results are bit-identical); what
+differs is the call: the package runs with no guards and no dynamo wrappers. Alternating in one
+process keeps the machine's slow phases from favouring either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from hpo.aot_step import load_step
+from hpo.config import TrainConfig
+from hpo.fast_step import FlatState
+from hpo.mnist import Mnist
+from hpo.model import build_model
+from hpo.train import _compiled_step, _scratch_steps
+
+BATCH = 64
+
+
+def main(sizes: list[tuple[int, int]], rounds: int) -> None:
+    cpu = torch.device("cpu")
+    packaged, _ = load_step()
+    jit = _compiled_step(cpu)
+    train = Mnist.load().tensors(cpu, full=False).train
+    n = len(train.y)
+    lr, momentum, head = torch.tensor(0.01), torch.tensor(0.9), torch.tensor(False)
+    print(f"threads {torch.get_num_threads()}; seconds per epoch of {n // BATCH} steps")
+    for h1, h2 in sizes:
+        state = FlatState.from_module(build_model(TrainConfig(hidden1=h1, hidden2=h2)), cpu)
+        totals = torch.zeros(3, dtype=torch.float64)
+        _scratch_steps(jit, state, train.x, train.y, momentum, head, [BATCH])  # compile
+        times: dict[str, list[float]] = {"ahead of time": [], "torch.compile": []}
+        for _ in range(rounds):
+            for name, step in (("ahead of time", packaged), ("torch.compile", jit)):
+                order = torch.randperm(n)
+                began = time.perf_counter()
+                for start in range(0, n - BATCH + 1, BATCH):
+                    step(train.x, train.y, order[start : start + BATCH], state.params,
+                         state.bufs, state.running, totals, lr, momentum, head)  # fmt: skip
+                times[name].append(time.perf_counter() - began)
+        cells = "; ".join(f"{k} {', '.join(f'{t:.3f}' for t in v)}" for k, v in times.items())
+        print(f"{h1}x{h2}: {cells}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("sizes", nargs="*", default=["300x100"])
+    args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # before the package is chosen: its key has it
+    pairs = [size.split("x") for size in args.sizes]
+    main([(int(h1), int(h2)) for h1, h2 in pairs], args.rounds)
