@@ -12,6 +12,8 @@ instruction set, the intra-op thread count inductor bakes into its kernels, and 
 step), so a change to any of them builds a new one. A build takes 14 s here with inductor's
 cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it before their
 first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps' speed.
+A package that will not load (a damaged file) is built again, once; a build that fails (no C++
+compiler) is not tried again by the same process, whose trials use ``torch.compile`` instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from hpo.model import BN_EPS, BN_MOMENTUM
 # a hidden layer of one unit falls back to torch.compile (see ``fits``).
 MIN_SIZE = 2
 _LOADED: dict[str, PackagedStep] = {}
+_FAILED: dict[str, str] = {}  # key -> why its package could not be had, in this process
 
 
 class _Step(torch.nn.Module):
@@ -123,14 +126,30 @@ def load_step() -> tuple[PackagedStep, bool]:
     key = package_key()
     if key in _LOADED:
         return _LOADED[key], False
+    if key in _FAILED:  # once per process: every trial would otherwise pay the failed export
+        raise RuntimeError(f"the CPU step package could not be built: {_FAILED[key]}")
     path = package_path()
     built = False
-    if not path.exists():
-        with _locked(path.with_suffix(".lock")):  # one build per machine, however many workers
-            if not path.exists():
+    try:
+        if not path.exists():
+            with _locked(path.with_suffix(".lock")):  # one build per machine and key
+                if not path.exists():
+                    _build(path)
+                    built = True
+        try:
+            step = PackagedStep(path)
+        except Exception:
+            if built:
+                raise
+            # A damaged file (a disk error, a partial copy): build it again, once.
+            with _locked(path.with_suffix(".lock")):
+                path.unlink(missing_ok=True)
                 _build(path)
                 built = True
-    step = PackagedStep(path)
+            step = PackagedStep(path)
+    except Exception as exc:
+        _FAILED[key] = f"{type(exc).__name__}: {exc}"[:300]
+        raise
     _LOADED[key] = step
     return step, built
 

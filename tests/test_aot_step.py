@@ -163,3 +163,37 @@ def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch)
     before = torch.get_num_threads()
     prepare(1, pytest.fail)  # nothing said, nothing raised: fit falls back to torch.compile
     assert torch.get_num_threads() == before
+
+
+def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = hpo.aot_step.package_path()
+    load_step()  # this machine's real package, which the fake build below copies
+    monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
+    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
+    monkeypatch.setattr(hpo.aot_step, "_FAILED", {})
+    builds: list[Path] = []
+
+    def build(path: Path) -> None:
+        builds.append(path)
+        path.write_bytes(good.read_bytes())
+
+    monkeypatch.setattr(hpo.aot_step, "_build", build)
+    damaged = hpo.aot_step.package_path()
+    damaged.write_bytes(b"not a zip archive")
+    step, built = load_step()
+    assert built and builds == [damaged]
+    assert _steps(step, (48, 24), False)[-1][2] == 30  # the rebuilt package trains
+
+    def no_compiler(path: Path) -> None:
+        builds.append(path)
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(hpo.aot_step, "_build", no_compiler)
+    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
+    damaged.unlink()
+    for _ in range(3):  # every trial of the process asks; only the first tries
+        with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+            load_step()
+    assert len(builds) == 2
