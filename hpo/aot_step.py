@@ -9,7 +9,7 @@ the dataset size are dynamic dimensions of the one package, as they are of the c
 
 The package is keyed by everything its code depends on (torch and Python versions, this CPU's
 instruction set, the intra-op thread count inductor bakes into its kernels, and the source of the
-step), so a change to any of them builds a new one. A build takes 14 s here with inductor's
+step), so a change to any of them builds a new one. A build takes 14-17 s here with inductor's
 cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it before their
 first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps' speed.
 A package that will not load (a damaged file) is built again, once; a build that fails (no C++
@@ -44,7 +44,7 @@ _FAILED: dict[str, str] = {}  # key -> why its package could not be had, in this
 
 
 class _Step(torch.nn.Module):
-    """``hpo.train._gather_step`` as the module ``torch.export`` takes; it mutates its inputs
+    """``fast_step.gather_step`` as the module ``torch.export`` takes; it mutates its inputs
     (parameters, buffers, statistics, totals) in place, which the package does too."""
 
     def forward(
@@ -60,8 +60,7 @@ class _Step(torch.nn.Module):
         momentum: torch.Tensor,
         head: torch.Tensor,
     ) -> torch.Tensor:
-        x, y = x_all[idx], y_all[idx]
-        fast_step.train_step(x, y, params, bufs, running, totals, lr, momentum, head)
+        fast_step.gather_step(x_all, y_all, idx, params, bufs, running, totals, lr, momentum, head)
         return totals  # export wants an output; the caller reads totals in place anyway
 
 
@@ -155,7 +154,7 @@ def load_step() -> tuple[PackagedStep, bool]:
 
 
 class PackagedStep:
-    """The package's step, called like ``hpo.train._gather_step``.
+    """The package's step, called like ``fast_step.gather_step``.
 
     It runs through AOTInductor's C++ loader directly rather than
     ``torch._inductor.aoti_load_package``: that wrapper imports inductor and dynamo (about 1.2 s

@@ -19,7 +19,7 @@ from hpo.aot_step import fits, load_step
 from hpo.config import TrainConfig
 from hpo.device import synchronize
 from hpo.epoch_steps import EpochSteps
-from hpo.fast_step import FlatState, predict_logits, train_step
+from hpo.fast_step import FlatState, gather_step, predict_logits
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model, parameter_count
 from hpo.schedules import lr_at
@@ -143,14 +143,9 @@ def _compiled_step(device: torch.device) -> Callable[..., None]:
     size a study samples reuses it instead of recompiling (~5-20 s each on this CPU)."""
     if device.type not in _COMPILED:
         _COMPILED[device.type] = torch.compile(
-            _gather_step, dynamic=True, fullgraph=True, options=INDUCTOR_OPTIONS.get(device.type)
+            gather_step, dynamic=True, fullgraph=True, options=INDUCTOR_OPTIONS.get(device.type)
         )
     return _COMPILED[device.type]
-
-
-def _gather_step(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, *args: Any) -> None:
-    # The batch gather inside the graph saves two eager ops per step.
-    train_step(x_all[idx], y_all[idx], *args)
 
 
 def fit(
@@ -275,7 +270,7 @@ def _prepare_step(
     ``warm_up`` (``_scratch_steps``: throwaway copies of the state, once per batch length), so
     that no epoch's timing includes it and the real state sees exactly the steps of training."""
     if not want_compiled:
-        return _gather_step, False, 0.0, False
+        return gather_step, False, 0.0, False
     start = time.perf_counter()
     if aot:
         try:
@@ -288,7 +283,7 @@ def _prepare_step(
         warm_up(step)
         synchronize(device)
     except Exception:  # no C++ compiler or an unsupported backend: same math, eager
-        return _gather_step, False, 0.0, False
+        return gather_step, False, 0.0, False
     return step, True, time.perf_counter() - start, False
 
 
