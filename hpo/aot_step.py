@@ -1,8 +1,9 @@
 """The CPU training step compiled ahead of time (``torch.export`` + AOTInductor), cached on disk.
 
 Why not ``torch.compile`` on the CPU: it traces the step again in every process (importing
-dynamo and a warm compile, about 3.5 s here even with inductor's cache full), which every trial
-process of a study pays, and it checks its guards on every call (about 70 us of a 0.85 ms step).
+dynamo and a warm compile, about 4 s here even with inductor's cache full), which every trial
+process of a study pays, and it checks its guards on every call (see the README's Performance
+section for the commands that measure both).
 AOTInductor builds the same inductor kernels once per machine into a package that a process loads
 in milliseconds and calls with no tracing and no guards. The hidden sizes, the batch length and
 the dataset size are dynamic dimensions of the one package, as they are of the compiled step.
@@ -157,9 +158,9 @@ class PackagedStep:
     """The package's step, called like ``fast_step.gather_step``.
 
     It runs through AOTInductor's C++ loader directly rather than
-    ``torch._inductor.aoti_load_package``: that wrapper imports inductor and dynamo (about 1.2 s
-    in a fresh process) and parses the package's input spec again on every call (5% of an
-    epoch here). The inputs are the step's tensors, flattened in the exported order."""
+    ``torch._inductor.aoti_load_package``: that wrapper imports inductor and dynamo in a fresh
+    process and parses the package's input spec again on every call. The inputs are the step's
+    tensors, flattened in the exported order."""
 
     N_INPUTS = 3 + 10 + 10 + 4 + 4  # x, y, idx; params; bufs; running; totals, lr, m, head
 
@@ -180,12 +181,9 @@ class PackagedStep:
         params: list[torch.Tensor],
         bufs: list[torch.Tensor],
         running: list[torch.Tensor],
-        totals: torch.Tensor,
-        lr: torch.Tensor,
-        momentum: torch.Tensor,
-        head: torch.Tensor,
+        *scalars: torch.Tensor,  # totals, lr, momentum, head
     ) -> None:
-        self._run([x_all, y_all, idx, *params, *bufs, *running, totals, lr, momentum, head])
+        self._run([x_all, y_all, idx, *params, *bufs, *running, *scalars])
 
 
 def _build(path: Path) -> None:

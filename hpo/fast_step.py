@@ -10,6 +10,7 @@ tutorial's exactly; ``tests/test_train.py`` checks it against ``nn.Module`` + au
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -125,22 +126,11 @@ def train_step(
     totals.add_(torch.stack([loss.detach(), correct.to(totals.dtype), totals.new_ones(())]))
 
 
-def gather_step(
-    x_all: torch.Tensor,
-    y_all: torch.Tensor,
-    idx: torch.Tensor,
-    params: list[torch.Tensor],
-    bufs: list[torch.Tensor],
-    running: list[torch.Tensor],
-    totals: torch.Tensor,
-    lr: torch.Tensor,
-    momentum: torch.Tensor,
-    softmax_head: torch.Tensor,
-) -> None:
+def gather_step(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, *step: Any) -> None:
     """``train_step`` on the samples ``idx`` of the whole set ``(x_all, y_all)``: the form every
     compiled step takes (``torch.compile``'s and the ahead-of-time package), since the batch
     gather inside the graph saves two eager ops per step."""
-    train_step(x_all[idx], y_all[idx], params, bufs, running, totals, lr, momentum, softmax_head)
+    train_step(x_all[idx], y_all[idx], *step)  # step: params ... softmax_head, as there
 
 
 def predict_logits(
