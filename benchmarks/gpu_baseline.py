@@ -78,7 +78,7 @@ def _variant(
     acc = [100 * a for a in accs.values()]
     per_epoch = statistics.median(e.train_seconds for r in results for e in r.epochs)
     row = (
-        f"| {label} | {warm.compiled} | {warm.graphed} | {n} | {per_epoch:.3f} | "
+        f"| {label} | {warm.step.compiled} | {warm.step.graphed} | {n} | {per_epoch:.3f} | "
         f"{statistics.median(_run_seconds(r) for r in results):.2f} | "
         f"{warm.compile_seconds:.1f} | {results[0].capture_seconds:.2f} | "
         f"{statistics.mean(acc):.2f} ({min(acc):.2f}-{max(acc):.2f}) |"

@@ -31,8 +31,8 @@ def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: str, smoke
     if result is not None:  # None when timing is disabled
         assert result.status == "complete"
         benchmark.extra_info["test_acc"] = result.final.eval_acc
-        benchmark.extra_info["compiled"] = result.compiled
-        benchmark.extra_info["graphed"] = result.graphed
+        benchmark.extra_info["compiled"] = result.step.compiled
+        benchmark.extra_info["graphed"] = result.step.graphed
         benchmark.extra_info["train_images"] = len(mnist.arrays.train_labels)  # full=True
 
 

@@ -57,6 +57,7 @@ class StepKind:
 
 
 OnPrepared = Callable[[StepKind], None]
+TUTORIAL_STEP = StepKind(compiled=False, aot=False, graphed=False)  # the torchvision loop's
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,10 @@ class FitResult:
     eval_split: str  # "val" (held out of training) or "test"
     epochs: tuple[EpochMetrics, ...]
     status: Status
-    compiled: bool
+    step: StepKind
     model: Net = field(repr=False, compare=False)
     compile_seconds: float = 0.0  # compiling, or loading the ahead-of-time package
-    graphed: bool = False  # the steps replayed as CUDA graphs
-    capture_seconds: float = 0.0
-    aot: bool = False  # compiled ahead of time (hpo.aot_step) rather than by torch.compile
+    capture_seconds: float = 0.0  # capturing the CUDA graphs
 
     @property
     def final(self) -> EpochMetrics:
@@ -95,10 +94,8 @@ class FitResult:
             "device": self.device,
             "eval_split": self.eval_split,
             "status": self.status,
-            "compiled": self.compiled,
+            **asdict(self.step),
             "compile_seconds": self.compile_seconds,
-            "aot": self.aot,
-            "graphed": self.graphed,
             "capture_seconds": self.capture_seconds,
             "param_count": self.param_count,
             "epochs": [e.to_dict() for e in self.epochs],
@@ -168,7 +165,7 @@ def fit(
     (``hpo.epoch_steps``). ``on_prepared`` hears which, once, before the first epoch."""
     if config.loader == "torchvision":
         if on_prepared is not None:
-            on_prepared(StepKind(compiled=False, aot=False, graphed=False))
+            on_prepared(TUTORIAL_STEP)
         return _fit_torchvision(config, mnist, device, on_epoch, full=full)
     data = mnist.tensors(device, full=full)
     eval_set = data.test if full else data.val
@@ -200,8 +197,9 @@ def fit(
         graph,
         lambda: warm_up(step),
     )  # fmt: skip
+    kind = StepKind(compiled, aot, steps.graphed)
     if on_prepared is not None:
-        on_prepared(StepKind(compiled, aot, steps.graphed))
+        on_prepared(kind)
 
     def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)
@@ -220,12 +218,10 @@ def fit(
         "test" if full else "val",
         tuple(history),
         status,
-        compiled,
+        kind,
         state.load_into(net).eval(),
         compile_seconds,
-        steps.graphed,
         steps.capture_seconds,
-        aot,
     )
 
 
@@ -377,7 +373,7 @@ def _fit_torchvision(
         "test" if full else "val",
         tuple(history),
         status,
-        False,
+        TUTORIAL_STEP,
         net.cpu().eval(),
     )
 

@@ -56,13 +56,13 @@ def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnis
     cpu = torch.device("cpu")
     heard: list[object] = []
     ahead = fit(config, synthetic_mnist, cpu, heard.append, on_prepared=heard.append)
-    assert ahead.compiled and ahead.aot
+    assert ahead.step.compiled and ahead.step.aot
     assert ahead.to_dict()["aot"] is True
     # the step's kind first, once, then the epochs
     assert heard[0] == StepKind(compiled=True, aot=True, graphed=False)
     assert heard[1:] == list(ahead.epochs)
     eager = fit(config, synthetic_mnist, cpu, compile=False)
-    assert not eager.aot and not eager.compiled
+    assert not eager.step.aot and not eager.step.compiled
     for a, b in zip(ahead.epochs, eager.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
         assert a.eval_acc == pytest.approx(b.eval_acc, abs=1 / 100)
@@ -76,11 +76,11 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
 
     monkeypatch.setattr(hpo.train, "load_step", no_compiler)
     result = fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
-    assert result.compiled and not result.aot
+    assert result.step.compiled and not result.step.aot
     # A one-unit layer is below the package's smallest dimension: torch.compile trains it.
     monkeypatch.undo()
     one = fit(TrainConfig(**SMALL | {"hidden2": 1}), synthetic_mnist, torch.device("cpu"))
-    assert one.compiled and not one.aot
+    assert one.step.compiled and not one.step.aot
 
 
 def test_the_key_changes_with_the_thread_count_inductor_bakes_in() -> None:

@@ -24,7 +24,7 @@ def test_a_graph_asked_for_without_a_gpu_is_an_error_naming_the_fix(
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match=r"CUDA graphs need a CUDA device.*graph=None or False"):
         fit(TrainConfig(**SMALL), synthetic_mnist, cpu, graph=True)
-    assert not fit(TrainConfig(**SMALL | {"epochs": 1}), synthetic_mnist, cpu).graphed
+    assert not fit(TrainConfig(**SMALL | {"epochs": 1}), synthetic_mnist, cpu).step.graphed
 
 
 def test_batch_slices_tile_the_epoch_and_drop_a_trailing_single() -> None:
@@ -105,7 +105,7 @@ def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
     cuda = torch.device("cuda")
     graphed = fit(config, synthetic_mnist, cuda, compile=compiled, graph=True)
     plain = fit(config, synthetic_mnist, cuda, compile=compiled, graph=False)
-    assert graphed.graphed and not plain.graphed and graphed.capture_seconds > 0
+    assert graphed.step.graphed and not plain.step.graphed and graphed.capture_seconds > 0
     for a, b in zip(graphed.epochs, plain.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
         assert a.train_acc == pytest.approx(b.train_acc, abs=1e-9)
@@ -119,7 +119,7 @@ def test_the_cuda_path_computes_what_the_cpu_path_computes(synthetic_mnist: Mnis
     config = TrainConfig(lr=0.05, head="logits", **SMALL)
     gpu = fit(config, synthetic_mnist, torch.device("cuda"))
     cpu = fit(config, synthetic_mnist, torch.device("cpu"))
-    assert gpu.graphed and gpu.device.startswith("cuda")
+    assert gpu.step.graphed and gpu.device.startswith("cuda")
     for a, b in zip(gpu.epochs, cpu.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
         assert a.eval_acc == pytest.approx(b.eval_acc, abs=2 / 200)

@@ -85,7 +85,7 @@ def test_tensor_path_computes_what_the_tutorial_loop_computes(
     for name, value in slow_state.items():
         if value.is_floating_point():
             torch.testing.assert_close(fast_state[name], value, rtol=1e-3, atol=1e-4)
-    assert fast.compiled is compiled
+    assert fast.step.compiled is compiled
 
 
 def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
@@ -102,7 +102,7 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     cpu = torch.device("cpu")
     for head, hidden1 in (("softmax", 48), ("logits", 48), ("logits", 40), ("softmax", 40)):
         config = TrainConfig(**SMALL | {"head": head, "hidden1": hidden1})
-        assert fit(config, synthetic_mnist, cpu).compiled
+        assert fit(config, synthetic_mnist, cpu).step.compiled
     assert counters["stats"]["unique_graphs"] == 1
 
 

@@ -58,8 +58,8 @@ def handle(args: argparse.Namespace) -> int:
     r = run.result
     log(
         f"train time {r.train_seconds:.1f} s ({r.train_seconds / len(r.epochs):.2f} s/epoch), "
-        f"compiled step: {'ahead of time' if r.aot else 'yes' if r.compiled else 'no'}, "
-        f"CUDA graphs: {'yes' if r.graphed else 'no'}"
+        f"compiled step: {'ahead of time' if r.step.aot else 'yes' if r.step.compiled else 'no'}, "
+        f"CUDA graphs: {'yes' if r.step.graphed else 'no'}"
     )
     print(f"final test accuracy: {r.final.eval_acc:.4f}  ({r.status}, {len(r.epochs)} epochs)")
     for path in run.files:
