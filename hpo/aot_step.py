@@ -15,6 +15,8 @@ cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it
 first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps' speed.
 A package that will not load (a damaged file) is built again, once; a build that fails (no C++
 compiler) is not tried again by the same process, whose trials use ``torch.compile`` instead.
+Each build removes the packages no process has loaded for ``STALE_DAYS`` (those of an older torch
+or source), so upgrades do not pile up files of a few MB each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,8 @@ from hpo.model import BN_EPS, BN_MOMENTUM
 # The smallest size of each dynamic dimension. A batch of one is never trained (BatchNorm) and
 # a hidden layer of one unit falls back to torch.compile (see ``fits``).
 MIN_SIZE = 2
+# A package unused this long is another torch's, source's or thread count's: a build removes it.
+STALE_DAYS = 30
 _LOADED: dict[str, PackagedStep] = {}
 _FAILED: dict[str, str] = {}  # key -> why its package could not be had, in this process
 
@@ -129,24 +134,29 @@ def load_step() -> tuple[PackagedStep, bool]:
     if key in _FAILED:  # once per process: every trial would otherwise pay the failed export
         raise RuntimeError(f"the CPU step package could not be built: {_FAILED[key]}")
     path = package_path()
+    lock = path.with_name(".lock")  # one for the folder: builds and pruning never overlap
     built = False
     try:
         if not path.exists():
-            with _locked(path.with_suffix(".lock")):  # one build per machine and key
+            with _locked(lock):  # one build per machine and key
                 if not path.exists():
                     _build(path)
                     built = True
+                    _prune(path)
         try:
             step = PackagedStep(path)
         except Exception:
             if built:
                 raise
             # A damaged file (a disk error, a partial copy): build it again, once.
-            with _locked(path.with_suffix(".lock")):
+            with _locked(lock):
                 path.unlink(missing_ok=True)
                 _build(path)
                 built = True
             step = PackagedStep(path)
+        if not built:
+            with contextlib.suppress(OSError):  # a read-only cache still works
+                os.utime(path)  # its last use, which ``_prune`` goes by
     except Exception as exc:
         _FAILED[key] = f"{type(exc).__name__}: {exc}"[:300]
         raise
@@ -207,6 +217,16 @@ def _build(path: Path) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _prune(keep: Path) -> None:
+    """Remove the packages beside ``keep`` that no process has loaded for ``STALE_DAYS``.
+    Called with the folder's lock held, so no build is writing one of them."""
+    cutoff = time.time() - STALE_DAYS * 86_400
+    for old in keep.parent.glob("train_step-*.pt2"):
+        with contextlib.suppress(OSError):
+            if old != keep and old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 def _example() -> tuple[Any, ...]:

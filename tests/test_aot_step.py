@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,27 @@ def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
         with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
             load_step()
     assert len(builds) == 2
+
+
+def test_a_build_removes_packages_unused_for_a_month_and_a_load_marks_its_own_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = hpo.aot_step.package_path()
+    load_step()  # this machine's real package, which the fake build below copies
+    monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
+    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
+    monkeypatch.setattr(hpo.aot_step, "_build", lambda path: path.write_bytes(good.read_bytes()))
+    day = 86_400
+    stale, recent, other = (tmp_path / f"{n}.pt2" for n in ("train_step-a", "train_step-b", "x"))
+    for path, age in ((stale, 31 * day), (recent, 29 * day), (other, 400 * day)):
+        path.write_bytes(b"a package")
+        os.utime(path, (time.time() - age,) * 2)
+    _, built = load_step()
+    assert built
+    assert not stale.exists() and recent.exists()  # another torch's, left until unused
+    assert other.exists()  # not a package of ours
+    ours = hpo.aot_step.package_path()
+    os.utime(ours, (time.time() - 40 * day,) * 2)
+    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
+    _, built = load_step()  # a later process loads it: now its last use
+    assert not built and time.time() - ours.stat().st_mtime < day
