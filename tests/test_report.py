@@ -371,6 +371,20 @@ def test_a_running_study_is_marked_partial(tmp_path: Path) -> None:
     assert pd.read_csv(report.csv_path)["state"].iloc[-1] == "RUNNING"
 
 
+def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_path: Path) -> None:
+    # Two workers ask at once for the last place: the later trial goes back to the queue with
+    # nothing in it (hpo.search.surplus). The study is finished; a requeued lost trial is not.
+    url = build_study(tmp_path / "w.db")
+    study = optuna.load_study(study_name="demo", storage=url)
+    empty = study.ask()
+    study._storage.set_trial_state_values(empty._trial_id, TrialState.WAITING)
+    report = build_report(options(tmp_path, url))
+    assert not report.partial and report.summary.running == 0
+    study.enqueue_trial({"lr": 0.07})  # a lost trial's parameters, to run again
+    report = build_report(options(tmp_path, url))
+    assert report.partial and report.summary.running == 1
+
+
 def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:
     url = build_study(tmp_path / "b.db", finalized=False, trials=[0, 2, 4])
     v = decide(open_study("demo", url), [])

@@ -51,7 +51,16 @@ class StudyData:
 
     @property
     def running(self) -> list[FrozenTrial]:
-        return self.in_state(TrialState.RUNNING, TrialState.WAITING)
+        """Trials running, or queued to run (a lost trial's parameters, queued again). Not a
+        trial that a worker asked for and put back untrained because the study had no place left
+        for it (``hpo.search.surplus``): that one holds nothing to run, and is where the study's
+        next run starts."""
+        return [
+            t
+            for t in self.trials
+            if t.state == TrialState.RUNNING
+            or (t.state == TrialState.WAITING and "fixed_params" in t.system_attrs)
+        ]
 
     @property
     def partial(self) -> bool:

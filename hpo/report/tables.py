@@ -133,7 +133,7 @@ def summarise(data: StudyData) -> Summary:
         complete=len(data.in_state(TrialState.COMPLETE)),
         pruned=len(data.in_state(TrialState.PRUNED)),
         failed=len(data.in_state(TrialState.FAIL)),
-        running=len(data.in_state(TrialState.RUNNING, TrialState.WAITING)),
+        running=len(data.running),
         epochs_run=sum(epochs_run(t) for t in finished),
         epochs_planned=sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished),
         wall_seconds=span,
