@@ -303,6 +303,8 @@ def run_one(
                 return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             except Diverged:
                 return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost: see run_trial
+                return storage.get_trial(trial._trial_id)
             except BaseException:
                 with contextlib.suppress(Exception):  # the storage may be what failed
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)

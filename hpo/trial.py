@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from hpo.progress import Progress
 from hpo.provenance import library_versions
 from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
 from hpo.spec import StudySpec
-from hpo.storage import requeue
+from hpo.storage import INTERRUPTED, requeue
 from hpo.tb import TrialWriter, trial_dir
 from hpo.train import EpochMetrics, StepKind, fit, use_compile
 
@@ -140,18 +141,22 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         raise
     except KeyboardInterrupt:
         # Optuna marks the trial FAIL; queue its parameters so that rerunning finishes the job.
-        trial.set_user_attr("reason", "interrupted (Ctrl-C); its parameters were queued again")
-        running = trial.study.get_trials(states=(TrialState.RUNNING,))
-        requeue(trial.study, next(t for t in running if t.number == number))
+        frozen = trial.storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.RUNNING:  # else a worker took it for lost and queued it
+            trial.set_user_attr("reason", f"{INTERRUPTED}; its parameters were queued again")
+            requeue(trial.study, frozen)
         raise
-    except Diverged:
+    except (Diverged, optuna.exceptions.UpdateFinishedTrialError):
+        # The latter: a worker took this trial for lost (its heartbeat late: a stalled or
+        # suspended machine), failed it and queued it again. Its re-run counts; run_one goes on.
         raise
     except Exception as exc:
         trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
         raise
     finally:
         try:
-            trial.set_user_attr("wall_seconds", time.perf_counter() - began)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # see above
+                trial.set_user_attr("wall_seconds", time.perf_counter() - began)
         finally:  # the events file is complete even when the storage went away
             if writer is not None and config is not None:
                 writer.close(config, number=number, is_baseline=is_baseline, state=state)

@@ -14,6 +14,7 @@ import torch
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import hpo.trial
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
 from hpo.errors import HpoError
@@ -28,9 +29,9 @@ from hpo.search import (
 )
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
-from hpo.storage import open_storage, requeue
+from hpo.storage import INTERRUPTED, open_storage, requeue
 from hpo.tb import trial_dir
-from hpo.trial import CURVE_KEYS, trial_seed
+from hpo.trial import CURVE_KEYS, UNFINISHED, trial_seed
 from tests.support.cli import USER_ATTRS
 
 CPU = torch.device("cpu")
@@ -383,3 +384,82 @@ def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     first = study.get_trials(states=(TrialState.WAITING,))[0]
     assert first.user_attrs == {"origin": 0, "is_baseline": True}
     assert first.system_attrs["fixed_params"] == {"x": 1.5}
+
+
+def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> None:
+    # Ctrl-C is the user's stop, not the trial's failure: the baseline stopped ten times is
+    # queued ten times, while a trial lost (killed) again and again gets MAX_RETRY re-runs.
+    x = {"x": optuna.distributions.FloatDistribution(0, 2)}
+    for reason, reruns in (
+        (f"{INTERRUPTED}; its parameters were queued again", 10),
+        (UNFINISHED, 3),
+    ):
+        study = optuna.create_study()
+        attrs = {"origin": 0, "is_baseline": True, "reason": reason}
+        first = optuna.trial.create_trial(
+            state=TrialState.FAIL, params={"x": 1.5}, distributions=x, user_attrs=attrs
+        )
+        study.add_trial(first)
+        queued = 0
+        for _ in range(10):
+            requeue(study, study.trials[-1])
+            waiting = study.get_trials(states=(TrialState.WAITING,))
+            if not waiting:
+                break
+            queued += 1  # the re-run stops the same way
+            study._storage.set_trial_user_attr(waiting[0]._trial_id, "reason", reason)
+            study._storage.set_trial_state_values(waiting[0]._trial_id, TrialState.FAIL)
+        assert queued == reruns
+
+
+def test_ctrl_c_on_a_trial_another_worker_already_failed_as_lost_queues_nothing_twice(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    spec = tiny_spec()
+    study = open_study(spec, storage, "s")
+
+    def taken_for_lost_then_interrupted(*args: object, **kwargs: object) -> None:
+        (running,) = study.get_trials(states=(TrialState.RUNNING,))
+        storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+        requeue(study, storage.get_trial(running._trial_id))  # what the other worker does
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.trial, "fit", taken_for_lost_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):  # not StopIteration, and no second queued copy
+        run_study(spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs == {"origin": 0, "is_baseline": True}
+
+
+def test_a_trial_taken_for_lost_while_training_gives_way_to_its_rerun(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its heartbeat was late (a suspended laptop, a stalled disk): another worker failed it and
+    # queued it again. Its next write finds it finished: it stops, and the study goes on.
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    spec = tiny_spec()
+    study = open_study(spec, storage, "s")
+    real_fit, taken = hpo.trial.fit, []
+
+    def fit(config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        if taken:
+            return real_fit(config, *args, **kwargs)
+        on_epoch = args[2]
+
+        def late(m: Any) -> None:
+            (running,) = study.get_trials(states=(TrialState.RUNNING,))
+            storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+            requeue(study, storage.get_trial(running._trial_id))
+            taken.append(running.number)
+            on_epoch(m)
+
+        return real_fit(config, *args[:2], late, *args[3:], **kwargs)
+
+    monkeypatch.setattr(hpo.trial, "fit", fit)
+    summary = run_study(spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert taken == [0] and trials[0].state == TrialState.FAIL
+    assert trials[1].user_attrs["origin"] == 0 and trials[1].state == TrialState.COMPLETE
+    assert summary.complete == 2
