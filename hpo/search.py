@@ -37,6 +37,9 @@ LIVE = (TrialState.RUNNING, TrialState.WAITING)
 # study may be done, and the parent of --jobs workers waits for the last of them to notice. A
 # few small queries a poll, and only while the study's last trials run elsewhere.
 WAIT_POLL_S = 0.25
+# How long open_study waits for another process to finish creating the study (milliseconds
+# of writes) before taking it for dead and finishing the job itself.
+CREATION_WAIT_S = 10.0
 
 
 class StudyMismatchError(HpoError):
@@ -89,9 +92,14 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
     attrs, where = summary.user_attrs, f"study {study_name!r} in {mask_url(storage.url)}"
     fix = "use another --study name for this spec, or rerun with the study's own spec"
     if "spec_hash" not in attrs:
-        if summary.n_trials == 0:
-            return True  # another worker created it a moment ago and is writing its attrs
-        raise StudyMismatchError(f"{where} was not created by hpo (no spec_hash); {fix}")
+        if not _half_made(storage, study_name):
+            raise StudyMismatchError(f"{where} was not created by hpo (no spec_hash); {fix}")
+        if summary.direction.name.lower() != spec.direction:  # the one setting it has already
+            raise StudyMismatchError(
+                f"{where} is being created to {summary.direction.name.lower()} its objective, "
+                f"this spec's is to {spec.direction}; {fix}"
+            )
+        return True  # being created by another process, or left so by one that died
     stored = attrs.get("spec", {})
     problems = []
     if attrs["spec_hash"] != spec.space.digest():
@@ -108,41 +116,65 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
     return True
 
 
+def _half_made(storage: RDBStorage, study_name: str) -> bool:
+    """A study that ``open_study`` has not finished creating: no trial, or only its baseline,
+    queued."""
+    trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
+    return all(t.state == TrialState.WAITING and t.user_attrs.get("is_baseline") for t in trials)
+
+
 def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.Study:
-    """Resume the study or create it with its attrs and the baseline queued as trial 0."""
+    """Resume the study, or create it with the baseline queued as trial 0 and its attrs.
+
+    Creation writes ``spec_hash`` last, so a study that has it is whole. One without it is being
+    created by another process (a worker on another machine that started at the same moment),
+    which this one waits for; or its creator died half-way, and this one finishes the job."""
     sampler, pruner = make_sampler(spec), make_pruner(spec)
-    if check_study(spec, storage, study_name):
-        study = optuna.load_study(
-            study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
-        )
-        if "spec_hash" in study.user_attrs:
+    if not check_study(spec, storage, study_name):
+        try:
+            study = optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                sampler=sampler,
+                pruner=pruner,
+                direction="maximize" if spec.direction == "maximize" else "minimize",
+            )
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another process created it a moment ago: wait for it below
+        else:
+            _initialise(study, spec)
             return study
+    study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
+    )
+    deadline = time.monotonic() + CREATION_WAIT_S
+    while "spec_hash" not in study.user_attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if "spec_hash" in study.user_attrs:
+        check_study(spec, storage, study_name)  # the creator's spec may differ from this one
     else:
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            sampler=sampler,
-            pruner=pruner,
-            direction="maximize" if spec.direction == "maximize" else "minimize",
-            load_if_exists=True,
-        )
+        _initialise(study, spec)  # its creator died before the end
+    return study
+
+
+def _initialise(study: optuna.Study, spec: StudySpec) -> None:
+    # The baseline first, so that it is trial 0 whoever asks first; skip_if_exists: a creator
+    # that died after queuing it left one.
+    study.enqueue_trial(
+        baseline_params(spec.space), user_attrs={"is_baseline": True}, skip_if_exists=True
+    )
     attrs = {
         "spec": spec.to_dict(),
-        "spec_hash": spec.space.digest(),
         "seed": spec.seed,
         "sampler": spec.sampler.name,
         "pruner": spec.pruner.name,
         "epochs": spec.epochs,
         "objective": spec.objective,
         "hpo_version": hpo.__version__,
+        "spec_hash": spec.space.digest(),  # last: the mark of a whole study
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
-    # skip_if_exists: two workers creating the study at once queue one baseline, not two.
-    study.enqueue_trial(
-        baseline_params(spec.space), user_attrs={"is_baseline": True}, skip_if_exists=True
-    )
-    return study
 
 
 def setup_notes(spec: StudySpec) -> list[str]:

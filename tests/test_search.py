@@ -4,6 +4,7 @@ divergence, Ctrl-C, refusal of a changed space, TensorBoard events, finalize."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import hpo.search
 import hpo.trial
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
@@ -259,6 +261,49 @@ def test_a_study_with_another_space_is_refused_and_left_untouched(
             open_study(changed, storage, "s")
     after = optuna.load_study(study_name="s", storage=storage)
     assert after.trials == trials and after.user_attrs == attrs
+
+
+def test_a_study_whose_creator_died_half_way_is_finished_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed after queuing the baseline, before the last attribute: the next run must finish the
+    # job (not take the study for whole and never run a baseline), and queue one baseline.
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    real = optuna.Study.set_user_attr
+
+    def killed_at_the_seed(study: optuna.Study, key: str, value: Any) -> None:
+        if key == "seed":
+            raise KeyboardInterrupt
+        real(study, key, value)
+
+    monkeypatch.setattr(optuna.Study, "set_user_attr", killed_at_the_seed)
+    with pytest.raises(KeyboardInterrupt):
+        open_study(tiny_spec(), storage, "s")
+    monkeypatch.setattr(optuna.Study, "set_user_attr", real)
+    monkeypatch.setattr(hpo.search, "CREATION_WAIT_S", 0.5)  # its creator is gone for good
+    study = open_study(tiny_spec(), storage, "s")
+    assert study.user_attrs["spec_hash"] == tiny_spec().space.digest()
+    (baseline,) = study.trials
+    assert baseline.state == TrialState.WAITING and baseline.user_attrs["is_baseline"]
+    assert open_study(tiny_spec(), storage, "s").trials == study.trials  # whole now: resumed
+
+
+def test_a_second_process_waits_for_the_study_another_is_creating(tmp_path: Path) -> None:
+    # Two machines start the same study at once: the second must not ask for trial 0 before the
+    # first has queued the baseline there, nor queue a baseline of its own.
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    first = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    finishing = threading.Timer(1.0, hpo.search._initialise, (first, tiny_spec()))
+    finishing.start()
+    began = time.monotonic()
+    study = open_study(tiny_spec(), storage, "s")
+    finishing.join()
+    assert time.monotonic() - began >= 1.0
+    assert len(study.trials) == 1 and study.trials[0].user_attrs["is_baseline"]
+    # One being created for the other direction is refused at once, not waited for.
+    optuna.create_study(study_name="loss", storage=storage, direction="minimize")
+    with pytest.raises(StudyMismatchError, match="to minimize its objective"):
+        open_study(tiny_spec(), storage, "loss")
 
 
 def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_path: Path) -> None:
