@@ -40,9 +40,9 @@ STORAGE_ENV = "HPO_STORAGE"
 HEARTBEAT_INTERVAL = 10  # seconds; each beat is one small write
 GRACE_FACTOR = 3  # beats missed before a trial counts as lost
 MAX_RETRY = 3
-# How the reason of a trial stopped by Ctrl-C starts: the user stopped it, the trial did not fail,
-# so such an attempt does not count against MAX_RETRY.
-INTERRUPTED = "interrupted (Ctrl-C)"
+# How the reason of a trial stopped by Ctrl-C or SIGTERM starts: the user stopped it, the trial
+# did not fail, so such an attempt does not count against MAX_RETRY.
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 # Several workers may share one SQLite file: wait for its lock instead of failing at once.
 SQLITE_TIMEOUT_S = 60
 # A server that does not answer (a dead host, a firewall) fails a connect after this, not after
@@ -60,10 +60,10 @@ class StorageError(HpoError):
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a lost or interrupted trial's parameters again, keeping its baseline mark and its
     ``origin`` (so the re-run trains with the same seed); nothing once ``MAX_RETRY`` re-runs of it
-    exist, not counting attempts stopped by Ctrl-C (else interrupting the baseline four times
-    would lose it for good). Used instead of Optuna's RetryHeartbeatStaleTrialCallback, which
-    rebuilds the trial with ``create_trial``: that rejects a value outside its range, as the
-    baseline's may be."""
+    exist, not counting attempts stopped by Ctrl-C or SIGTERM (else interrupting the baseline
+    four times would lose it for good). Used instead of Optuna's
+    RetryHeartbeatStaleTrialCallback, which rebuilds the trial with ``create_trial``: that rejects
+    a value outside its range, as the baseline's may be."""
     origin = int(trial.user_attrs.get("origin", trial.number))
     attempts = sum(
         t.user_attrs.get("origin") == origin

@@ -126,14 +126,14 @@ def run_workers(
 ) -> list[WorkerResult]:
     """Start one worker per argv and wait for all, calling ``watch`` every ``poll_s`` seconds.
 
-    Ctrl-C (KeyboardInterrupt here) is forwarded to the workers as SIGINT: each marks its trial
-    failed and queues it again, then exits; a second Ctrl-C kills them. KeyboardInterrupt is
+    Ctrl-C or SIGTERM (KeyboardInterrupt here) is forwarded to the workers as SIGINT: each marks
+    its trial failed and queues it again, then exits; a second one kills them. The first is
     raised again once all have ended."""
     workers = [
         _start(i, argv, device, env, logdir)
         for i, (argv, device) in enumerate(zip(argvs, devices, strict=True))
     ]
-    interrupted = 0
+    stops: list[KeyboardInterrupt] = []  # Ctrl-C, or SIGTERM (hpo.cli.common.Terminated)
     while True:
         try:
             watch()
@@ -142,12 +142,12 @@ def run_workers(
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 alive[-1].proc.wait(timeout=poll_s)  # a sleep that ends when the last one exits
-        except KeyboardInterrupt:
-            interrupted += 1
-            _signal_all(workers, signal.SIGINT if interrupted == 1 else signal.SIGKILL)
+        except KeyboardInterrupt as stop:
+            stops.append(stop)
+            _signal_all(workers, signal.SIGINT if len(stops) == 1 else signal.SIGKILL)
     results = [_result(w) for w in workers]
-    if interrupted:
-        raise KeyboardInterrupt
+    if stops:
+        raise stops[0]
     return results
 
 

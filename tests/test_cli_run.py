@@ -223,16 +223,20 @@ def test_a_finished_run_leaves_its_sqlite_file_whole(tmp_path: Path, launcher: L
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
 
 
-def test_ctrl_c_exits_130_fails_the_running_trial_and_queues_it_again(
-    tmp_path: Path, launcher: Launcher
+@pytest.mark.parametrize(
+    ("sig", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "SIGTERM")]
+)
+def test_ctrl_c_or_sigterm_fails_the_running_trial_and_queues_it_again(
+    tmp_path: Path, launcher: Launcher, sig: signal.Signals, code: int, said: str
 ) -> None:
     spec = write_spec(tmp_path / "tiny.toml", trials=3, epochs=4, hidden1=512, hidden2=256)
     url = f"sqlite:///{tmp_path}/hpo.db"
     proc = launcher.popen(launcher.run_args(spec, "c", url, 3, "--no-finalize"))
-    sent = signal_mid_trial(proc, url, "c", signal.SIGINT, timeout=120, max_reported=2)
+    sent = signal_mid_trial(proc, url, "c", sig, timeout=120, max_reported=2)
     out, err = proc.communicate(timeout=60)
     assert sent is not None, err[-2000:]
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code and said in err and "Traceback" not in err
+    assert "Rerun the same command" in err
     assert out == ""  # no summary for an interrupted run
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert trials[sent].state == TrialState.FAIL

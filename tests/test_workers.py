@@ -345,9 +345,15 @@ def test_four_workers_share_one_sqlite_study_without_lock_errors(launcher: Launc
     assert all(t.user_attrs["device_name"].endswith(" x1 threads") for t in finished(trials))
 
 
-def test_ctrl_c_reaches_every_worker_once_and_queues_their_trials_again(
-    launcher: Launcher,
+@pytest.mark.parametrize(
+    ("sig", "code", "everyone"),
+    [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGTERM, 143, True)],
+)
+def test_ctrl_c_or_sigterm_reaches_every_worker_once_and_queues_their_trials_again(
+    launcher: Launcher, sig: signal.Signals, code: int, everyone: bool
 ) -> None:
+    # everyone: a batch system's SIGTERM to every process of the job at once, workers included,
+    # which then also get the parent's forwarded SIGINT while queuing their trials again.
     # Wide layers on 6,000 images: epochs of about 0.4 s, long enough to be caught in the middle.
     spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
     url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
@@ -363,11 +369,14 @@ def test_ctrl_c_reaches_every_worker_once_and_queues_their_trials_again(
     )
     sent = None
     if running is not None:
-        os.kill(proc.pid, signal.SIGINT)  # the parent only, as kill -INT would
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        for pid in [int(c) for c in children] if everyone else []:
+            os.kill(pid, sig)
+        os.kill(proc.pid, sig)  # the parent only, as kill -INT would
         sent = sorted(t.number for t in running)
     out, err = proc.communicate(timeout=120)
     assert sent is not None, err[-3000:]
-    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code and "Traceback" not in err
     assert out == ""
     trials = optuna.load_study(study_name="c", storage=url).trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]

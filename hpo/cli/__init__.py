@@ -9,11 +9,20 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from hpo.cli.common import EXIT_ERROR, EXIT_USAGE, UsageError, fail
+from hpo.cli.common import (
+    EXIT_ERROR,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    Terminated,
+    UsageError,
+    fail,
+    raise_terminated,
+)
 
 # Each module defines ``register(subparsers)`` which adds its verb and sets ``func``.
 VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
@@ -61,8 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
-    except KeyboardInterrupt:
-        return fail("interrupted; everything finished so far is stored", 130)
+    except KeyboardInterrupt as exc:
+        ended = isinstance(exc, Terminated)
+        return fail(
+            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; everything finished so far "
+            "is stored. Rerun the same command to go on",
+            EXIT_TERMINATED if ended else 130,
+        )
     except Exception as exc:
         from hpo.cli.common import known_error
 
@@ -77,7 +91,11 @@ def console() -> NoReturn:
     holds some 460,000 tracked objects (dynamo, inductor, sympy); collecting them frees nothing
     the OS would not, and took 1.2-1.5 s at every exit on the 2-core CI machine. Exit handlers
     and module teardown still run: the files hpo writes are closed before ``main`` returns, and
-    the storages' connections by ``hpo.storage.close_storages`` at exit."""
+    the storages' connections by ``hpo.storage.close_storages`` at exit.
+
+    SIGTERM is handled as Ctrl-C is (``Terminated``), exiting 143."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not where it was set to be ignored
+        signal.signal(signal.SIGTERM, raise_terminated)
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -17,6 +19,28 @@ class UsageError(Exception):
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, systemd, Slurm at a job's time limit), raised where
+    the process is so that it stops as Ctrl-C stops it: the running trial failed and queued
+    again, everything finished kept."""
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
+
+
+def raise_terminated(signum: int, frame: object) -> NoReturn:
+    raise Terminated
+
+
+def stop_once(signum: int, frame: object) -> NoReturn:
+    """A worker's SIGINT and SIGTERM handler: the first stops it as Ctrl-C does; any more are
+    ignored, so that they cannot cut short the re-queue of its trial (both come when a batch
+    system signals every process of a job; the parent's second Ctrl-C kills workers outright)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def fail(message: str, code: int) -> int:

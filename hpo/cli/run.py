@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hpo.cli.common import UsageError, add_data_dir, add_device, log
+from hpo.cli.common import UsageError, add_data_dir, add_device, log, stop_once
 from hpo.search import StudySummary
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
@@ -277,6 +278,8 @@ def _worker(args: argparse.Namespace, spec: StudySpec, study_name: str, n_trials
     from hpo.device import set_threads, usable_cpus, worker_threads
     from hpo.workers import exit_with_parent, outcome_of
 
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop_once)
     exit_with_parent()
     set_threads(worker_threads(args.jobs or 1, usable_cpus()))  # before any torch work
     error: BaseException | None = None
