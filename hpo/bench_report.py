@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hpo.errors import HpoError
+
 # (label, slower benchmark, faster benchmark, per): the ratio is slower's median / faster's
 # median, both from the same run: timings on these machines drift, ratios measured side by side
 # do not. With ``per`` (an extra_info key, such as the images trained), each median is divided by
@@ -111,6 +113,16 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+class BenchFileError(HpoError):
+    """The file is not the JSON that ``pytest --benchmark-json`` writes."""
+
+
 def load(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(Path(path).read_text())
+    fix = "pass the file that `pytest benchmarks/ --benchmark-json FILE` wrote"
+    try:
+        data = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchFileError(f"{path} is not JSON ({exc}): {fix}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise BenchFileError(f'{path} is not a pytest-benchmark file (no "benchmarks" list): {fix}')
     return data

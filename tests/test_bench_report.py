@@ -69,6 +69,28 @@ def test_the_cli_writes_the_table_and_refuses_a_missing_file(
     assert "--benchmark-json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("text", "said"), [("{bad", "is not JSON"), ("", "is not JSON"), ("{}", '"benchmarks" list')]
+)
+def test_the_cli_refuses_a_file_that_is_not_benchmark_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(text)
+    assert main(["bench-report", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert said in err and str(wrong) in err and "--benchmark-json FILE" in err
+
+
+def test_an_output_path_that_cannot_be_written_is_named_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "missing" / "folder" / "table.md"
+    assert main(["bench-report", str(SAMPLE), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("hpo: error: No such file or directory: ") and str(out) in err
+
+
 def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
     import datetime as dt
 

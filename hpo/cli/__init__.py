@@ -82,6 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if known_error(exc):
             return fail(str(exc), EXIT_ERROR)
+        if isinstance(exc, OSError) and exc.filename is not None:  # an --out path, say
+            return fail(
+                f"{exc.strerror or exc}: {exc.filename}. Check that the path is right and that "
+                "you may write there (or pick another with --out)",
+                EXIT_ERROR,
+            )
         raise
 
 
