@@ -207,6 +207,26 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
     raise AssertionError("unreachable")
 
 
+def load_existing_study(url: str, name: str) -> tuple[RDBStorage, optuna.Study]:
+    """A study that must exist already (``hpo report``, ``hpo finalize``): a missing storage or
+    study is an error naming what exists, and a missing SQLite file is not created (with its
+    folder) as opening it would."""
+    path = sqlite_path(with_driver(url))
+    if path is not None and not path.is_file():
+        raise StorageError(
+            f"no study storage at {path}: run `hpo run` first, or pass --storage URL"
+        )
+    storage = open_storage(url)  # its errors name the masked URL and the fix
+    names = optuna.get_all_study_names(storage)
+    if name not in names:
+        there = ", ".join(sorted(names)) if names else "none"
+        raise StorageError(
+            f"no study named {name!r} in {mask_url(url)}; studies there: {there}. Pass --study "
+            "NAME (and --storage URL)"
+        )
+    return storage, optuna.load_study(study_name=name, storage=storage)
+
+
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # isolation_level=None: sqlite3 stops issuing its own deferred BEGIN, so that

@@ -165,9 +165,13 @@ def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
 def test_finalize_of_a_missing_study_names_the_studies_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"sqlite:///{tmp_path}/empty.db"
-    assert main(["finalize", "--study", "nope", "--storage", url]) == 1
-    assert "no study 'nope'" in capsys.readouterr().err
+    db = tmp_path / "none" / "empty.db"
+    assert main(["finalize", "--study", "nope", "--storage", f"sqlite:///{db}"]) == 1
+    assert "no study storage at" in capsys.readouterr().err
+    assert not db.parent.exists()  # not created as a side effect
+    optuna.create_study(study_name="other", storage=f"sqlite:///{tmp_path}/hpo.db")
+    assert main(["finalize", "--study", "nope", "--storage", f"sqlite:///{tmp_path}/hpo.db"]) == 1
+    assert "no study named 'nope'" in (err := capsys.readouterr().err) and "there: other" in err
 
 
 @pytest.fixture()

@@ -37,18 +37,10 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.search import summarize
-    from hpo.storage import mask_url, open_storage
+    from hpo.storage import load_existing_study
 
-    storage = open_storage(args.storage)
-    names = optuna.get_all_study_names(storage)
-    if args.study not in names:
-        known = ", ".join(names) or "none"
-        raise HpoError(
-            f"no study {args.study!r} in {mask_url(storage.url)} (studies there: "
-            f"{known}); pass --study NAME and --storage URL"
-        )
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.load_study(study_name=args.study, storage=storage)
+    storage, study = load_existing_study(args.storage, args.study)
     if "spec_hash" not in study.user_attrs:
         raise HpoError(f"study {args.study!r} was not created by `hpo run`")
     device = resolve_device(args.device)

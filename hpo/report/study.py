@@ -10,8 +10,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.errors import HpoError
-from hpo.storage import mask_url, open_storage, sqlite_path
+from hpo.storage import load_existing_study, mask_url
 
 DEFAULT_STUDY = "mnist_mlp"
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -109,16 +108,6 @@ class StudyData:
 
 def open_study(name: str, storage: str) -> StudyData:
     """Read ``name`` from ``storage``; a missing storage or study is an error naming what exists."""
-    shown = mask_url(storage)
-    path = sqlite_path(storage)
-    if path is not None and not path.is_file():
-        # Opening it would create an empty database (and its folder) as a side effect.
-        raise HpoError(f"no study storage at {path}: run `hpo run` first, or pass --storage URL")
-    rdb = open_storage(storage)  # its errors name the masked URL and the fix
-    names = optuna.get_all_study_names(rdb)
-    if name not in names:
-        there = ", ".join(sorted(names)) if names else "none"
-        raise HpoError(f"no study named {name!r} in {shown}; studies there: {there}")
-    study = optuna.load_study(study_name=name, storage=rdb)
+    _, study = load_existing_study(storage, name)
     trials = tuple(study.get_trials(deepcopy=False))
-    return StudyData(name, shown, dict(study.user_attrs), trials, study)
+    return StudyData(name, mask_url(storage), dict(study.user_attrs), trials, study)
