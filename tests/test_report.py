@@ -24,9 +24,10 @@ from hpo.config import TrainConfig
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, open_study, trials_frame
-from hpo.report.confirm import candidates, run_confirm, stored_runs
+from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
+from hpo.report.figures import history
 from hpo.report.models import trained
-from hpo.report.tables import summarise, summary_frame
+from hpo.report.tables import curve, last_val_acc, summarise, summary_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -383,6 +384,32 @@ def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_pat
     study.enqueue_trial({"lr": 0.07})  # a lost trial's parameters, to run again
     report = build_report(options(tmp_path, url))
     assert report.partial and report.summary.running == 1
+
+
+def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direction(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'loss.db'}"
+    study = optuna.create_study(storage=url, study_name="demo", direction="minimize")
+    for number, state, loss in [
+        (0, TrialState.COMPLETE, 0.30),
+        (1, TrialState.COMPLETE, 0.25),
+        (2, TrialState.COMPLETE, 0.40),
+        (3, TrialState.PRUNED, None),
+    ]:
+        add_trial(study, number, state, loss, {}, EPOCHS if loss else 2)
+    study.set_user_attr("objective", "val_loss")
+    data = open_study("demo", url)
+    fig = history(data).figure
+    assert fig is not None
+    done, best, pruned = fig.data[0], fig.data[1], fig.data[2]
+    assert list(done.y) == [0.30, 0.25, 0.40]
+    assert list(best.y) == [0.30, 0.25, 0.25]  # lowest so far, not highest
+    assert list(pruned.y) == [curve(data.trials[3], "val_loss")[-1]]  # on the loss axis
+    runs = [{"trial": n, "seed": 0, "test_acc": 0.98, "seconds_per_epoch": 1.0} for n in (0, 1, 2)]
+    frame = confirm_frame(data, runs)
+    assert frame["trial"].tolist() == [1, 0, 2]  # the search's order: lowest loss first
+    assert frame["val_acc"].tolist() == [last_val_acc(data.trials[n]) for n in (1, 0, 2)]
 
 
 def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:

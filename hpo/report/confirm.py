@@ -23,7 +23,7 @@ from hpo.mnist import Mnist
 from hpo.report.models import trained
 from hpo.report.stats import describe
 from hpo.report.study import StudyData
-from hpo.report.tables import trial_config
+from hpo.report.tables import last_val_acc, trial_config
 
 ATTR = "confirm"
 
@@ -99,6 +99,7 @@ def _now() -> str:
 def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per confirmed trial: its search score and its test accuracy over seeds."""
     by_number = {t.number: t for t in data.trials}
+    rank = {t.number: i for i, t in enumerate(data.ranked())}
     rows = []
     for number in sorted({r["trial"] for r in runs}):
         accs = seed_accuracies(runs, number)
@@ -108,7 +109,7 @@ def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
             {
                 "trial": number,
                 "baseline": bool(trial and trial.user_attrs.get("is_baseline")),
-                "val_acc": trial.value if trial else None,
+                "val_acc": last_val_acc(trial) if trial else None,
                 "seeds": sample.n,
                 "test_acc_mean": sample.mean,
                 "test_acc_sd_pp": sample.std * 100,
@@ -117,7 +118,7 @@ def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "s/epoch": describe(spe).mean,
             }
         )
-    # In the search's order, not by test score: the test set picks nothing here.
-    return pd.DataFrame(rows).sort_values(
-        "val_acc", ascending=False, na_position="last", ignore_index=True
-    )
+    # In the search's order (its objective, in its direction), not by test score: the test set
+    # picks nothing here.
+    order = sorted(rows, key=lambda row: (rank.get(row["trial"], len(rank)), row["trial"]))
+    return pd.DataFrame(order)

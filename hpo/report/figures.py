@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import plotly.graph_objects as go
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from hpo.config import TrainConfig
@@ -54,9 +55,11 @@ def history(data: StudyData) -> Figure:
         name="complete",
         marker={"color": "#1f77b4"},
     )
-    best, running = [], -math.inf
+    maximize = data.study.direction == StudyDirection.MAXIMIZE
+    best, running = [], -math.inf if maximize else math.inf
     for t in done:
-        running = max(running, t.value or -math.inf)
+        value = t.value if t.value is not None else running
+        running = max(running, value) if maximize else min(running, value)
         best.append(running)
     fig.add_scatter(
         x=[t.number for t in done],
@@ -65,20 +68,21 @@ def history(data: StudyData) -> Figure:
         name="best so far",
         line={"color": BEST_COLOUR, "shape": "hv"},
     )
-    pruned = [t for t in data.in_state(TrialState.PRUNED) if curve(t, "val_acc")]
+    pruned = [t for t in data.in_state(TrialState.PRUNED) if curve(t, data.objective)]
     fig.add_scatter(
         x=[t.number for t in pruned],
-        y=[curve(t, "val_acc")[-1] for t in pruned],
+        y=[curve(t, data.objective)[-1] for t in pruned],  # the objective's curve: same axis
         mode="markers",
         name="pruned (last epoch run)",
         marker={"color": PRUNED_COLOUR, "symbol": "x"},
     )
-    caption = "Final validation accuracy of every complete trial, in the order they ran."
+    caption = f"Final {data.target_label} of every complete trial, in the order they ran."
     if data.baseline is not None and data.baseline.value is not None:
+        shown = format(data.baseline.value, _tick(data, ".2%") or ".4f")
         fig.add_hline(
             y=data.baseline.value,
             line={"color": BASELINE_COLOUR, "dash": "dash"},
-            annotation_text=f"tutorial baseline {data.baseline.value:.2%}",
+            annotation_text=f"tutorial baseline {shown}",
             annotation_position="bottom right",
         )
         caption += " The dashed line is the tutorial's configuration (trial 0)."
