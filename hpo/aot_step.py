@@ -109,7 +109,8 @@ def package_path() -> Path:
 def prepare(threads: int | None, log: Callable[[str], None]) -> None:
     """Build the package for processes of ``threads`` intra-op threads (None: this one's) now,
     saying so, if this machine has none yet: otherwise the first trial spends the build silently,
-    its progress line stuck at epoch 0. A failure is left to the trials, which fall back."""
+    its progress line stuck at epoch 0. A failure is said, and left to the trials, which fall
+    back."""
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -118,8 +119,11 @@ def prepare(threads: int | None, log: Callable[[str], None]) -> None:
         if not path.exists():
             log(f"building the CPU training step for this machine, once (about 15-25 s): {path}")
             load_step()
-    except Exception:  # the trials fall back to torch.compile, as they would without this
-        pass
+    except Exception as exc:  # the trials fall back to torch.compile, as they would without this
+        log(
+            f"no CPU step package ({type(exc).__name__}: {exc}"[:200]
+            + "); trials use torch.compile"
+        )
     finally:
         torch.set_num_threads(before)
 

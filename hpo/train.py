@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -272,15 +273,36 @@ def _prepare_step(
         try:
             packaged, _ = load_step()
             return packaged, True, time.perf_counter() - start, True
-        except Exception:  # export or the build failed: torch.compile may still work
+        except Exception as exc:  # export or the build failed: torch.compile may still work
+            _warn_once("aot", f"no ahead-of-time CPU step ({_why(exc)}); using torch.compile")
             start = time.perf_counter()
     try:
         step = _compiled_step(device)
         warm_up(step)
         synchronize(device)
-    except Exception:  # no C++ compiler or an unsupported backend: same math, eager
+    except Exception as exc:  # no C++ compiler or an unsupported backend: same math, eager
+        _warn_once(
+            f"compile-{device.type}",
+            f"torch.compile failed on {device.type} ({_why(exc)}); training eagerly, several "
+            "times slower (--no-compile skips the attempt)",
+        )
         return gather_step, False, 0.0, False
     return step, True, time.perf_counter() - start, False
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(what: str, message: str) -> None:
+    """Say once per process why a step is slower than it could be: every trial would repeat it."""
+    if what not in _WARNED:
+        _WARNED.add(what)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _why(exc: Exception) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:200]
 
 
 def _scratch_steps(

@@ -76,7 +76,11 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(hpo.train, "load_step", no_compiler)
-    result = fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
+    monkeypatch.setattr(hpo.train, "_WARNED", set())
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*using torch.compile") as said:
+        result = fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
+        fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
+    assert len(said) == 1  # once per process, not once per trial
     assert result.step.compiled and not result.step.aot
     # A one-unit layer is below the package's smallest dimension: torch.compile trains it.
     monkeypatch.undo()
@@ -161,9 +165,12 @@ def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch)
         raise OSError("could not get source code")  # hpo installed without its .py files
 
     monkeypatch.setattr(hpo.aot_step, "package_key", no_source)
-    before = torch.get_num_threads()
-    prepare(1, pytest.fail)  # nothing said, nothing raised: fit falls back to torch.compile
+    before, said = torch.get_num_threads(), []
+    prepare(1, said.append)  # nothing raised: fit falls back to torch.compile
     assert torch.get_num_threads() == before
+    assert said == [
+        "no CPU step package (OSError: could not get source code); trials use torch.compile"
+    ]
 
 
 def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
