@@ -69,6 +69,8 @@ def config_problems(c: TrainConfig) -> list[str]:
         value = getattr(c, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             out.append(f"{name} must be a positive integer (got {value!r})")
+        elif name == "batch_size" and value < 2:
+            out.append("batch_size must be >= 2: BatchNorm cannot train on one sample (got 1)")
     if not 0 < c.gamma <= 1:
         out.append(f"gamma must be in (0, 1] (got {c.gamma})")
     if c.schedule not in SCHEDULES:

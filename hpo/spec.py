@@ -69,7 +69,11 @@ FIELDS: dict[str, tuple[str, Any, str]] = {
     "momentum": (_FLOAT, lambda v: 0 <= v < 1, "in [0, 1)"),
     "hidden1": (_INT, lambda v: v >= 1, ">= 1"),
     "hidden2": (_INT, lambda v: v >= 1, ">= 1"),
-    "batch_size": (_INT, lambda v: v >= 2, ">= 2 (BatchNorm needs two samples)"),
+    "batch_size": (
+        _INT,
+        lambda v: 2 <= v <= 50_000,
+        "in [2, 50000] (BatchNorm needs two samples; tuning trains on 50,000 images)",
+    ),
     "head": (_STR, lambda v: v in HEADS, "one of " + ", ".join(HEADS)),
     "schedule": (_STR, lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
     "gamma": (_FLOAT, lambda v: 0 < v <= 1, "in (0, 1]"),

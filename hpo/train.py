@@ -178,6 +178,7 @@ def fit(
     head = torch.tensor(softmax, device=device)  # the step's flag (see train_step)
     momentum = torch.tensor(config.momentum, device=device)
     slices = batch_slices(len(train), config.batch_size)
+    seen = sum(b - a for a, b in slices)  # a trailing batch of one is not trained
     lengths = sorted({b - a for a, b in slices})
 
     def warm_up(step: Callable[..., None]) -> None:
@@ -207,7 +208,7 @@ def fit(
         totals.zero_()
         steps.run(torch.randperm(len(train), generator=generator))
         loss_sum, correct, count = totals.tolist()  # the epoch's one host sync
-        return loss_sum / count, correct / len(train)
+        return loss_sum / count, correct / seen
 
     history, status = _run_epochs(
         config, device, train_epoch,

@@ -92,6 +92,7 @@ def test_log_range_needs_a_positive_low() -> None:
 def test_values_outside_a_fields_domain_are_refused() -> None:
     assert "space.momentum: must be in [0, 1), got 1.0" in refused({"space": {"momentum": 1.0}})
     assert "space.lr.low: must be > 0" in refused({"space": {"lr": {"low": -1, "high": 1}}})
+    assert "space.batch_size: must be in [2, 50000]" in refused({"space": {"batch_size": 100_000}})
 
 
 def test_unknown_sampler_pruner_and_schedule_are_named_with_the_choices() -> None:

@@ -51,10 +51,24 @@ def test_config_rejects_impossible_values_naming_the_field() -> None:
         TrainConfig(momentum=1.5)
     with pytest.raises(ValueError, match="hidden1"):
         TrainConfig(hidden1=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 2: BatchNorm"):
+        TrainConfig(batch_size=1)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown training config key"):
         TrainConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
+
+
+def test_training_accuracy_counts_the_samples_trained_not_the_one_left_out(
+    synthetic_mnist: Mnist,
+) -> None:
+    # 1,000 tuning images in batches of 37: the last one alone is dropped, 999 are trained.
+    config = TrainConfig(**SMALL | {"batch_size": 37, "epochs": 1})
+    for loader in ("tensor", "torchvision"):
+        acc = fit(
+            config.replace(loader=loader), synthetic_mnist, torch.device("cpu")
+        ).final.train_acc
+        assert 0 < acc < 1 and acc * 999 == pytest.approx(round(acc * 999), abs=1e-6)
 
 
 def test_batches_cover_the_set_once_and_drop_a_trailing_single() -> None:
