@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +35,9 @@ from hpo.storage import StorageError, storage_failure
 
 POLL_S = 1.0  # how often the parent reads the study for its display
 TAIL = 3000  # characters of a crashed worker's stderr shown
+# How long workers stopped because the parent cannot watch them any more have to queue their
+# trials again before they are killed.
+ABANDON_GRACE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -129,22 +133,25 @@ def run_workers(
     Ctrl-C or SIGTERM (KeyboardInterrupt here) is forwarded to the workers as SIGINT: each marks
     its trial failed and queues it again, then exits; a second one kills them. The first is
     raised again once all have ended."""
-    workers = [
-        _start(i, argv, device, env, logdir)
-        for i, (argv, device) in enumerate(zip(argvs, devices, strict=True))
-    ]
+    workers: list[_Worker] = []
     stops: list[KeyboardInterrupt] = []  # Ctrl-C, or SIGTERM (hpo.cli.common.Terminated)
-    while True:
-        try:
-            watch()
-            alive = [w for w in workers if w.proc.poll() is None]
-            if not alive:
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                alive[-1].proc.wait(timeout=poll_s)  # a sleep that ends when the last one exits
-        except KeyboardInterrupt as stop:
-            stops.append(stop)
-            _signal_all(workers, signal.SIGINT if len(stops) == 1 else signal.SIGKILL)
+    try:
+        for i, (argv, device) in enumerate(zip(argvs, devices, strict=True)):
+            workers.append(_start(i, argv, device, env, logdir))
+        while True:
+            try:
+                watch()
+                alive = [w for w in workers if w.proc.poll() is None]
+                if not alive:
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    alive[-1].proc.wait(timeout=poll_s)  # a sleep that ends when the last exits
+            except KeyboardInterrupt as stop:
+                stops.append(stop)
+                _signal_all(workers, signal.SIGINT if len(stops) == 1 else signal.SIGKILL)
+    except Exception:
+        _abandon(workers)  # this process can no longer watch them: none may train on unseen
+        raise
     results = [_result(w) for w in workers]
     if stops:
         raise stops[0]
@@ -173,6 +180,21 @@ def _signal_all(workers: Sequence[_Worker], sig: signal.Signals) -> None:
         if w.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 w.proc.send_signal(sig)
+
+
+def _abandon(workers: Sequence[_Worker], grace_s: float = ABANDON_GRACE_S) -> None:
+    """Stop the workers as Ctrl-C does (each queues its trial again), killing any still alive
+    after ``grace_s``, and close their logs."""
+    _signal_all(workers, signal.SIGINT)
+    deadline = time.monotonic() + grace_s
+    for w in workers:
+        try:
+            w.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.proc.kill()
+            w.proc.wait()
+        w.out.close()
+        w.err.close()
 
 
 def _result(w: _Worker) -> WorkerResult:

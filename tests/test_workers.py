@@ -7,6 +7,7 @@ import io
 import os
 import signal
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+import hpo.workers
 from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, plan_workers, worker_threads
 from hpo.progress import Counts, Progress, Running
@@ -22,7 +24,7 @@ from hpo.search import open_study, run_one, surplus
 from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage
-from hpo.workers import WorkerOutcome, WorkerResult, failure_message, worker_env
+from hpo.workers import WorkerOutcome, WorkerResult, failure_message, run_workers, worker_env
 from tests.support.cli import (
     USER_ATTRS,
     Launcher,
@@ -240,6 +242,33 @@ def test_each_other_failure_is_named_once_with_its_worker() -> None:
     assert lines[0].startswith("worker 0 (cpu) was killed by SIGKILL; the trial it was running")
     assert "failed after 30 s without a heartbeat" in lines[0]
     assert lines[1:] == ["worker 1 (cpu) crashed: ValueError: x", "Traceback", "ValueError: x"]
+
+
+@pytest.mark.parametrize("fails", ["watch", "start"])
+def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    # The display's read fails with a bug, or the third worker cannot be started: the two
+    # started must not go on training unseen.
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: sleeper)
+    real_start, started = hpo.workers._start, []
+
+    def start(index: int, *args: Any) -> Any:
+        if index == 2 and fails == "start":
+            raise OSError("no more processes")
+        started.append(real_start(index, *args))
+        return started[-1]
+
+    def watch() -> None:
+        if fails == "watch":
+            raise RuntimeError("a bug in the display")
+
+    monkeypatch.setattr(hpo.workers, "_start", start)
+    with pytest.raises(RuntimeError if fails == "watch" else OSError):
+        run_workers([[]] * 3, ["cpu"] * 3, dict(os.environ), tmp_path, watch=watch)
+    assert len(started) == (3 if fails == "watch" else 2)
+    assert all(w.proc.returncode is not None for w in started)  # ended and reaped
 
 
 def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() -> None:
