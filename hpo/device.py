@@ -129,7 +129,10 @@ def plan_workers(
         index = 0 if name == "cuda" else _cuda_index(name)
         if index >= cuda_count:
             have = f"only {cuda_count} CUDA device(s) exist" if cuda_count else "no CUDA GPU"
-            raise DeviceError(f"--device {name} was asked for, but {have} is visible here")
+            raise DeviceError(
+                f"--device {name} was asked for, but {have} is visible here; use --device cpu "
+                "or --device auto"
+            )
         devices = (name,) * (jobs or 1)
     elif name == "auto":
         devices = ("mps" if mps else "cpu",) * (jobs or 1)

@@ -180,6 +180,9 @@ class StudySpec:
 
 
 def load_spec(path: Path) -> StudySpec:
+    if path.is_dir():
+        specs = ", ".join(sorted(p.name for p in path.glob("*.toml"))) or "none"
+        raise SpecError(f"--spec {path} is a folder, not a spec file (TOML files there: {specs})")
     if not path.is_file():
         raise SpecError(
             f"spec file {path} not found (resolved against {Path.cwd()}); pass --spec PATH, "

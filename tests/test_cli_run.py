@@ -13,6 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.trial import TrialState
 
 import hpo.data
@@ -87,6 +88,25 @@ def test_a_malformed_spec_exits_2_naming_the_key(
     assert "sampler.name: 'bayes' is not one of" in err and "space.lr: empty or inverted" in err
     assert main(["run", "--spec", str(tmp_path / "absent.toml")]) == 2
     assert "absent.toml not found" in capsys.readouterr().err
+    assert main(["run", "--spec", str(tmp_path)]) == 2
+    assert "is a folder, not a spec file (TOML files there: bad.toml)" in capsys.readouterr().err
+
+
+def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = str(write_spec(tmp_path / "tiny.toml", trials=3))
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--spec", spec, "--device", "tpu"])
+    assert exit_.value.code == 2
+    assert "unknown device 'tpu': use auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+    assert main(["run", "--spec", spec, "--study", ""]) == 2
+    assert "--study must not be empty" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # an absent GPU: refused before the storage is opened
+        assert main(["run", "--spec", spec, "--device", "cuda"]) == 1
+        assert "no CUDA GPU is visible here; use --device cpu" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(

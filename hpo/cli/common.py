@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -72,9 +73,20 @@ def add_data_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device_name(text: str) -> str:
+    """``--device``'s syntax, checked at parse time (a usage error, exit 2); whether the device
+    is there is checked later, by the command that needs it."""
+    name = text.strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name):
+        return name
+    raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
-        default=os.environ.get("HPO_DEVICE", "auto"),
-        help="auto (an accelerator when present), cpu, cuda, cuda:N or mps (default: auto)",
+        type=device_name,
+        default=os.environ.get("HPO_DEVICE", "auto"),  # parsed by device_name too
+        help="auto (an accelerator when present), cpu, cuda, cuda:N or mps (default: auto, or "
+        "$HPO_DEVICE)",
     )

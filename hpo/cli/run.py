@@ -142,7 +142,7 @@ def handler(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1 (got {args.jobs})")
     spec = load_spec_args(args)
-    study_name = args.study or args.spec.stem
+    study_name = args.spec.stem if args.study is None else args.study
     if not study_name.strip():
         raise UsageError("--study must not be empty")
     n_trials = args.trials or spec.trials
@@ -172,12 +172,6 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.tb import tensorboard_dir
     from hpo.workers import describe_plan, run_parallel
 
-    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
-    log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
-    log(f"browse:  {dashboard_command(storage.url)}")
-    log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
-    for note in setup_notes(spec):
-        log(f"note: {note}")
     plan = plan_workers(
         args.device,
         args.jobs,
@@ -186,6 +180,12 @@ def handler(args: argparse.Namespace) -> int:
         mps=mps_available(),
     )
     devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
+    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
+    log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
+    log(f"browse:  {dashboard_command(storage.url)}")
+    log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
+    for note in setup_notes(spec):
+        log(f"note: {note}")
     with reporting_loss(storage.url):
         check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
