@@ -214,6 +214,12 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     sampler = _component(data.get("sampler", {}), "sampler", SAMPLERS, "tpe", problems)
     pruner = _component(data.get("pruner", {}), "pruner", PRUNERS, "median", problems)
     space = _space(data.get("space", {}), problems)
+    if not problems and all(isinstance(dim, Fixed) for _, dim in space.dims):
+        problems.append(
+            "space: every key is fixed, so there is nothing to search; give at least one a range "
+            "or choices, e.g. lr = { low = 1e-3, high = 0.3, log = true } "
+            "(studies/mnist_mlp.toml has them all)"
+        )
     if problems:
         raise SpecError(f"{source}: invalid spec:\n  - " + "\n  - ".join(problems))
     return StudySpec(space, trials, epochs, seed, objective, direction, sampler, pruner, source)
@@ -275,9 +281,9 @@ def _component(
         options.append((option, value))
     if name == "qmc" and dict(options)["qmc_type"] not in ("sobol", "halton"):
         out.append(f"{key}.qmc_type: {dict(options)['qmc_type']!r} is not one of sobol, halton")
-    for option in ("min_resource", "reduction_factor"):
-        if option in dict(options) and dict(options)[option] < 1 + (option == "reduction_factor"):
-            out.append(f"{key}.{option}: must be >= {1 + (option == 'reduction_factor')}")
+    for option, least in (("min_resource", 1), ("reduction_factor", 2)):
+        if option in dict(options) and dict(options)[option] < least:
+            out.append(f"{key}.{option}: must be >= {least}, got {dict(options)[option]!r}")
     return Component(name, tuple(options))
 
 
@@ -317,6 +323,9 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
     if not isinstance(raw, dict):
         return Fixed(float(raw) if kind == _FLOAT else raw) if value_ok(raw, key) else fallback
     if "choices" in raw:
+        if {"low", "high", "log"} & set(raw):
+            out.append(f"{key}: give a range (low, high) or choices, not both")
+            return fallback
         _unknown(raw, {"choices"}, f"{key}.", out)
         choices = raw["choices"]
         if not isinstance(choices, list) or not choices:

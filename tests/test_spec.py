@@ -89,6 +89,18 @@ def test_log_range_needs_a_positive_low() -> None:
     assert "space.momentum: a log range needs low > 0" in msg
 
 
+def test_a_space_with_nothing_to_search_is_refused() -> None:
+    for data in ({}, {"space": {"lr": 0.05, "hidden1": 512}}):
+        assert "space: every key is fixed, so there is nothing to search" in refused(data)
+
+
+def test_a_range_and_choices_together_and_a_pruner_resource_of_zero_are_named() -> None:
+    both = {"space": {"momentum": {"low": 0.5, "high": 0.9, "choices": [0.9]}}}
+    assert "space.momentum: give a range (low, high) or choices, not both" in refused(both)
+    zero = {"pruner": {"name": "hyperband", "min_resource": 0}}
+    assert "pruner.min_resource: must be >= 1, got 0" in refused(zero)
+
+
 def test_values_outside_a_fields_domain_are_refused() -> None:
     assert "space.momentum: must be in [0, 1), got 1.0" in refused({"space": {"momentum": 1.0}})
     assert "space.lr.low: must be > 0" in refused({"space": {"lr": {"low": -1, "high": 1}}})
@@ -145,7 +157,7 @@ def test_bad_toml_and_missing_file_are_spec_errors(tmp_path: Path) -> None:
 
 
 def test_overrides_are_validated_too() -> None:
-    spec = parse_spec({})
+    spec = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}}})
     assert spec.with_overrides(epochs=3, seed=7).epochs == 3
     assert spec.with_overrides(epochs=3, seed=7).seed == 7
     with pytest.raises(SpecError, match="--epochs"):

@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_dir(p)
     add_device(p)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=20, help="the tutorial's 20 by default")
+    p.add_argument("--seed", type=int, default=0, help="torch seed (default: 0)")
     p.add_argument(
         "--loader",
         choices=["tensor", "torchvision"],
@@ -32,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tensor: whole set on the device (fast); torchvision: the tutorial's "
         "DataLoader + transforms",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/baseline"))
+    p.add_argument(
+        "--out", type=Path, default=Path("runs/baseline"), help="folder (default: runs/baseline)"
+    )
     p.set_defaults(func=handle)
 
 
@@ -41,6 +43,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1 (got {args.epochs})")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     device = resolve_device(args.device)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, loader=args.loader)
     mnist = Mnist.load(args.data_dir, log=log)

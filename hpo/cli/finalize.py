@@ -1,5 +1,5 @@
-"""``hpo finalize``: retrain an existing study's best and baseline trials on all 60,000 training
-images and evaluate each once on the test set (``hpo run`` does this at its end)."""
+"""hpo finalize: retrain an existing study's best and baseline trials on all 60,000 training
+images and score each on the test set (hpo run does this at its end)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def register(subparsers: Any) -> None:
     add_storage(p)
     add_device(p)
     add_data_dir(p)
-    p.add_argument("--no-compile", action="store_true", help="train eagerly (no torch.compile)")
+    p.add_argument(
+        "--no-compile", action="store_true", help="train eagerly: no compiled step, slower epochs"
+    )
     add_format(p)
     p.set_defaults(func=handler)
 
