@@ -21,6 +21,7 @@ from optuna.trial import TrialState, create_trial
 
 from hpo.cli import main
 from hpo.config import TrainConfig
+from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, open_study, trials_frame
@@ -410,6 +411,19 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     frame = confirm_frame(data, runs)
     assert frame["trial"].tolist() == [1, 0, 2]  # the search's order: lowest loss first
     assert frame["val_acc"].tolist() == [last_val_acc(data.trials[n]) for n in (1, 0, 2)]
+
+
+def test_pictures_skipped_for_damaged_data_name_the_file_and_the_fix(
+    tmp_path: Path, study_url: str
+) -> None:
+    raw = raw_dir(tmp_path / "data")
+    raw.mkdir(parents=True)
+    for name in ("train-images", "train-labels", "t10k-images", "t10k-labels"):
+        kind = "idx3" if name.endswith("images") else "idx1"
+        (raw / f"{name}-{kind}-ubyte").write_bytes(b"not mnist")
+    report = build_report(options(tmp_path, study_url, pictures=True, data_dir=tmp_path / "data"))
+    (note,) = [n for n in report.notes if n.startswith("Pictures skipped")]
+    assert str(raw / "t10k-labels-idx1-ubyte") in note and "rerun `hpo data`" in note
 
 
 def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:

@@ -176,7 +176,8 @@ def _pictures(
     try:
         mnist = get_mnist()
     except DataError as exc:  # the rest of the report needs no data: say why, do not fail
-        notes.append(f"Pictures skipped: MNIST unavailable ({str(exc).splitlines()[0]}).")
+        why = " ".join(line.strip().removeprefix("- ") for line in str(exc).splitlines())
+        notes.append(f"Pictures skipped: MNIST unavailable. {why}")  # the file(s) and the fix
         return []
     models = []
     for side in (verdict.best, verdict.baseline):
