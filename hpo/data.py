@@ -121,7 +121,7 @@ def _locked(data_dir: Path, create: bool) -> Iterator[None]:
             data_dir.mkdir(parents=True, exist_ok=True)
         handle = (data_dir / ".hpo-data.lock").open("a")
     except (ImportError, OSError):
-        yield  # no fcntl, or a folder we will not write into (read-only, or download disabled)
+        yield  # no fcntl, or a folder we cannot write into (read-only, or absent with download off)
         return
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -79,19 +76,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
-
-
-@contextmanager
-def timed(device: torch.device) -> Iterator[Callable[[], float]]:
-    """Wall time of the block with the device drained at both ends; call the yielded fn after."""
-    synchronize(device)
-    start = time.perf_counter()
-    box: list[float] = []
-    try:
-        yield lambda: box[0]
-    finally:
-        synchronize(device)
-        box.append(time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------- parallel workers

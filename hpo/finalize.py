@@ -1,9 +1,13 @@
 """``finalize``: the study's best trial and its baseline, each retrained on all 60,000 training
-images and evaluated once on the test set; the only place a study touches the test set."""
+images and scored on the test set. Tuning never sees the test set: it is used only here and by
+``hpo report`` (its pictures and ``--confirm``), on configurations the search has already
+chosen. The retraining records test accuracy per epoch, as the tutorial plots it; the score
+stored is its last epoch's."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -26,7 +30,7 @@ def finalize(
     *,
     force: bool = False,
     compile: bool | None = None,
-    log: Any = lambda _m: None,
+    log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Retrain the best and the baseline trial on all 60,000 training images for their epochs
     and evaluate each once on the test set; store and return the study's ``final`` attr.

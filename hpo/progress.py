@@ -90,7 +90,7 @@ class Progress:
         self._counts = counts
         self._emit(f"{counts.finished} of {counts.target} trials finished at start", line=True)
 
-    def trial_started(self, number: int, epochs: int, *, is_baseline: bool) -> None:
+    def trial_started(self, number: int, epochs: int) -> None:
         self._running = {number: [self._clock(), 0, epochs]}
         self._redraw()
 

@@ -40,10 +40,6 @@ class TrialSeededSampler(BaseSampler):
         self._seed = seed
         self._inner = build(seed)
 
-    @property
-    def inner(self) -> BaseSampler:
-        return self._inner
-
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._inner = self._build(per_trial_seed(self._seed, trial.number))
         self._inner.before_trial(study, trial)

@@ -103,7 +103,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             trial.set_user_attr(key, value)
         if ctx.runs_dir is not None:
             writer = TrialWriter(trial_dir(ctx.runs_dir, ctx.study_name, number))
-        ctx.progress.trial_started(number, config.epochs, is_baseline=is_baseline)
+        ctx.progress.trial_started(number, config.epochs)
         total = config.epochs
 
         def on_epoch(m: EpochMetrics) -> None:

@@ -341,7 +341,7 @@ def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() ->
         out = io.StringIO()
         p = Progress(out, tty=tty, clock=lambda: now[0])
         p.start(Counts(4))
-        p.trial_started(0, 10, is_baseline=True)
+        p.trial_started(0, 10)
         now[0] += 5.0
         p.epoch(0, 0)  # 5 s per epoch, 10 epochs, 4 trials: 195 s still to go
         assert p.remaining() == pytest.approx(4 * 50 - 5)

@@ -4,14 +4,13 @@ images and score each on the test set (hpo run does this at its end)."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from hpo.cli.common import add_data_dir, add_device, log
 from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, format_summary
 from hpo.errors import HpoError
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "finalize",
         help="test-set result of a study: retrain its best and baseline trials on 60k",

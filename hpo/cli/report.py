@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, log
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from hpo.cli.run import add_storage
     from hpo.report import DEFAULT_STUDY
-    from hpo.storage import DEFAULT_STORAGE
 
     p = sub.add_parser(
         "report",
@@ -28,12 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  hpo report --study s --storage sqlite:///other.db --out /tmp/s.html --no-pictures\n",
     )
     p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
-    p.add_argument(
-        "--storage",
-        default=os.environ.get("HPO_STORAGE", DEFAULT_STORAGE),
-        help=f"Optuna storage URL (default: $HPO_STORAGE or {DEFAULT_STORAGE}, relative to the "
-        "current dir)",
-    )
+    add_storage(p)
     p.add_argument(
         "--out",
         type=Path,

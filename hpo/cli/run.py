@@ -39,7 +39,7 @@ Browse while it runs:  optuna-dashboard sqlite:///runs/hpo.db
 """
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "run",
         help="tune the recipe with Optuna (resumable study, pruning, live progress)",

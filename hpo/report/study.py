@@ -18,7 +18,9 @@ OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation lo
 
 @dataclass(frozen=True)
 class StudyData:
-    """One read of a study: everything the report shows comes from this snapshot."""
+    """One read of a study's trials and attrs, which the tables and most figures are drawn from;
+    the landscape figures (``hpo.report.landscape``) hand ``study`` to Optuna's own
+    visualisations, which read it again."""
 
     name: str
     storage: str  # masked: safe to print and to put in the report
