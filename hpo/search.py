@@ -218,15 +218,13 @@ def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> 
     return max(done, key=lambda t: (sign * (t.value or 0.0), -t.number))
 
 
-def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
-    return next(
-        (
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("is_baseline")
-        ),
-        None,
-    )
+def baseline_trial(
+    study: optuna.Study, trials: list[FrozenTrial] | None = None
+) -> FrozenTrial | None:
+    """The first complete trial marked ``is_baseline`` (an interrupted one's re-run carries it)."""
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    done = (t for t in trials if t.state == TrialState.COMPLETE)
+    return next((t for t in done if t.user_attrs.get("is_baseline")), None)
 
 
 def run_study(
@@ -376,11 +374,11 @@ def outcome(t: FrozenTrial) -> str:
 def summarize(
     study: optuna.Study, storage: RDBStorage, target: int, stopped: str = ""
 ) -> StudySummary:
-    trials = study.get_trials(deepcopy=False)
-    c = counts(study, target)
+    trials = study.get_trials(deepcopy=False)  # one read for everything below
+    c = counts_of(trials, target, study.direction)
     epochs = int(study.user_attrs.get("epochs", 0))
-    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-    best, base = best_trial(study, trials), baseline_trial(study)
+    finished = [t for t in trials if t.state in FINISHED]
+    best, base = best_trial(study, trials), baseline_trial(study, trials)
     return StudySummary(
         study.study_name,
         mask_url(storage.url),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -211,7 +212,7 @@ def handler(args: argparse.Namespace) -> int:
             run_parallel(argvs, plan, study, n_trials, args.storage, GRACE_FACTOR * args.heartbeat)
             summary = summarize(study, storage, n_trials)
             if args.timeout is not None and summary.finished < n_trials:
-                summary = summarize(study, storage, n_trials, "timeout")
+                summary = dataclasses.replace(summary, stopped_early="timeout")
     if not args.no_finalize and summary.best is not None:
         mnist = mnist or Mnist.load(args.data_dir)
         with reporting_loss(storage.url):
