@@ -131,6 +131,14 @@ class Progress:
             line=True,
         )
 
+    def lost(self, numbers: list[int], grace_s: int) -> None:
+        trials = ", ".join(f"#{n}" for n in numbers)
+        self._emit(
+            f"trial(s) {trials} lost: no heartbeat for {grace_s} s (their run was killed or "
+            "crashed); failed, and their parameters queued again (up to 3 re-runs each)",
+            line=True,
+        )
+
     def close(self) -> None:
         if self._tty and self._drawn and self._stream is not None:
             self._stream.write("\n")

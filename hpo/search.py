@@ -28,7 +28,7 @@ from hpo.progress import Counts, Progress
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import StudySpec
 from hpo.storage import GRACE_FACTOR, Heartbeat, Orphans, mask_url, reporting_loss
-from hpo.trial import Diverged, TrialContext, run_trial
+from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -272,10 +272,14 @@ def _loop(
     progress.start(counts(study, n_trials))
     try:
         while True:
+            before = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-            now = counts(study, n_trials)
+            trials = study.get_trials(deepcopy=False)
+            if lost := _lost(before, trials):
+                progress.lost(lost, GRACE_FACTOR * interval)
+            now = counts_of(trials, n_trials, study.direction)
             if now.finished >= n_trials:
                 return ""
             if deadline is not None and time.monotonic() >= deadline:
@@ -285,7 +289,8 @@ def _loop(
                 if running != waited_on:  # say it once, not every poll
                     progress.waiting(running, GRACE_FACTOR * interval, now)
                     waited_on = running
-                if orphans is not None and orphans.sweep():  # queued again: a place is free
+                if orphans is not None and (ended := orphans.sweep()):  # queued again
+                    progress.lost(ended, GRACE_FACTOR * interval)
                     continue
                 time.sleep(min(interval, WAIT_POLL_S))
                 continue
@@ -302,6 +307,18 @@ def _loop(
                 )
     finally:
         progress.close()
+
+
+def _lost(before: list[FrozenTrial], trials: list[FrozenTrial]) -> list[int]:
+    """The trials running in ``before`` that the stale check has since failed: their reason is
+    still the one a trial carries until it ends (its process was killed)."""
+    now = {t.number: t for t in trials}
+    return [
+        t.number
+        for t in before
+        if now[t.number].state == TrialState.FAIL
+        and now[t.number].user_attrs.get("reason") == UNFINISHED
+    ]
 
 
 def run_one(

@@ -374,9 +374,13 @@ def test_a_lost_baseline_outside_the_space_is_failed_and_run_again(
     with pytest.warns(UserWarning):
         lost = study.ask()  # pops the queued baseline, as a worker that then dies would
     lost.set_user_attr("origin", lost.number)
+    lost.set_user_attr("reason", UNFINISHED)  # as run_trial leaves it until the trial ends
     storage.record_heartbeat(lost._trial_id)
     time.sleep(3.5)  # silent for longer than the grace period (3 x 1 s)
-    run_study(spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    said = io.StringIO()
+    run_study(spec, storage, "s", 2, CPU, mnist, Progress(said), runs_dir=None, compile=False)
+    assert "trial(s) #0 lost: no heartbeat for 3 s" in said.getvalue()  # said, once
+    assert said.getvalue().count(" lost: ") == 1
     trials = optuna.load_study(study_name="s", storage=storage).trials
     assert trials[0].state == TrialState.FAIL
     again = [t for t in trials if t.user_attrs.get("origin") == 0 and t.number > 0]
@@ -397,10 +401,11 @@ def test_a_trial_lost_before_its_first_heartbeat_is_failed_and_run_again(
     study = open_study(spec, storage, "s")
     with pytest.warns(UserWarning):
         study.ask()  # pops the queued baseline; no heartbeat, no attributes: killed right here
-    began = time.monotonic()
+    began, said = time.monotonic(), io.StringIO()
     summary = run_study(
-        spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False, timeout=60
+        spec, storage, "s", 2, CPU, mnist, Progress(said), runs_dir=None, compile=False, timeout=60
     )
+    assert "trial(s) #0 lost" in said.getvalue()
     assert summary.stopped_early == ""  # "timeout" when it waited for the orphan in vain
     assert time.monotonic() - began < 60
     trials = optuna.load_study(study_name="s", storage=storage).trials
