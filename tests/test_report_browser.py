@@ -7,10 +7,12 @@ messages ending in NUL on file descriptors 3 and 4), so the test needs no driver
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -64,6 +66,7 @@ class DevTools:
                 "about:blank",
             ],
             preexec_fn=wire,
+            process_group=0,  # its helpers too, so that close() can end them all
             close_fds=False,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -110,12 +113,23 @@ class DevTools:
         return json.loads(message)
 
     def close(self) -> None:
-        self.proc.terminate()
+        # The whole group: a helper process left writing into the profile made its removal
+        # fail now and then ("Directory not empty").
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.proc.pid, 0)  # any helper still alive?
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
         os.close(self._write)
         os.close(self._read)
 
