@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, OSError) and exc.filename is not None:  # an --out path, say
             return fail(
                 f"{exc.strerror or exc}: {exc.filename}. Check that the path is right and that "
-                "you may write there (or pick another with --out)",
+                "you may read and write there",
                 EXIT_ERROR,
             )
         raise
