@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Schedule = Literal["tutorial", "step", "exponential", "cosine", "none"]
 Head = Literal["softmax", "logits"]
 Loader = Literal["tensor", "torchvision"]
 
-SCHEDULES: tuple[str, ...] = ("tutorial", "step", "exponential", "cosine", "none")
-HEADS: tuple[str, ...] = ("softmax", "logits")
-LOADERS: tuple[str, ...] = ("tensor", "torchvision")
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+HEADS: tuple[str, ...] = get_args(Head)
+LOADERS: tuple[str, ...] = get_args(Loader)
 
 
 @dataclass(frozen=True)

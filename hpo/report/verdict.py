@@ -16,15 +16,10 @@ from hpo.report.confirm import seed_accuracies
 from hpo.report.stats import Difference, Sample, describe, welch_interval
 from hpo.report.study import StudyData
 from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
+from hpo.spec import USED_BY
 
 ONE_SEED = "1 seed (hpo finalize): not a claim"
 NOT_FINALIZED = "not finalized: run `hpo finalize`"
-# Which config keys change what a schedule computes; the rest are ignored by it.
-_SCHEDULE_KEYS = {
-    "tutorial": {"gamma", "step_every"},
-    "step": {"gamma", "step_every"},
-    "exponential": {"gamma"},
-}
 
 
 @dataclass(frozen=True)
@@ -188,11 +183,7 @@ def _differing(base: dict[str, Any], best: dict[str, Any]) -> tuple[tuple[str, A
     for key in CONFIG_KEYS:
         if key == "seed" or base.get(key) == best.get(key):
             continue
-        used = [
-            key not in ("gamma", "step_every")
-            or key in _SCHEDULE_KEYS.get(c.get("schedule") or "", set())
-            for c in (base, best)
-        ]
+        used = [key not in USED_BY or c.get("schedule") in USED_BY[key] for c in (base, best)]
         if any(used):
             out.append((key, base.get(key), best.get(key)))
     return tuple(out)
