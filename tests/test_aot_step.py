@@ -173,14 +173,22 @@ def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch)
     ]
 
 
-def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def good_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This machine's real package, for a fake ``_build`` to copy; packages then go to an empty
+    ``tmp_path``, with nothing loaded or failed yet in this process."""
     good = hpo.aot_step.package_path()
-    load_step()  # this machine's real package, which the fake build below copies
+    load_step()
     monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
     monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
     monkeypatch.setattr(hpo.aot_step, "_FAILED", {})
+    return good
+
+
+def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
+    good_package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = good_package
     builds: list[Path] = []
 
     def build(path: Path) -> None:
@@ -208,13 +216,10 @@ def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
 
 
 def test_a_build_removes_packages_unused_for_a_month_and_a_load_marks_its_own_used(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, good_package: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = hpo.aot_step.package_path()
-    load_step()  # this machine's real package, which the fake build below copies
-    monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
-    monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
-    monkeypatch.setattr(hpo.aot_step, "_build", lambda path: path.write_bytes(good.read_bytes()))
+    copy = good_package.read_bytes()
+    monkeypatch.setattr(hpo.aot_step, "_build", lambda path: path.write_bytes(copy))
     day = 86_400
     stale, recent, other = (tmp_path / f"{n}.pt2" for n in ("train_step-a", "train_step-b", "x"))
     for path, age in ((stale, 31 * day), (recent, 29 * day), (other, 400 * day)):

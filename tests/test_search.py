@@ -462,6 +462,14 @@ def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> No
         assert queued == reruns
 
 
+def take_for_lost(study: optuna.Study) -> int:
+    """What another worker does to a trial whose heartbeat it found stale: fail it, queue it."""
+    (running,) = study.get_trials(states=(TrialState.RUNNING,))
+    study._storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
+    requeue(study, study._storage.get_trial(running._trial_id))
+    return running.number
+
+
 def test_ctrl_c_on_a_trial_another_worker_already_failed_as_lost_queues_nothing_twice(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -470,9 +478,7 @@ def test_ctrl_c_on_a_trial_another_worker_already_failed_as_lost_queues_nothing_
     study = open_study(spec, storage, "s")
 
     def taken_for_lost_then_interrupted(*args: object, **kwargs: object) -> None:
-        (running,) = study.get_trials(states=(TrialState.RUNNING,))
-        storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
-        requeue(study, storage.get_trial(running._trial_id))  # what the other worker does
+        take_for_lost(study)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(hpo.trial, "fit", taken_for_lost_then_interrupted)
@@ -499,10 +505,7 @@ def test_a_trial_taken_for_lost_while_training_gives_way_to_its_rerun(
         on_epoch = args[2]
 
         def late(m: Any) -> None:
-            (running,) = study.get_trials(states=(TrialState.RUNNING,))
-            storage.set_trial_state_values(running._trial_id, TrialState.FAIL)
-            requeue(study, storage.get_trial(running._trial_id))
-            taken.append(running.number)
+            taken.append(take_for_lost(study))
             on_epoch(m)
 
         return real_fit(config, *args[:2], late, *args[3:], **kwargs)
