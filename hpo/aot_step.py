@@ -227,7 +227,8 @@ def _prune(keep: Path) -> None:
     """Remove the packages beside ``keep`` that no process has loaded for ``STALE_DAYS``.
     Called with the folder's lock held, so no build is writing one of them."""
     cutoff = time.time() - STALE_DAYS * 86_400
-    for old in keep.parent.glob("train_step-*.pt2"):
+    # *.lock: the per-key locks of earlier versions, which nothing takes any more.
+    for old in [*keep.parent.glob("train_step-*.pt2"), *keep.parent.glob("train_step-*.lock")]:
         with contextlib.suppress(OSError):
             if old != keep and old.stat().st_mtime < cutoff:
                 old.unlink()

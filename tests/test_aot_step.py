@@ -222,12 +222,19 @@ def test_a_build_removes_packages_unused_for_a_month_and_a_load_marks_its_own_us
     monkeypatch.setattr(hpo.aot_step, "_build", lambda path: path.write_bytes(copy))
     day = 86_400
     stale, recent, other = (tmp_path / f"{n}.pt2" for n in ("train_step-a", "train_step-b", "x"))
-    for path, age in ((stale, 31 * day), (recent, 29 * day), (other, 400 * day)):
+    old_lock = tmp_path / "train_step-a.lock"  # an earlier version's per-key lock
+    for path, age in (
+        (stale, 31 * day),
+        (recent, 29 * day),
+        (other, 400 * day),
+        (old_lock, 31 * day),
+    ):
         path.write_bytes(b"a package")
         os.utime(path, (time.time() - age,) * 2)
     _, built = load_step()
     assert built
-    assert not stale.exists() and recent.exists()  # another torch's, left until unused
+    assert not stale.exists() and not old_lock.exists()
+    assert recent.exists()  # another torch's, left until unused
     assert other.exists()  # not a package of ours
     ours = hpo.aot_step.package_path()
     os.utime(ours, (time.time() - 40 * day,) * 2)
