@@ -15,6 +15,7 @@ import ctypes
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -114,9 +115,27 @@ def run_parallel(
             )
     finally:
         progress.close()
+    if stream is not None:
+        for line in worker_warnings(results):
+            print(line, file=stream, flush=True)
     problem = failure_message(results, grace_s)
     if problem:
         raise HpoError(problem)
+
+
+# A warning as Python prints it, from hpo's own code: "/path/hpo/train.py:290: RuntimeWarning: ..."
+_HPO_WARNING = re.compile(r"^\S*[/\\]hpo[/\\]\S+:\d+: (\w*Warning): (.*)$", re.MULTILINE)
+
+
+def worker_warnings(results: Sequence[WorkerResult]) -> list[str]:
+    """Each distinct warning hpo gave in the workers (a compiled step that fell back to a slower
+    one, say), once, with the workers that gave it: a worker's stderr is otherwise shown only
+    when it fails."""
+    said: dict[str, list[int]] = {}
+    for r in results:
+        for kind, message in _HPO_WARNING.findall(r.stderr_tail):
+            said.setdefault(f"{kind}: {message}", []).append(r.index)
+    return [f"worker(s) {', '.join(map(str, i))}: {text}" for text, i in said.items()]
 
 
 def run_workers(

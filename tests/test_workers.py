@@ -24,7 +24,14 @@ from hpo.search import open_study, run_one, surplus
 from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage
-from hpo.workers import WorkerOutcome, WorkerResult, failure_message, run_workers, worker_env
+from hpo.workers import (
+    WorkerOutcome,
+    WorkerResult,
+    failure_message,
+    run_workers,
+    worker_env,
+    worker_warnings,
+)
 from tests.support.cli import (
     USER_ATTRS,
     Launcher,
@@ -225,6 +232,22 @@ def test_a_lost_database_is_reported_once_however_many_workers_it_stopped() -> N
     results = [result(i, 1, "error", "storage", lost) for i in range(4)]
     assert failure_message(results, 30) == f"4 of 4 workers stopped: {lost}"
     assert failure_message([result(0, 0, "ok", "", "")] * 2, 30) is None
+
+
+def test_hpos_own_warnings_from_the_workers_are_said_once_with_their_workers() -> None:
+    fell_back = (
+        "/site/hpo/train.py:290: RuntimeWarning: no ahead-of-time CPU step (RuntimeError: no C++ "
+        "compiler); using torch.compile\n  on_prepared(kind)\n"
+    )
+    noise = "/site/torch/nn/functional.py:12: UserWarning: something of torch's\n"
+    results = [
+        WorkerResult(i, "cpu", 0, WorkerOutcome("ok"), stderr_tail=text)
+        for i, text in enumerate([fell_back + noise, "", fell_back])
+    ]
+    assert worker_warnings(results) == [
+        "worker(s) 0, 2: RuntimeWarning: no ahead-of-time CPU step (RuntimeError: no C++ "
+        "compiler); using torch.compile"
+    ]
 
 
 def test_each_other_failure_is_named_once_with_its_worker() -> None:
