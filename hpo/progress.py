@@ -131,11 +131,12 @@ class Progress:
             line=True,
         )
 
-    def lost(self, numbers: list[int], grace_s: int) -> None:
+    def lost(self, numbers: list[int], grace_s: int, max_reruns: int) -> None:
         trials = ", ".join(f"#{n}" for n in numbers)
         self._emit(
             f"trial(s) {trials} lost: no heartbeat for {grace_s} s (their run was killed or "
-            "crashed); failed, and their parameters queued again (up to 3 re-runs each)",
+            f"crashed); failed, and their parameters queued again (up to {max_reruns} re-runs "
+            "each)",
             line=True,
         )
 

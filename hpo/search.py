@@ -27,7 +27,7 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import StudySpec
-from hpo.storage import GRACE_FACTOR, Heartbeat, Orphans, mask_url, reporting_loss
+from hpo.storage import GRACE_FACTOR, MAX_RETRY, Heartbeat, Orphans, mask_url, reporting_loss
 from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
@@ -268,7 +268,8 @@ def _loop(
     fails, waited_on = 0, None
     # Without heartbeats (a storage opened without them) no trial can be told apart as lost.
     beats = storage.get_heartbeat_interval() is not None
-    orphans = Orphans(study, storage, GRACE_FACTOR * interval) if beats else None
+    grace = GRACE_FACTOR * interval  # silent this long, a running trial counts as lost
+    orphans = Orphans(study, storage, grace) if beats else None
     progress.start(counts(study, n_trials))
     try:
         while True:
@@ -278,7 +279,7 @@ def _loop(
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             if lost := _lost(before, trials):
-                progress.lost(lost, GRACE_FACTOR * interval)
+                progress.lost(lost, grace, MAX_RETRY)
             now = counts_of(trials, n_trials, study.direction)
             if now.finished >= n_trials:
                 return ""
@@ -287,10 +288,10 @@ def _loop(
             if now.finished + now.running >= n_trials:
                 running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
                 if running != waited_on:  # say it once, not every poll
-                    progress.waiting(running, GRACE_FACTOR * interval, now)
+                    progress.waiting(running, grace, now)
                     waited_on = running
                 if orphans is not None and (ended := orphans.sweep()):  # queued again
-                    progress.lost(ended, GRACE_FACTOR * interval)
+                    progress.lost(ended, grace, MAX_RETRY)
                     continue
                 time.sleep(min(interval, WAIT_POLL_S))
                 continue
