@@ -1,4 +1,5 @@
-"""Training speed: one epoch per data path and device, and the tutorial's full 20-epoch run.
+"""Training speed: one epoch per data path and device, one per precision, and the tutorial's full
+20-epoch run.
 
 An "epoch" is what the tutorial's loop does per epoch: a training pass over the 60,000 images
 in batches of 64, then an evaluation of the 10,000 test images.
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks.conftest import devices
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.mnist import Mnist
 from hpo.train import fit
 
@@ -34,6 +35,26 @@ def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: str, smoke
         benchmark.extra_info["compiled"] = result.step.compiled
         benchmark.extra_info["graphed"] = result.step.graphed
         benchmark.extra_info["train_images"] = len(mnist.arrays.train_labels)  # full=True
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("hidden", ["300x100", "710x380"])  # the tutorial's; a study's winner
+@pytest.mark.parametrize("device_name", devices())
+def test_epoch_precision(
+    benchmark, mnist: Mnist, device_name: str, hidden: str, precision: Precision, smoke: bool
+) -> None:
+    device = torch.device(device_name)
+    h1, h2 = (int(h) for h in hidden.split("x"))
+    config = TrainConfig(epochs=1, hidden1=h1, hidden2=h2, head="logits", precision=precision)
+    fit(config, mnist, device, full=True)  # build (and cache) the step outside the timing
+    result = benchmark.pedantic(
+        lambda: fit(config, mnist, device, full=True), rounds=5, iterations=1
+    )
+    if result is not None:
+        assert result.status == "complete" and result.config.precision == precision
+        benchmark.extra_info["test_acc"] = result.final.eval_acc
+        benchmark.extra_info["train_seconds"] = result.train_seconds
+        benchmark.extra_info["aot"] = result.step.aot
 
 
 @pytest.mark.parametrize("device_name", devices())

@@ -9,14 +9,14 @@ in milliseconds and calls with no tracing and no guards. The hidden sizes, the b
 the dataset size are dynamic dimensions of the one package, as they are of the compiled step.
 
 The package is keyed by everything its code depends on (torch and Python versions, this CPU's
-instruction set, the intra-op thread count inductor bakes into its kernels, and the source of the
-step), so a change to any of them builds a new one. A build takes 14-17 s here with inductor's
-cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it before their
-first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps' speed.
-A package that will not load (a damaged file) is built again, once; a build that fails (no C++
-compiler) is not tried again by the same process, whose trials use ``torch.compile`` instead.
-Each build removes the packages no process has loaded for ``STALE_DAYS`` (those of an older torch
-or source), so upgrades do not pile up files of a few MB each.
+instruction set, the intra-op thread count inductor bakes into its kernels, the precision, and the
+source of the step), so a change to any of them builds a new one. A build takes 14-17 s here with
+inductor's cache warm, 21-23 s with every cache off; ``hpo run`` and ``hpo baseline`` do it
+before their first trial (``prepare``), and ``benchmarks/aot_vs_jit.py`` compares the two steps'
+speed. A package that will not load (a damaged file) is built again, once; a build that fails
+(no C++ compiler) is not tried again by the same process, whose trials use ``torch.compile``
+instead. Each build removes the packages no process has loaded for ``STALE_DAYS`` (those of an
+older torch or source), so upgrades do not pile up files of a few MB each.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from hpo import fast_step
+from hpo.config import Precision
 from hpo.data import cache_root
 from hpo.model import BN_EPS, BN_MOMENTUM
 
@@ -51,7 +52,12 @@ _FAILED: dict[str, str] = {}  # key -> why its package could not be had, in this
 
 class _Step(torch.nn.Module):
     """``fast_step.gather_step`` as the module ``torch.export`` takes; it mutates its inputs
-    (parameters, buffers, statistics, totals) in place, which the package does too."""
+    (parameters, buffers, statistics, totals) in place, which the package does too. The
+    precision is fixed per package: it decides the matmuls' dtypes."""
+
+    def __init__(self, precision: Precision) -> None:
+        super().__init__()
+        self.precision: Precision = precision
 
     def forward(
         self,
@@ -66,7 +72,10 @@ class _Step(torch.nn.Module):
         momentum: torch.Tensor,
         head: torch.Tensor,
     ) -> torch.Tensor:
-        fast_step.gather_step(x_all, y_all, idx, params, bufs, running, totals, lr, momentum, head)
+        fast_step.gather_step(
+            x_all, y_all, idx, params, bufs, running, totals, lr, momentum, head,
+            precision=self.precision,
+        )  # fmt: skip
         return totals  # export wants an output; the caller reads totals in place anyway
 
 
@@ -74,9 +83,9 @@ def aot_dir() -> Path:
     return cache_root() / "aot"
 
 
-def package_key() -> str:
+def package_key(precision: Precision = "fp32") -> str:
     """What the package's code depends on; a new value for any of them builds a new package."""
-    key = f"{_fixed_part()}\nthreads={torch.get_num_threads()}"
+    key = f"{_fixed_part()}\nthreads={torch.get_num_threads()}\nprecision={precision}"
     return hashlib.sha256(key.encode()).hexdigest()[:20]
 
 
@@ -102,11 +111,11 @@ def fits(hidden1: int, hidden2: int) -> bool:
     return min(hidden1, hidden2) >= MIN_SIZE
 
 
-def package_path() -> Path:
-    return aot_dir() / f"train_step-{package_key()}.pt2"
+def package_path(precision: Precision = "fp32") -> Path:
+    return aot_dir() / f"train_step-{package_key(precision)}.pt2"
 
 
-def prepare(threads: int | None, log: Callable[[str], None]) -> None:
+def prepare(threads: int | None, log: Callable[[str], None], precision: Precision = "fp32") -> None:
     """Build the package for processes of ``threads`` intra-op threads (None: this one's) now,
     saying so, if this machine has none yet: otherwise the first trial spends the build silently,
     its progress line stuck at epoch 0. A failure is said, and left to the trials, which fall
@@ -115,10 +124,13 @@ def prepare(threads: int | None, log: Callable[[str], None]) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        path = package_path()
+        path = package_path(precision)
         if not path.exists():
-            log(f"building the CPU training step for this machine, once (about 15-25 s): {path}")
-            load_step()
+            log(
+                f"building the {precision} CPU training step for this machine, once "
+                f"(about 15-25 s): {path}"
+            )
+            load_step(precision)
     except Exception as exc:  # the trials fall back to torch.compile, as they would without this
         log(
             f"no CPU step package ({type(exc).__name__}: {exc}"[:200]
@@ -128,23 +140,23 @@ def prepare(threads: int | None, log: Callable[[str], None]) -> None:
         torch.set_num_threads(before)
 
 
-def load_step() -> tuple[PackagedStep, bool]:
-    """The packaged step for this process's thread count, built first if this machine has none
-    yet; and whether it was built now. Raises whatever export or the build raised (no C++
-    compiler, say): the caller falls back to ``torch.compile``."""
-    key = package_key()
+def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
+    """The packaged step for this process's thread count and ``precision``, built first if this
+    machine has none yet; and whether it was built now. Raises whatever export or the build
+    raised (no C++ compiler, say): the caller falls back to ``torch.compile``."""
+    key = package_key(precision)
     if key in _LOADED:
         return _LOADED[key], False
     if key in _FAILED:  # once per process: every trial would otherwise pay the failed export
         raise RuntimeError(f"the CPU step package could not be built: {_FAILED[key]}")
-    path = package_path()
+    path = package_path(precision)
     lock = path.with_name(".lock")  # one for the folder: builds and pruning never overlap
     built = False
     try:
         if not path.exists():
             with _locked(lock):  # one build per machine and key
                 if not path.exists():
-                    _build(path)
+                    _build(path, precision)
                     built = True
                     _prune(path)
         try:
@@ -155,7 +167,7 @@ def load_step() -> tuple[PackagedStep, bool]:
             # A damaged file (a disk error, a partial copy): build it again, once.
             with _locked(lock):
                 path.unlink(missing_ok=True)
-                _build(path)
+                _build(path, precision)
                 built = True
             step = PackagedStep(path)
         if not built:
@@ -200,7 +212,7 @@ class PackagedStep:
         self._run([x_all, y_all, idx, *params, *bufs, *running, *scalars])
 
 
-def _build(path: Path) -> None:
+def _build(path: Path, precision: Precision) -> None:
     from torch.export import Dim, export
 
     n, b = Dim("n", min=MIN_SIZE), Dim("batch", min=MIN_SIZE)
@@ -208,7 +220,8 @@ def _build(path: Path) -> None:
     layer1, layer2 = [{0: h1}] * 4, [{0: h2, 1: h1}, {0: h2}, {0: h2}, {0: h2}]
     layers = [*layer1, *layer2, {1: h2}, None]
     dynamic = ({0: n}, {0: n}, {0: b}, layers, layers, [{0: h1}] * 2 + [{0: h2}] * 2)
-    exported = export(_Step(), _example(), dynamic_shapes=(*dynamic, None, None, None, None))
+    shapes = (*dynamic, None, None, None, None)
+    exported = export(_Step(precision), _example(), dynamic_shapes=shapes)
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".building-{path.stem}-"
     for stale in path.parent.glob(f"{prefix}*"):  # from a build killed outright (SIGKILL)

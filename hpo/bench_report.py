@@ -26,6 +26,16 @@ RATIOS: tuple[Ratio, ...] = (
     ),
     *(
         (
+            f"one epoch, fp32 vs bf16 matmuls, {hidden} hidden units ({dev})",
+            f"test_epoch_precision[{dev}-{hidden}-fp32]",
+            f"test_epoch_precision[{dev}-{hidden}-bf16]",
+            None,
+        )
+        for dev in ("cpu", "cuda")
+        for hidden in ("300x100", "710x380")
+    ),
+    *(
+        (
             f"{kind}: 1000-trial vs 100-trial study, total time (10x = flat per-trial cost)",
             f"test_study_overhead[{kind}-1000]",
             f"test_study_overhead[{kind}-100]",

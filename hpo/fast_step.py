@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from hpo.config import Precision
 from hpo.model import BN_EPS, BN_MOMENTUM, Net
 
 PARAM_KEYS = [
@@ -48,6 +49,28 @@ class FlatState:
         return net
 
 
+# The hidden layers' matmuls: their operands' dtype per precision (see hpo.config.Precision).
+MATMUL_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _mm(a: torch.Tensor, b: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """``a @ b`` as fp32, computed in the precision's dtype: bfloat16 operands, whose products
+    oneDNN and cuBLAS sum in fp32, and a bfloat16 result (rounded once, as under autocast)."""
+    dtype = MATMUL_DTYPES[precision]
+    if dtype == torch.float32:
+        return a @ b
+    return (a.to(dtype) @ b.to(dtype)).float()
+
+
+def _linear(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, precision: Precision
+) -> torch.Tensor:
+    # fp32 keeps addmm (bias fused into the GEMM), so its results are those it always had.
+    if precision == "fp32":
+        return torch.addmm(b, x, w.t())
+    return _mm(x, w.t(), precision) + b
+
+
 def _bn_forward(h: torch.Tensor, g: torch.Tensor, be: torch.Tensor):
     mean = h.mean(0)
     centred = h - mean
@@ -75,6 +98,8 @@ def train_step(
     lr: torch.Tensor,
     momentum: torch.Tensor,
     softmax_head: torch.Tensor,
+    *,
+    precision: Precision = "fp32",
 ) -> None:
     """One SGD-with-momentum step on batch ``(x, y)``, updating every tensor in place.
 
@@ -82,14 +107,16 @@ def train_step(
     the loop never syncs with the host; ``lr`` and ``momentum`` are 0-d tensors so that a new
     value does not recompile, and so is ``softmax_head`` (a 0-d bool): a study's baseline, with
     the tutorial's softmax head, and its other trials share one compiled step instead of
-    compiling one each.
+    compiling one each. ``precision`` is fixed per compiled step: it picks the hidden layers'
+    matmul dtype (the output layer's stay fp32: 10 units, nothing to gain, and the logits keep
+    their bits).
     """
     w1, b1, g1, be1, w2, b2, g2, be2, w3, b3 = params
     n = x.shape[0]
-    h1 = torch.addmm(b1, x, w1.t())
+    h1 = _linear(x, w1, b1, precision)
     s1, xh1, inv1, mu1, var1 = _bn_forward(h1, g1, be1)
     a1 = torch.relu(s1)
-    h2 = torch.addmm(b2, a1, w2.t())
+    h2 = _linear(a1, w2, b2, precision)
     s2, xh2, inv2, mu2, var2 = _bn_forward(h2, g2, be2)
     a2 = torch.relu(s2)
     z = torch.addmm(b3, a2, w3.t())
@@ -105,11 +132,11 @@ def train_step(
     db3 = dz.sum(0)
     ds2 = (dz @ w3) * (s2 > 0)
     dh2, dg2, dbe2 = _bn_backward(ds2, xh2, inv2, g2)
-    dw2 = dh2.t() @ a1
+    dw2 = _mm(dh2.t(), a1, precision)
     db2 = dh2.sum(0)
-    ds1 = (dh2 @ w2) * (s1 > 0)
+    ds1 = _mm(dh2, w2, precision) * (s1 > 0)
     dh1, dg1, dbe1 = _bn_backward(ds1, xh1, inv1, g1)
-    dw1 = dh1.t() @ x
+    dw1 = _mm(dh1.t(), x, precision)
     db1 = dh1.sum(0)
     grads = [dw1, db1, dg1, dbe1, dw2, db2, dg2, dbe2, dw3, db3]
 
@@ -126,17 +153,25 @@ def train_step(
     totals.add_(torch.stack([loss.detach(), correct.to(totals.dtype), totals.new_ones(())]))
 
 
-def gather_step(x_all: torch.Tensor, y_all: torch.Tensor, idx: torch.Tensor, *step: Any) -> None:
+def gather_step(
+    x_all: torch.Tensor,
+    y_all: torch.Tensor,
+    idx: torch.Tensor,
+    *step: Any,
+    precision: Precision = "fp32",
+) -> None:
     """``train_step`` on the samples ``idx`` of the whole set ``(x_all, y_all)``: the form every
     compiled step takes (``torch.compile``'s and the ahead-of-time package), since the batch
     gather inside the graph saves two eager ops per step."""
-    train_step(x_all[idx], y_all[idx], *step)  # step: params ... softmax_head, as there
+    train_step(x_all[idx], y_all[idx], *step, precision=precision)  # step: params ... head
 
 
 def predict_logits(
     x: torch.Tensor, params: list[torch.Tensor], running: list[torch.Tensor], softmax_head: bool
 ) -> torch.Tensor:
-    """Eval-mode forward (running statistics): the output the loss sees."""
+    """Eval-mode forward (running statistics): the output the loss sees. Always fp32, whatever
+    the training precision: the weights are fp32, and an accuracy is that of the network anyone
+    loading them computes (``Net``, the report's pictures)."""
     w1, b1, g1, be1, w2, b2, g2, be2, w3, b3 = params
     m1, v1, m2, v2 = running
     a1 = torch.relu((torch.addmm(b1, x, w1.t()) - m1) * torch.rsqrt(v1 + BN_EPS) * g1 + be1)

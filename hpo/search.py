@@ -85,7 +85,7 @@ class StudySummary:
 
 def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
     """Whether the study exists; raises StudyMismatchError (writing nothing) if it exists with
-    another search space, epochs, seed or objective."""
+    another search space, epochs, seed, precision or objective."""
     if study_name not in optuna.get_all_study_names(storage):
         return False
     summary = next(s for s in optuna.get_all_study_summaries(storage) if s.study_name == study_name)
@@ -106,9 +106,13 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
         old, new = stored.get("space", {}), spec.space.to_dict()
         changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         problems.append(f"search space differs in: {', '.join(changed) or '(format)'}")
-    for key in ("epochs", "seed", "objective"):
-        if stored.get(key) != getattr(spec, key):
-            problems.append(f"{key} is {getattr(spec, key)!r}, the study has {stored.get(key)!r}")
+    # Each key's value in a study made before hpo stored it: precisions came later, as fp32.
+    older: dict[str, Any] = {"epochs": None, "seed": None, "objective": None, "precision": "fp32"}
+    for key, before in older.items():
+        if stored.get(key, before) != getattr(spec, key):
+            problems.append(
+                f"{key} is {getattr(spec, key)!r}, the study has {stored.get(key, before)!r}"
+            )
     if problems:
         raise StudyMismatchError(
             f"{where} exists with another setup: {'; '.join(problems)}. Nothing was changed; {fix}."
@@ -169,6 +173,7 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
         "sampler": spec.sampler.name,
         "pruner": spec.pruner.name,
         "epochs": spec.epochs,
+        "precision": spec.precision,
         "objective": spec.objective,
         "hpo_version": hpo.__version__,
         "spec_hash": spec.space.digest(),  # last: the mark of a whole study

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.spec import USED_BY, Choice, Dim, Fixed, FloatRange, IntRange, SearchSpace
 
 
@@ -68,7 +68,12 @@ def baseline_outside_space(space: SearchSpace) -> list[str]:
 
 
 def config_from_params(
-    space: SearchSpace, params: dict[str, Any], *, epochs: int, seed: int
+    space: SearchSpace,
+    params: dict[str, Any],
+    *,
+    epochs: int,
+    seed: int,
+    precision: Precision = "fp32",
 ) -> TrainConfig:
     """The config a trial trains: sampled values, else the space's fixed value, else the
     tutorial's (a conditional left unsampled has no effect on its schedule)."""
@@ -78,11 +83,13 @@ def config_from_params(
             values[name] = params[name]
         elif isinstance(dim, Fixed):
             values[name] = dim.value
-    return TrainConfig().replace(**values, epochs=epochs, seed=seed)
+    return TrainConfig().replace(**values, epochs=epochs, seed=seed, precision=precision)
 
 
-def baseline_config(*, epochs: int, seed: int) -> TrainConfig:
-    return TrainConfig().replace(epochs=epochs, seed=seed)
+def baseline_config(*, epochs: int, seed: int, precision: Precision = "fp32") -> TrainConfig:
+    """The tutorial's recipe, in the study's precision like every other trial, so that the
+    winners are compared with the baseline at equal arithmetic."""
+    return TrainConfig().replace(epochs=epochs, seed=seed, precision=precision)
 
 
 def _in_use(name: str, space: SearchSpace, params: dict[str, Any]) -> bool:

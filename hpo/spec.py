@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo.config import HEADS, SCHEDULES, TrainConfig
+from hpo.config import HEADS, PRECISION_CHOICES, SCHEDULES, PrecisionChoice, TrainConfig
 
 
 class SpecError(ValueError):
@@ -149,6 +149,8 @@ class StudySpec:
     direction: str = "maximize"
     sampler: Component = Component("tpe", (("n_startup_trials", 10), ("multivariate", True)))
     pruner: Component = Component("median", (("n_startup_trials", 5), ("n_warmup_steps", 2)))
+    # Every trial's, the baseline's too; "auto" is resolved on each trial's device.
+    precision: PrecisionChoice = "fp32"
     source: str = field(default="<spec>", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -156,6 +158,7 @@ class StudySpec:
             "trials": self.trials,
             "epochs": self.epochs,
             "seed": self.seed,
+            "precision": self.precision,
             "objective": self.objective,
             "direction": self.direction,
             "sampler": self.sampler.to_dict(),
@@ -163,9 +166,19 @@ class StudySpec:
             "space": self.space.to_dict(),
         }
 
-    def with_overrides(self, *, epochs: int | None = None, seed: int | None = None) -> StudySpec:
+    def with_overrides(
+        self,
+        *,
+        epochs: int | None = None,
+        seed: int | None = None,
+        precision: PrecisionChoice | None = None,
+    ) -> StudySpec:
         """The spec with command-line overrides applied, validated like the file's values."""
         problems = []
+        if precision is not None and precision not in PRECISION_CHOICES:
+            problems.append(
+                f"--precision must be {'|'.join(PRECISION_CHOICES)} (got {precision!r})"
+            )
         if epochs is not None and (_not_int(epochs) or epochs < 1):
             problems.append(f"--epochs must be an integer >= 1 (got {epochs!r})")
         if seed is not None and (_not_int(seed) or seed < 0):
@@ -176,6 +189,7 @@ class StudySpec:
             self,
             epochs=self.epochs if epochs is None else epochs,
             seed=self.seed if seed is None else seed,
+            precision=self.precision if precision is None else precision,
         )
 
 
@@ -197,11 +211,19 @@ def load_spec(path: Path) -> StudySpec:
 
 def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     problems: list[str] = []
-    top = {"trials", "epochs", "seed", "objective", "direction", "sampler", "pruner", "space"}
+    top = {"trials", "epochs", "seed", "precision", "objective", "direction"}
+    top |= {"sampler", "pruner", "space"}
     _unknown(data, top, "", problems)
     trials = _int(data, "trials", 50, 1, problems)
     epochs = _int(data, "epochs", 20, 1, problems)
     seed = _int(data, "seed", 0, 0, problems)
+    precision = data.get("precision", "fp32")
+    if precision not in PRECISION_CHOICES:
+        problems.append(
+            f"precision: {precision!r} is not one of {', '.join(PRECISION_CHOICES)} (auto: bf16 "
+            "on a CPU with bfloat16 units, else fp32; bf16: the hidden layers' matmuls in "
+            "bfloat16; fp32: the tutorial's)"
+        )
     objective = data.get("objective", "val_acc")
     direction = data.get("direction", OBJECTIVES.get(objective, "maximize"))
     if objective not in OBJECTIVES:
@@ -222,7 +244,9 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
         )
     if problems:
         raise SpecError(f"{source}: invalid spec:\n  - " + "\n  - ".join(problems))
-    return StudySpec(space, trials, epochs, seed, objective, direction, sampler, pruner, source)
+    return StudySpec(
+        space, trials, epochs, seed, objective, direction, sampler, pruner, precision, source
+    )
 
 
 def _not_int(value: Any) -> bool:

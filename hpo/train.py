@@ -6,6 +6,7 @@ stop training (that is how pruning ends a trial).
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
@@ -17,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hpo.aot_step import fits, load_step
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.device import synchronize
 from hpo.epoch_steps import EpochSteps
 from hpo.fast_step import FlatState, gather_step, predict_logits
@@ -126,7 +127,7 @@ def use_compile(device: torch.device, requested: bool | None) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-_COMPILED: dict[str, Callable[..., None]] = {}
+_COMPILED: dict[tuple[str, str], Callable[..., None]] = {}
 # Device types whose compiled step is the ahead-of-time package (hpo.aot_step) rather than
 # torch.compile: the CPU. On a GPU the compiled step is captured into CUDA graphs, which
 # torch.compile's step has been measured and tested with.
@@ -136,14 +137,22 @@ AHEAD_OF_TIME: tuple[str, ...] = ("cpu",)
 INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
-def _compiled_step(device: torch.device) -> Callable[..., None]:
-    """One compiled step per device type per process; dynamic shapes so that every hidden
-    size a study samples reuses it instead of recompiling (~5-20 s each on this CPU)."""
-    if device.type not in _COMPILED:
-        _COMPILED[device.type] = torch.compile(
-            gather_step, dynamic=True, fullgraph=True, options=INDUCTOR_OPTIONS.get(device.type)
+def eager_step(precision: Precision) -> Callable[..., None]:
+    return functools.partial(gather_step, precision=precision)
+
+
+def _compiled_step(device: torch.device, precision: Precision) -> Callable[..., None]:
+    """One compiled step per device type and precision per process; dynamic shapes so that
+    every hidden size a study samples reuses it instead of recompiling (~5-20 s each here)."""
+    key = (device.type, precision)
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(
+            eager_step(precision),
+            dynamic=True,
+            fullgraph=True,
+            options=INDUCTOR_OPTIONS.get(device.type),
         )
-    return _COMPILED[device.type]
+    return _COMPILED[key]
 
 
 def fit(
@@ -186,7 +195,9 @@ def fit(
 
     want = use_compile(device, compile)
     aot = want and device.type in AHEAD_OF_TIME and fits(config.hidden1, config.hidden2)
-    step, compiled, compile_seconds, aot = _prepare_step(device, want, warm_up, aot=aot)
+    step, compiled, compile_seconds, aot = _prepare_step(
+        device, want, warm_up, config.precision, aot=aot
+    )
     generator = torch.Generator().manual_seed(config.seed)
     lr_t = torch.zeros((), device=device)
     totals = torch.zeros(3, device=device, dtype=torch.float64)
@@ -258,6 +269,7 @@ def _prepare_step(
     device: torch.device,
     want_compiled: bool,
     warm_up: Callable[[Callable[..., None]], None],
+    precision: Precision = "fp32",
     *,
     aot: bool = False,
 ) -> tuple[Callable[..., None], bool, float, bool]:
@@ -268,17 +280,17 @@ def _prepare_step(
     ``warm_up`` (``_scratch_steps``: throwaway copies of the state, once per batch length), so
     that no epoch's timing includes it and the real state sees exactly the steps of training."""
     if not want_compiled:
-        return gather_step, False, 0.0, False
+        return eager_step(precision), False, 0.0, False
     start = time.perf_counter()
     if aot:
         try:
-            packaged, _ = load_step()
+            packaged, _ = load_step(precision)
             return packaged, True, time.perf_counter() - start, True
         except Exception as exc:  # export or the build failed: torch.compile may still work
             _warn_once("aot", f"no ahead-of-time CPU step ({_why(exc)}); using torch.compile")
             start = time.perf_counter()
     try:
-        step = _compiled_step(device)
+        step = _compiled_step(device, precision)
         warm_up(step)
         synchronize(device)
     except Exception as exc:  # no C++ compiler or an unsupported backend: same math, eager
@@ -287,7 +299,7 @@ def _prepare_step(
             f"torch.compile failed on {device.type} ({_why(exc)}); training eagerly, several "
             "times slower (--no-compile skips the attempt)",
         )
-        return gather_step, False, 0.0, False
+        return eager_step(precision), False, 0.0, False
     return step, True, time.perf_counter() - start, False
 
 

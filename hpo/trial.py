@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from hpo.config import TrainConfig
 from hpo.cuda_graph import use_graph
-from hpo.device import describe
+from hpo.device import describe, resolve_precision
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Progress
@@ -75,12 +75,15 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     state = "fail"
     try:
         seed = trial_seed(spec.seed, origin)
+        precision = resolve_precision(spec.precision, ctx.device)
         if is_baseline:
             suggest_baseline(trial, spec.space)
-            config = baseline_config(epochs=spec.epochs, seed=seed)
+            config = baseline_config(epochs=spec.epochs, seed=seed, precision=precision)
         else:
             params = suggest(trial, spec.space)
-            config = config_from_params(spec.space, params, epochs=spec.epochs, seed=seed)
+            config = config_from_params(
+                spec.space, params, epochs=spec.epochs, seed=seed, precision=precision
+            )
         record = {
             "config": config.to_dict(),
             "seed": seed,

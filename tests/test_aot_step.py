@@ -16,7 +16,7 @@ import torch
 import hpo.aot_step
 import hpo.train
 from hpo.aot_step import load_step, package_key, prepare
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
@@ -40,16 +40,21 @@ def _steps(step, hidden: tuple[int, int], softmax: bool) -> list[torch.Tensor]:
     return [*state.params, *state.bufs, *state.running, totals]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize(("hidden", "softmax"), [((300, 100), False), ((37, 90), True)])
 def test_the_packaged_step_computes_exactly_what_torch_compile_computes(
-    hidden: tuple[int, int], softmax: bool
+    hidden: tuple[int, int], softmax: bool, precision: Precision
 ) -> None:
-    packaged, _ = load_step()
+    packaged, _ = load_step(precision)
     ahead = _steps(packaged, hidden, softmax)
-    jit = _steps(_compiled_step(torch.device("cpu")), hidden, softmax)
+    jit = _steps(_compiled_step(torch.device("cpu"), precision), hidden, softmax)
     assert ahead[-1][2] == 30  # every step ran and counted
     for a, b in zip(ahead, jit, strict=True):
         assert torch.equal(a, b)  # the same inductor kernels, to the bit
+    if precision == "bf16":  # and not the fp32 package's: the matmuls lost bits
+        fp32 = _steps(load_step("fp32")[0], hidden, softmax)
+        assert not torch.equal(ahead[0], fp32[0])
+        torch.testing.assert_close(ahead[0], fp32[0], rtol=0.05, atol=0.01)
 
 
 def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnist) -> None:
@@ -72,7 +77,7 @@ def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnis
 def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
     synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_compiler() -> None:
+    def no_compiler(precision: str) -> None:
         raise RuntimeError("no C++ compiler")
 
     monkeypatch.setattr(hpo.train, "load_step", no_compiler)
@@ -86,6 +91,10 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
     monkeypatch.undo()
     one = fit(TrainConfig(**SMALL | {"hidden2": 1}), synthetic_mnist, torch.device("cpu"))
     assert one.step.compiled and not one.step.aot
+
+
+def test_each_precision_has_its_own_package() -> None:
+    assert package_key("bf16") != package_key("fp32") == package_key()
 
 
 def test_the_key_changes_with_the_thread_count_inductor_bakes_in() -> None:
@@ -144,24 +153,26 @@ def test_prepare_builds_a_missing_package_for_the_workers_threads_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
-    built_with: list[int] = []
+    built_with: list[tuple[int, str]] = []
 
-    def build() -> tuple[None, bool]:
-        built_with.append(torch.get_num_threads())
-        hpo.aot_step.package_path().write_bytes(b"a package")
+    def build(precision: Precision) -> tuple[None, bool]:
+        built_with.append((torch.get_num_threads(), precision))
+        hpo.aot_step.package_path(precision).write_bytes(b"a package")
         return None, True
 
     monkeypatch.setattr(hpo.aot_step, "load_step", build)
     before, said = torch.get_num_threads(), []
-    prepare(1, said.append)  # the parent of one-thread --jobs workers
-    assert built_with == [1] and torch.get_num_threads() == before
-    assert len(said) == 1 and "once" in said[0] and str(tmp_path) in said[0]
-    prepare(1, said.append)  # there now: nothing to build, nothing to say
-    assert built_with == [1] and len(said) == 1
+    prepare(1, said.append, "bf16")  # the parent of one-thread --jobs workers of a bf16 study
+    assert built_with == [(1, "bf16")] and torch.get_num_threads() == before
+    assert len(said) == 1 and "bf16" in said[0] and "once" in said[0] and str(tmp_path) in said[0]
+    prepare(1, said.append, "bf16")  # there now: nothing to build, nothing to say
+    assert built_with == [(1, "bf16")] and len(said) == 1
+    prepare(1, said.append)  # the fp32 one is another package
+    assert built_with[-1] == (1, "fp32") and len(said) == 2
 
 
 def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_source() -> str:
+    def no_source(precision: str) -> str:
         raise OSError("could not get source code")  # hpo installed without its .py files
 
     monkeypatch.setattr(hpo.aot_step, "package_key", no_source)
@@ -191,7 +202,7 @@ def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
     good = good_package
     builds: list[Path] = []
 
-    def build(path: Path) -> None:
+    def build(path: Path, precision: str) -> None:
         builds.append(path)
         path.write_bytes(good.read_bytes())
 
@@ -202,7 +213,7 @@ def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
     assert built and builds == [damaged]
     assert _steps(step, (48, 24), False)[-1][2] == 30  # the rebuilt package trains
 
-    def no_compiler(path: Path) -> None:
+    def no_compiler(path: Path, precision: str) -> None:
         builds.append(path)
         raise RuntimeError("no C++ compiler")
 
@@ -219,7 +230,7 @@ def test_a_build_removes_packages_unused_for_a_month_and_a_load_marks_its_own_us
     tmp_path: Path, good_package: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     copy = good_package.read_bytes()
-    monkeypatch.setattr(hpo.aot_step, "_build", lambda path: path.write_bytes(copy))
+    monkeypatch.setattr(hpo.aot_step, "_build", lambda path, precision: path.write_bytes(copy))
     day = 86_400
     stale, recent, other = (tmp_path / f"{n}.pt2" for n in ("train_step-a", "train_step-b", "x"))
     old_lock = tmp_path / "train_step-a.lock"  # an earlier version's per-key lock

@@ -27,6 +27,15 @@ def test_baseline_rejects_zero_epochs(capsys: pytest.CaptureFixture[str]) -> Non
     assert "--epochs" in capsys.readouterr().err
 
 
+def test_baseline_refuses_bf16_on_the_tutorials_fp32_loop(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    argv = ["baseline", "--precision", "bf16", "--loader", "torchvision", "--device", "cpu"]
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 2
+    assert "--precision bf16 needs --loader tensor" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_baseline_reproduces_the_tutorial_on_real_mnist(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hpo.cli import main
-from hpo.device import DeviceError, resolve_device
+from hpo.device import DeviceError, resolve_device, resolve_precision, slow_bf16_note
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
 
@@ -60,3 +60,23 @@ def test_the_cli_exits_1_and_trains_nothing_without_the_gpu_it_was_asked_for(
     assert code == 1
     assert "no CUDA GPU" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bfloat16_units(
+    monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if native else "fp32")
+    # A GPU trains these networks bound by kernel launches: nothing to gain, fp32.
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("bf16", cpu) == "bf16" and resolve_precision("fp32", cpu) == "fp32"
+    note = slow_bf16_note(cpu, "bf16")
+    if native:
+        assert note is None
+    else:
+        assert note is not None and "neither AVX512-BF16 nor AMX" in note
+        assert "--precision auto" in note
+    assert slow_bf16_note(cpu, "fp32") is None and slow_bf16_note(cpu, "auto") is None

@@ -15,6 +15,7 @@ import torch
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import hpo.device
 import hpo.search
 import hpo.trial
 from hpo.config import TrainConfig
@@ -26,6 +27,7 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.search import (
     StudyMismatchError,
+    check_study,
     open_study,
     run_study,
 )
@@ -256,11 +258,36 @@ def test_a_study_with_another_space_is_refused_and_left_untouched(
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     before = optuna.load_study(study_name="s", storage=storage)
     trials, attrs = before.trials, before.user_attrs
-    for changed in (tiny_spec(space={"hidden2": {"low": 8, "high": 17}}), tiny_spec(epochs=3)):
+    for changed in (
+        tiny_spec(space={"hidden2": {"low": 8, "high": 17}}),
+        tiny_spec(epochs=3),
+        tiny_spec(precision="bf16"),
+    ):
         with pytest.raises(StudyMismatchError, match="Nothing was changed"):
             open_study(changed, storage, "s")
     after = optuna.load_study(study_name="s", storage=storage)
     assert after.trials == trials and after.user_attrs == attrs
+
+
+def test_a_study_made_before_precisions_existed_is_taken_as_fp32(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = open_study(tiny_spec(), storage, "s")
+    older = {k: v for k, v in study.user_attrs["spec"].items() if k != "precision"}
+    study.set_user_attr("spec", older)
+    assert check_study(tiny_spec(precision="fp32"), storage, "s")  # resumes
+    with pytest.raises(StudyMismatchError, match="precision is 'bf16', the study has 'fp32'"):
+        check_study(tiny_spec(precision="bf16"), storage, "s")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_trains_every_trial_in_bf16_only_where_the_cpu_has_it(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    monkeypatch.setattr(hpo.device, "native_bf16", lambda device: native)
+    study = run(tiny_spec(precision="auto"), tmp_path, 2, mnist=mnist)
+    precisions = [t.user_attrs["config"]["precision"] for t in study.trials]
+    assert precisions == ["bf16" if native else "fp32"] * 2  # the baseline (trial 0) too
+    assert study.trials[0].user_attrs["is_baseline"]
 
 
 def test_a_study_whose_creator_died_half_way_is_finished_by_the_next_run(

@@ -22,6 +22,7 @@ def refused(data: dict[str, Any]) -> str:
 def test_default_spec_file_parses_to_the_documented_study() -> None:
     spec = load_spec(REPO / "studies" / "mnist_mlp.toml")
     assert (spec.trials, spec.epochs, spec.seed, spec.objective) == (50, 20, 0, "val_acc")
+    assert spec.precision == "auto"
     assert spec.sampler.to_dict() == {"name": "tpe", "n_startup_trials": 10, "multivariate": True}
     assert spec.pruner.to_dict() == {"name": "median", "n_startup_trials": 5, "n_warmup_steps": 2}
     assert spec.space["lr"] == FloatRange(1e-3, 0.3, log=True)
@@ -160,5 +161,17 @@ def test_overrides_are_validated_too() -> None:
     spec = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}}})
     assert spec.with_overrides(epochs=3, seed=7).epochs == 3
     assert spec.with_overrides(epochs=3, seed=7).seed == 7
+    assert spec.with_overrides(precision="bf16").precision == "bf16"
     with pytest.raises(SpecError, match="--epochs"):
         spec.with_overrides(epochs=0)
+    with pytest.raises(SpecError, match=r"--precision must be auto\|fp32\|bf16 \(got 'fp16'\)"):
+        spec.with_overrides(precision="fp16")  # type: ignore[arg-type]
+
+
+def test_precision_is_fp32_unless_the_spec_asks_and_is_one_of_the_known() -> None:
+    lr = {"space": {"lr": {"low": 0.001, "high": 0.1}}}
+    assert parse_spec(lr).precision == "fp32"  # the tutorial's arithmetic
+    assert parse_spec(lr | {"precision": "auto"}).precision == "auto"
+    assert parse_spec(lr | {"precision": "bf16"}).to_dict()["precision"] == "bf16"
+    msg = refused(lr | {"precision": "half"})
+    assert "precision: 'half' is not one of auto, fp32, bf16" in msg

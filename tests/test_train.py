@@ -9,6 +9,7 @@ import torch
 
 import hpo.train
 from hpo.config import TrainConfig
+from hpo.fast_step import _mm
 from hpo.mnist import Mnist
 from hpo.schedules import lr_at, lr_curve
 from hpo.train import EpochMetrics, batches, fit
@@ -57,6 +58,10 @@ def test_config_rejects_impossible_values_naming_the_field() -> None:
         TrainConfig(schedule="linear")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown training config key"):
         TrainConfig.from_dict({"lr": 0.1, "learning_rate": 0.1})
+    with pytest.raises(ValueError, match="precision must be one of fp32, bf16"):
+        TrainConfig(precision="fp16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs the tensor loader"):
+        TrainConfig(precision="bf16", loader="torchvision")
 
 
 def test_training_accuracy_counts_the_samples_trained_not_the_one_left_out(
@@ -118,6 +123,33 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
         config = TrainConfig(**SMALL | {"head": head, "hidden1": hidden1})
         assert fit(config, synthetic_mnist, cpu).step.compiled
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_bf16_matmuls_sum_rounded_operands_in_fp32_and_round_the_result_once() -> None:
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 784, generator=g), torch.randn(784, 300, generator=g)
+    rounded = a.bfloat16().float() @ b.bfloat16().float()
+    out = _mm(a, b, "bf16")
+    assert out.dtype == torch.float32
+    assert torch.equal(out, out.bfloat16().float())  # a bfloat16 result, handed back as fp32
+    # within one bfloat16 step (2**-8) of the fp32 sum of the rounded operands
+    torch.testing.assert_close(out, rounded, rtol=2**-8, atol=1e-3)
+    assert torch.equal(_mm(a, b, "fp32"), a @ b)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
+    synthetic_mnist: Mnist, compiled: bool
+) -> None:
+    config = TrainConfig(lr=0.05, **SMALL)
+    cpu = torch.device("cpu")
+    fp32 = fit(config, synthetic_mnist, cpu, compile=compiled)
+    bf16 = fit(config.replace(precision="bf16"), synthetic_mnist, cpu, compile=compiled)
+    assert bf16.to_dict()["config"]["precision"] == "bf16"
+    for a, b in zip(fp32.epochs, bf16.epochs, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=0.02)
+        assert b.eval_acc == pytest.approx(a.eval_acc, abs=0.03)
+    assert [e.train_loss for e in bf16.epochs] != [e.train_loss for e in fp32.epochs]
 
 
 def test_same_config_and_seed_give_identical_metrics(synthetic_mnist: Mnist) -> None:

@@ -299,11 +299,13 @@ def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() 
     from hpo.cli.run import worker_argv
 
     url = "postgresql://hpo:pw-in-url@db/hpo"
-    args = build_parser().parse_args(["run", "--storage", url, "--seed", "3", "--no-compile"])
+    flags = ["--seed", "3", "--precision", "bf16", "--no-compile"]
+    args = build_parser().parse_args(["run", "--storage", url, *flags])
     argv = worker_argv(args, "s", 20, 1, "cuda:1", 2)
     assert not [a for a in argv if "pw-in-url" in a]  # `ps` shows argv to every user
     assert argv[:5] == ["run", "--worker", "1", "--jobs", "2"]
-    assert {"--device", "cuda:1", "--seed", "3", "--no-compile", "--no-finalize"} <= set(argv)
+    assert {"--device", "cuda:1", "--no-finalize", *flags} <= set(argv)
+    assert argv[argv.index("--precision") + 1] == "bf16"
     env = worker_env(url, 1)
     assert env["HPO_STORAGE"] == url and env["OMP_NUM_THREADS"] == "1"
 

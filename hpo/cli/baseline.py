@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from hpo.baseline import run_baseline, tutorial_line
-from hpo.cli.common import add_data_dir, add_device, log
+from hpo.cli.common import add_data_dir, add_device, add_precision, log
 from hpo.config import TrainConfig
-from hpo.device import describe, resolve_device
+from hpo.device import describe, resolve_device, resolve_precision, slow_bf16_note
 from hpo.mnist import Mnist
 
 
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="tensor: whole set on the device (fast); torchvision: the tutorial's "
         "DataLoader + transforms",
     )
+    add_precision(p, "fp32", "fp32, the tutorial's")
     p.add_argument(
         "--out", type=Path, default=Path("runs/baseline"), help="folder (default: runs/baseline)"
     )
@@ -45,15 +46,27 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"--epochs must be at least 1 (got {args.epochs})")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
+    if args.precision == "bf16" and args.loader == "torchvision":
+        raise UsageError("--precision bf16 needs --loader tensor: the tutorial's loop is fp32")
     device = resolve_device(args.device)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed, loader=args.loader)
+    precision = "fp32" if args.loader == "torchvision" else args.precision
+    config = TrainConfig(
+        epochs=args.epochs,
+        seed=args.seed,
+        loader=args.loader,
+        precision=resolve_precision(precision, device),
+    )
+    slow = slow_bf16_note(device, args.precision)
+    if slow:
+        log(f"note: {slow}")
     mnist = Mnist.load(args.data_dir, log=log)
     if device.type == "cpu" and args.loader == "tensor":
         from hpo.aot_step import prepare
 
-        prepare(None, log)
+        prepare(None, log, config.precision)
     log(
-        f"baseline: the tutorial's recipe on {describe(device)}, {args.loader} path; "
+        f"baseline: the tutorial's recipe on {describe(device)}, {args.loader} path, "
+        f"{config.precision}; "
         "evaluated on the TEST set each epoch, as the tutorial does"
     )
     run = run_baseline(

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from hpo.config import PRECISION_CHOICES
+
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
@@ -80,6 +82,16 @@ def device_name(text: str) -> str:
     if name in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d+", name):
         return name
     raise argparse.ArgumentTypeError(f"unknown device {text!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def add_precision(parser: argparse.ArgumentParser, default: str | None, default_text: str) -> None:
+    parser.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default=default,
+        help="fp32; bf16: the hidden layers' matmuls in bfloat16, 1.5-3x faster epochs on a CPU "
+        f"with AVX512-BF16 or AMX; auto: bf16 on such a CPU, else fp32 (default: {default_text})",
+    )
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hpo.cli.common import UsageError, add_data_dir, add_device, log, stop_once
+from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log, stop_once
 from hpo.search import StudySummary
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
@@ -77,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs", type=int, default=None, help="epochs per trial (default: the spec's)"
     )
+    add_precision(p, None, "the spec's")
     p.add_argument(
         "--timeout", type=float, default=None, help="start no new trial after this many seconds"
     )
@@ -125,7 +126,9 @@ def load_spec_args(args: argparse.Namespace) -> StudySpec:
     from hpo.spec import SpecError, load_spec
 
     try:
-        return load_spec(args.spec).with_overrides(epochs=args.epochs, seed=args.seed)
+        return load_spec(args.spec).with_overrides(
+            epochs=args.epochs, seed=args.seed, precision=args.precision
+        )
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -157,6 +160,8 @@ def handler(args: argparse.Namespace) -> int:
         mps_available,
         plan_workers,
         resolve_device,
+        resolve_precision,
+        slow_bf16_note,
         usable_cpus,
         visible_cuda_devices,
     )
@@ -185,7 +190,10 @@ def handler(args: argparse.Namespace) -> int:
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
     log(f"browse:  {dashboard_command(storage.url)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
-    for note in setup_notes(spec):
+    precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
+    log(f"precision: {spec.precision}" + (f" -> {precisions}" if spec.precision == "auto" else ""))
+    slow = {slow_bf16_note(device, spec.precision) for device in devices.values()}
+    for note in [*setup_notes(spec), *sorted(n for n in slow if n)]:
         log(f"note: {note}")
     with reporting_loss(storage.url):
         check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
@@ -194,7 +202,8 @@ def handler(args: argparse.Namespace) -> int:
     if compile_ is not False and "cpu" in plan.devices:
         from hpo.aot_step import prepare
 
-        prepare(plan.threads, log)  # for the workers' thread count; before any trial starts
+        # For the workers' thread count and the study's precision; before any trial starts.
+        prepare(plan.threads, log, precisions["cpu"])
     device = devices[plan.devices[0]]
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
@@ -266,6 +275,7 @@ def worker_argv(
     for flag, value in (
         ("--seed", args.seed),
         ("--epochs", args.epochs),
+        ("--precision", args.precision),
         ("--timeout", args.timeout),
         ("--data-dir", args.data_dir),
     ):

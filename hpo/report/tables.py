@@ -19,6 +19,8 @@ CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
 _CONFIG_DOCS = {
     "epochs": "training config: epochs asked for (what the trial runs unless pruned)",
     "seed": "training config: seed (initial weights and batch order)",
+    "precision": "training config: fp32, or bf16 (the hidden layers' matmuls in bfloat16); "
+    "what the trial trained in, an `auto` spec resolved on its device",
 }
 # The CSV's columns, in order; the README documents them from this table.
 TRIAL_COLUMNS: dict[str, str] = {
@@ -154,6 +156,11 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
             if t.user_attrs.get("device")
         }
     )
+    # What the trials trained in (a study from before precisions existed: fp32), and what the
+    # spec asked for where that differs ("auto").
+    configs = [t.user_attrs["config"] for t in data.trials if "config" in t.user_attrs]
+    trained = sorted({str(c.get("precision", "fp32")) for c in configs})
+    asked = str(attrs.get("precision", "fp32"))
     versions = (first.user_attrs.get("versions") if first else None) or {}
     rows: list[tuple[str, Any]] = [
         ("study", f"{data.name} ({'partial' if data.partial else 'all trials finished'})"),
@@ -179,6 +186,7 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
         ("pruner", attrs.get("pruner", "unknown")),
         ("seed", attrs.get("seed", "unknown")),
         ("epochs per trial", attrs.get("epochs", "unknown")),
+        ("precision", ", ".join(trained) + (f" (spec: {asked})" if [asked] != trained else "")),
         ("spec hash", str(attrs.get("spec_hash", "unknown"))[:12]),
         ("hpo version", attrs.get("hpo_version", "unknown")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown"),
