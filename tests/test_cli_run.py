@@ -17,6 +17,7 @@ import torch
 from optuna.trial import TrialState
 
 import hpo.data
+import hpo.device
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
 from hpo.trial import UNFINISHED
@@ -110,10 +111,16 @@ def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
 
 
 def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
-    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert hpo_run(tmp_path, synthetic, "--format", "json", "--study", "j") == 0
+    monkeypatch.setattr(hpo.device, "native_bf16", lambda device: True)  # as on this CI's CPU
+    flags = ("--format", "json", "--study", "j", "--precision", "auto")
+    assert hpo_run(tmp_path, synthetic, *flags) == 0
     out, err = capsys.readouterr()
+    assert "precision: auto -> bf16 on cpu" in err
     summary = json.loads(out)  # stdout holds only the result
     assert summary["study_name"] == "j" and summary["complete"] == 3
     assert summary["epochs_run"] == summary["epochs_without_pruning"] == 6
@@ -129,6 +136,10 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     assert {"spec", "spec_hash", "seed", "sampler", "pruner", "epochs", "hpo_version"} <= set(
         study.user_attrs
     )
+    # "auto" is the study's setting; each trial, and its retraining, records what it trained in
+    assert study.user_attrs["precision"] == "auto"
+    assert {t.user_attrs["config"]["precision"] for t in study.trials} == {"bf16"}
+    assert summary["final"]["best"]["config"]["precision"] == "bf16"
     # `hpo finalize` on the existing study retrains and prints the table
     assert (
         main(

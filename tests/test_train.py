@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import hpo.train
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.fast_step import _mm
 from hpo.mnist import Mnist
 from hpo.schedules import lr_at, lr_curve
@@ -152,8 +152,11 @@ def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
     assert [e.train_loss for e in bf16.epochs] != [e.train_loss for e in fp32.epochs]
 
 
-def test_same_config_and_seed_give_identical_metrics(synthetic_mnist: Mnist) -> None:
-    config = TrainConfig(**SMALL)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_config_and_seed_give_identical_metrics(
+    synthetic_mnist: Mnist, precision: Precision
+) -> None:
+    config = TrainConfig(**SMALL, precision=precision)
     first = fit(config, synthetic_mnist, torch.device("cpu"))
     second = fit(config, synthetic_mnist, torch.device("cpu"))
     keys = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr")

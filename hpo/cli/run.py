@@ -191,7 +191,8 @@ def handler(args: argparse.Namespace) -> int:
     log(f"browse:  {dashboard_command(storage.url)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
-    log(f"precision: {spec.precision}" + (f" -> {precisions}" if spec.precision == "auto" else ""))
+    resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
+    log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
     slow = {slow_bf16_note(device, spec.precision) for device in devices.values()}
     for note in [*setup_notes(spec), *sorted(n for n in slow if n)]:
         log(f"note: {note}")
