@@ -2,7 +2,7 @@
 seconds for one training epoch's steps (the 50,000 images of the validation split's training
 side, batches of 64) per hidden sizes.
 
-    python -m benchmarks.aot_vs_jit [--threads N] [--rounds R] [H1xH2 ...]   (default 300x100)
+    python -m benchmarks.aot_vs_jit [--threads N] [--rounds R] [--precision P] [H1xH2 ...]
 
 Both run the same kernels (``tests/test_aot_step.py`` checks the results are bit-identical); what
 differs is the call: the package runs with no guards and no dynamo wrappers. Alternating in one
@@ -17,7 +17,7 @@ import time
 import torch
 
 from hpo.aot_step import load_step
-from hpo.config import TrainConfig
+from hpo.config import PRECISIONS, Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
@@ -26,10 +26,10 @@ from hpo.train import _compiled_step, _scratch_steps
 BATCH = 64
 
 
-def main(sizes: list[tuple[int, int]], rounds: int) -> None:
+def main(sizes: list[tuple[int, int]], rounds: int, precision: Precision = "fp32") -> None:
     cpu = torch.device("cpu")
-    packaged, _ = load_step()
-    jit = _compiled_step(cpu)
+    packaged, _ = load_step(precision)
+    jit = _compiled_step(cpu, precision)
     train = Mnist.load().tensors(cpu, full=False).train
     n = len(train.y)
     lr, momentum, head = torch.tensor(0.01), torch.tensor(0.9), torch.tensor(False)
@@ -55,9 +55,10 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("sizes", nargs="*", default=["300x100"])
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # before the package is chosen: its key has it
     pairs = [size.split("x") for size in args.sizes]
-    main([(int(h1), int(h2)) for h1, h2 in pairs], args.rounds)
+    main([(int(h1), int(h2)) for h1, h2 in pairs], args.rounds, args.precision)

@@ -10,8 +10,8 @@ Schedule = Literal["tutorial", "step", "exponential", "cosine", "none"]
 Head = Literal["softmax", "logits"]
 Loader = Literal["tensor", "torchvision"]
 # "bf16": the hidden layers' training matmuls in bfloat16 (summed in fp32, rounded once; the
-# weights, BatchNorm, the loss, the update and evaluation stay fp32), about 1.5x (300/100) to 3x
-# (700 wide) faster epochs on a CPU with AVX512-BF16 or AMX; see the README, "Precision".
+# weights, BatchNorm, the loss, the update and evaluation stay fp32), 1.4x (300/100) to 1.7x
+# (710/380) faster epochs on a CPU with AVX512-BF16 or AMX; see the README, "Precision".
 Precision = Literal["fp32", "bf16"]
 # What a study or a command asks for: "auto" is resolved per device (hpo.device.resolve_precision).
 PrecisionChoice = Literal["auto", "fp32", "bf16"]

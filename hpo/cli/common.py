@@ -89,7 +89,7 @@ def add_precision(parser: argparse.ArgumentParser, default: str | None, default_
         "--precision",
         choices=PRECISION_CHOICES,
         default=default,
-        help="fp32; bf16: the hidden layers' matmuls in bfloat16, 1.5-3x faster epochs on a CPU "
+        help="fp32; bf16: the hidden layers' matmuls in bfloat16, 1.4-1.7x faster epochs on a CPU "
         f"with AVX512-BF16 or AMX; auto: bf16 on such a CPU, else fp32 (default: {default_text})",
     )
 
