@@ -211,8 +211,17 @@ def load_spec(path: Path) -> StudySpec:
 
 def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     problems: list[str] = []
-    top = {"trials", "epochs", "seed", "precision", "objective", "direction"}
-    top |= {"sampler", "pruner", "space"}
+    top = {
+        "trials",
+        "epochs",
+        "seed",
+        "precision",
+        "objective",
+        "direction",
+        "sampler",
+        "pruner",
+        "space",
+    }
     _unknown(data, top, "", problems)
     trials = _int(data, "trials", 50, 1, problems)
     epochs = _int(data, "epochs", 20, 1, problems)
