@@ -109,10 +109,10 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
     # Each key's value in a study made before hpo stored it: precisions came later, as fp32.
     older: dict[str, Any] = {"epochs": None, "seed": None, "objective": None, "precision": "fp32"}
     for key, before in older.items():
-        if stored.get(key, before) != getattr(spec, key):
-            problems.append(
-                f"{key} is {getattr(spec, key)!r}, the study has {stored.get(key, before)!r}"
-            )
+        had = stored.get(key, before)
+        if had != getattr(spec, key):
+            flag = f" (--{key} {had} matches it)" if key != "objective" and had is not None else ""
+            problems.append(f"{key} is {getattr(spec, key)!r}, the study has {had!r}{flag}")
     if problems:
         raise StudyMismatchError(
             f"{where} exists with another setup: {'; '.join(problems)}. Nothing was changed; {fix}."

@@ -275,7 +275,8 @@ def test_a_study_made_before_precisions_existed_is_taken_as_fp32(tmp_path: Path)
     older = {k: v for k, v in study.user_attrs["spec"].items() if k != "precision"}
     study.set_user_attr("spec", older)
     assert check_study(tiny_spec(precision="fp32"), storage, "s")  # resumes
-    with pytest.raises(StudyMismatchError, match="precision is 'bf16', the study has 'fp32'"):
+    said = r"precision is 'bf16', the study has 'fp32' \(--precision fp32 matches it\)"
+    with pytest.raises(StudyMismatchError, match=said):
         check_study(tiny_spec(precision="bf16"), storage, "s")
 
 
