@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from hpo.config import Precision, TrainConfig
+from hpo.config import PRECISIONS, TrainConfig
 from hpo.mnist import Mnist
 from hpo.report.stats import describe, welch_interval
 from hpo.train import fit
@@ -28,7 +28,6 @@ CONFIGS = {
         lr=0.155, momentum=0.70, hidden1=710, hidden2=380, schedule="cosine", head="logits"
     ),
 }
-PRECISIONS: tuple[Precision, ...] = ("fp32", "bf16")
 
 
 def accuracies(config: TrainConfig, seeds: int, mnist: Mnist) -> dict[str, list[float]]:

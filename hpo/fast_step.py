@@ -49,17 +49,12 @@ class FlatState:
         return net
 
 
-# The hidden layers' matmuls: their operands' dtype per precision (see hpo.config.Precision).
-MATMUL_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
 def _mm(a: torch.Tensor, b: torch.Tensor, precision: Precision) -> torch.Tensor:
-    """``a @ b`` as fp32, computed in the precision's dtype: bfloat16 operands, whose products
+    """``a @ b`` as fp32, computed in the precision: for bf16, bfloat16 operands, whose products
     oneDNN and cuBLAS sum in fp32, and a bfloat16 result (rounded once, as under autocast)."""
-    dtype = MATMUL_DTYPES[precision]
-    if dtype == torch.float32:
+    if precision == "fp32":
         return a @ b
-    return (a.to(dtype) @ b.to(dtype)).float()
+    return (a.bfloat16() @ b.bfloat16()).float()
 
 
 def _linear(

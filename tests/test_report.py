@@ -6,6 +6,8 @@ hpo/report/study.py), so these tests need nothing of the driver itself.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import re
@@ -269,6 +271,22 @@ def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> N
     assert summary.epochs_saved == pytest.approx(3 / 24)
     assert summary.trial_seconds == pytest.approx(6 * 7 + 3 + 5 + 3)  # 2 s per epoch + 1
     assert summary.wall_seconds == pytest.approx(8 * 60 + 7)  # trial 0 start to trial 8 end
+
+
+def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ(
+    study_url: str,
+) -> None:
+    data = open_study("demo", study_url)  # its trials trained in fp32; no precision attr: fp32
+    assert dict(summary_frame(data, summarise(data)).itertuples(index=False))["precision"] == "fp32"
+    trials = copy.deepcopy(data.trials)
+    for t in trials:
+        t.user_attrs.get("config", {})["precision"] = "bf16"  # as "auto" resolves on a bf16 CPU
+    auto = dataclasses.replace(data, attrs={**data.attrs, "precision": "auto"}, trials=trials)
+    rows = dict(summary_frame(auto, summarise(auto)).itertuples(index=False))
+    assert rows["precision"] == "bf16 (spec: auto)"
+    empty = dataclasses.replace(auto, trials=())
+    rows = dict(summary_frame(empty, summarise(empty)).itertuples(index=False))
+    assert rows["precision"] == "no trial yet (spec: auto)"
 
 
 # --- verdict ----------------------------------------------------------------------------------

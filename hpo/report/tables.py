@@ -161,6 +161,9 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
     configs = [t.user_attrs["config"] for t in data.trials if "config" in t.user_attrs]
     trained = sorted({str(c.get("precision", "fp32")) for c in configs})
     asked = str(attrs.get("precision", "fp32"))
+    precision = (", ".join(trained) or "no trial yet") + (
+        "" if [asked] == trained else f" (spec: {asked})"
+    )
     versions = (first.user_attrs.get("versions") if first else None) or {}
     rows: list[tuple[str, Any]] = [
         ("study", f"{data.name} ({'partial' if data.partial else 'all trials finished'})"),
@@ -186,7 +189,7 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
         ("pruner", attrs.get("pruner", "unknown")),
         ("seed", attrs.get("seed", "unknown")),
         ("epochs per trial", attrs.get("epochs", "unknown")),
-        ("precision", ", ".join(trained) + (f" (spec: {asked})" if [asked] != trained else "")),
+        ("precision", precision),
         ("spec hash", str(attrs.get("spec_hash", "unknown"))[:12]),
         ("hpo version", attrs.get("hpo_version", "unknown")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown"),
