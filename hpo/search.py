@@ -27,7 +27,15 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import StudySpec
-from hpo.storage import GRACE_FACTOR, MAX_RETRY, Heartbeat, Orphans, mask_url, reporting_loss
+from hpo.storage import (
+    GRACE_FACTOR,
+    MAX_RETRY,
+    Heartbeat,
+    Orphans,
+    baseline_of,
+    mask_url,
+    reporting_loss,
+)
 from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
@@ -226,10 +234,8 @@ def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> 
 def baseline_trial(
     study: optuna.Study, trials: list[FrozenTrial] | None = None
 ) -> FrozenTrial | None:
-    """The first complete trial marked ``is_baseline`` (an interrupted one's re-run carries it)."""
-    trials = study.get_trials(deepcopy=False) if trials is None else trials
-    done = (t for t in trials if t.state == TrialState.COMPLETE)
-    return next((t for t in done if t.user_attrs.get("is_baseline")), None)
+    """``study``'s baseline (``hpo.storage.baseline_of``), from ``trials`` when already read."""
+    return baseline_of(study.get_trials(deepcopy=False) if trials is None else trials)
 
 
 def run_study(

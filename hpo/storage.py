@@ -21,14 +21,14 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
 
@@ -55,6 +55,14 @@ OPEN_ATTEMPTS = 3
 
 class StorageError(HpoError):
     """The storage URL is malformed or the database cannot be reached."""
+
+
+def baseline_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
+    """The baseline: the first complete trial marked ``is_baseline`` (an interrupted attempt is
+    queued again with the mark). One definition for the CLI, finalize and the report: a pruned or
+    failed attempt is no baseline, its curve stops short of the tutorial's 20 epochs."""
+    done = (t for t in trials if t.state == TrialState.COMPLETE)
+    return next((t for t in done if t.user_attrs.get("is_baseline")), None)
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
@@ -110,7 +118,7 @@ class Orphans:
             if now - seen < self._grace:
                 continue
             try:
-                self._storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+                self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # its worker was alive after all and finished it
             trial = self._storage.get_trial(trial_id)

@@ -32,6 +32,7 @@ from hpo.report.figures import history
 from hpo.report.models import trained
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
+from hpo.search import baseline_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -366,6 +367,24 @@ def test_a_study_without_a_baseline_trial_says_there_is_nothing_to_compare(tmp_p
     # Added to a fresh study, trials 1 and 3 are renumbered 0 and 1; the best is the second.
     assert (report.verdict.best.trial, report.verdict.best.config["hidden1"]) == (1, 512)
     assert "Pictures need a best trial and a baseline trial." in report.notes
+
+
+def test_a_baseline_that_did_not_complete_is_no_baseline_for_the_report_or_the_cli(
+    tmp_path: Path,
+) -> None:
+    # The tutorial's configuration pruned (Hyperband may), then the search's own trials.
+    url = build_study(tmp_path / "p.db", finalized=False, trials=[1, 3])
+    study = optuna.load_study(study_name="demo", storage=url)
+    add_trial(study, BASELINE, TrialState.PRUNED, None, {}, 2)  # marked is_baseline: #2 here
+    report = build_report(options(tmp_path, url))
+    assert report.verdict.kind == "no-baseline"
+    assert "The baseline did not complete (trial #2 pruned)" in report.verdict.headline
+    # One definition: `hpo run`'s summary finds no baseline either.
+    assert baseline_trial(study) is None and report.verdict.baseline is None
+    add_trial(study, BASELINE, TrialState.COMPLETE, 0.97, {}, 3)  # its re-run completes
+    again = build_report(options(tmp_path, url))
+    assert again.verdict.baseline is not None and again.verdict.baseline.trial == 3
+    assert (found := baseline_trial(study)) is not None and found.number == 3
 
 
 def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(

@@ -10,7 +10,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import load_existing_study, mask_url
+from hpo.storage import baseline_of, load_existing_study, mask_url
 
 DEFAULT_STUDY = "mnist_mlp"
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -72,12 +72,19 @@ class StudyData:
 
     @cached_property
     def baseline(self) -> FrozenTrial | None:
-        """The tutorial's own configuration: the first complete trial marked ``is_baseline``
-        (an interrupted attempt is re-queued with the mark), else the first so marked."""
-        marked = [t for t in self.trials if t.user_attrs.get("is_baseline")]
-        done = [t for t in marked if t.state == TrialState.COMPLETE]
-        first = done or marked
-        return first[0] if first else None
+        """The tutorial's own configuration, complete (``hpo.storage.baseline_of``): what
+        ``hpo run`` and finalize call the baseline too."""
+        return baseline_of(self.trials)
+
+    @property
+    def baseline_attempts(self) -> list[FrozenTrial]:
+        """Trials marked ``is_baseline`` that did not complete (pruned, failed, running):
+        said in the verdict when there is no baseline to compare with."""
+        return [
+            t
+            for t in self.trials
+            if t.user_attrs.get("is_baseline") and t.state != TrialState.COMPLETE
+        ]
 
     def ranked(self) -> list[FrozenTrial]:
         """Complete trials, best first in the study's direction; the earlier wins a tie."""

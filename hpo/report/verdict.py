@@ -64,10 +64,17 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         )
     best = _side(data, best_trial, "best", confirm_runs)
     if base_trial is None:
+        attempts = data.baseline_attempts
+        missing = (
+            "The study has no baseline trial (user attr is_baseline)"
+            if not attempts
+            else "The baseline did not complete ("
+            + ", ".join(f"trial #{t.number} {t.state.name.lower()}" for t in attempts)
+            + ")"
+        )
         return Verdict(
             "no-baseline",
-            f"The study has no baseline trial (user attr is_baseline), "
-            f"so nothing to compare; the best trial, #{best.trial}, reached "
+            f"{missing}, so nothing to compare; the best trial, #{best.trial}, reached "
             f"{_pct(best.val_acc)} validation accuracy.",
             None,
             best,
