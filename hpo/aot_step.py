@@ -48,6 +48,9 @@ MIN_SIZE = 2
 STALE_DAYS = 30
 _LOADED: dict[str, PackagedStep] = {}
 _FAILED: dict[str, str] = {}  # key -> why its package could not be had, in this process
+# "key why", set by a ``--jobs`` parent whose ``prepare`` failed: its workers would each pay
+# the same failed export again, all at once.
+FAILED_ENV = "HPO_AOT_FAILED"
 
 
 class _Step(torch.nn.Module):
@@ -115,11 +118,14 @@ def package_path(precision: Precision = "fp32") -> Path:
     return aot_dir() / f"train_step-{package_key(precision)}.pt2"
 
 
-def prepare(threads: int | None, log: Callable[[str], None], precision: Precision = "fp32") -> None:
+def prepare(
+    threads: int | None, log: Callable[[str], None], precision: Precision = "fp32"
+) -> dict[str, str]:
     """Build the package for processes of ``threads`` intra-op threads (None: this one's) now,
     saying so, if this machine has none yet: otherwise the first trial spends the build silently,
     its progress line stuck at epoch 0. A failure is said, and left to the trials, which fall
-    back."""
+    back. Returns what to add to workers' environment: after a failure, the failure, so that
+    they fall back at once rather than each trying the build again."""
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -132,12 +138,20 @@ def prepare(threads: int | None, log: Callable[[str], None], precision: Precisio
             )
             load_step(precision)
     except Exception as exc:  # the trials fall back to torch.compile, as they would without this
-        log(
-            f"no CPU step package ({type(exc).__name__}: {exc}"[:200]
-            + "); trials use torch.compile"
-        )
+        why = f"{type(exc).__name__}: {exc}"
+        log(f"no CPU step package ({why}"[:200] + "); trials use torch.compile")
+        with contextlib.suppress(Exception):  # no key (no source files): nothing to hand on
+            return {FAILED_ENV: f"{package_key(precision)} {' '.join(why.split())[:300]}"}
     finally:
         torch.set_num_threads(before)
+    return {}
+
+
+def _failure(key: str) -> str | None:
+    """Why ``key``'s package could not be had: in this process, or in the parent that started
+    it (``FAILED_ENV``)."""
+    inherited, _, why = os.environ.get(FAILED_ENV, "").partition(" ")
+    return _FAILED.get(key) or (why if inherited == key else None)
 
 
 def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
@@ -147,8 +161,9 @@ def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
     key = package_key(precision)
     if key in _LOADED:
         return _LOADED[key], False
-    if key in _FAILED:  # once per process: every trial would otherwise pay the failed export
-        raise RuntimeError(f"the CPU step package could not be built: {_FAILED[key]}")
+    failed = _failure(key)
+    if failed:  # once per process: every trial would otherwise pay the failed export
+        raise RuntimeError(f"the CPU step package could not be built: {failed}")
     path = package_path(precision)
     lock = path.with_name(".lock")  # one for the folder: builds and pruning never overlap
     built = False

@@ -79,10 +79,13 @@ def worker_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "hpo.cli", *argv]
 
 
-def worker_env(storage_url: str, threads: int | None) -> dict[str, str]:
-    """The parent's environment plus the storage URL (kept off the command line, where ``ps``
-    shows it to every user) and the thread share, set before OpenMP starts in the worker."""
-    env = {**os.environ, "HPO_STORAGE": storage_url}
+def worker_env(
+    storage_url: str, threads: int | None, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The parent's environment and ``extra``, plus the storage URL (kept off the command
+    line, where ``ps`` shows it to every user) and the thread share, set before OpenMP starts
+    in the worker."""
+    env = {**os.environ, **(extra or {}), "HPO_STORAGE": storage_url}
     if threads is not None:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return env
@@ -96,9 +99,11 @@ def run_parallel(
     storage_url: str,
     grace_s: int,
     stream: TextIO | None = sys.stderr,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Run one worker per argv, as ``plan`` places them, to the end under one progress display
-    on ``stream``; raise HpoError naming each distinct failure once."""
+    on ``stream``; raise HpoError naming each distinct failure once. ``env``: added to the
+    workers' environment."""
     from hpo.search import counts
 
     progress = Progress(stream, workers=plan.jobs)
@@ -109,7 +114,7 @@ def run_parallel(
             results = run_workers(
                 argvs,
                 plan.devices,
-                worker_env(storage_url, plan.threads),
+                worker_env(storage_url, plan.threads, env),
                 Path(logdir),
                 watch=StudyWatch(study, target, epochs, progress),
             )

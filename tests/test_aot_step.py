@@ -15,12 +15,13 @@ import torch
 
 import hpo.aot_step
 import hpo.train
-from hpo.aot_step import load_step, package_key, prepare
+from hpo.aot_step import FAILED_ENV, load_step, package_key, prepare
 from hpo.config import Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
 from hpo.train import StepKind, _compiled_step, fit
+from hpo.workers import worker_env
 
 SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
 
@@ -177,8 +178,8 @@ def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(hpo.aot_step, "package_key", no_source)
     before, said = torch.get_num_threads(), []
-    prepare(1, said.append)  # nothing raised: fit falls back to torch.compile
-    assert torch.get_num_threads() == before
+    handed = prepare(1, said.append)  # nothing raised: fit falls back to torch.compile
+    assert torch.get_num_threads() == before and handed == {}  # no key to hand to workers
     assert said == [
         "no CPU step package (OSError: could not get source code); trials use torch.compile"
     ]
@@ -193,7 +194,39 @@ def good_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(hpo.aot_step, "aot_dir", lambda: tmp_path)
     monkeypatch.setattr(hpo.aot_step, "_LOADED", {})
     monkeypatch.setattr(hpo.aot_step, "_FAILED", {})
+    monkeypatch.setenv(FAILED_ENV, "")  # nor inherited from a parent
     return good
+
+
+def test_workers_inherit_their_parents_failed_build_and_do_not_try_again(
+    good_package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    builds: list[int] = []
+
+    def no_compiler(path: Path, precision: str) -> None:
+        builds.append(torch.get_num_threads())
+        raise RuntimeError("no C++ compiler\nsee the log")
+
+    monkeypatch.setattr(hpo.aot_step, "_build", no_compiler)
+    said: list[str] = []
+    handed = prepare(1, said.append)  # the --jobs parent, for one-thread workers
+    assert builds == [1] and said[-1].startswith("no CPU step package (RuntimeError: no C++")
+    assert worker_env("sqlite://", 1, handed)[FAILED_ENV] == handed[FAILED_ENV]
+    # A worker: a new process (nothing failed in it yet), one thread, the parent's environment.
+    monkeypatch.setattr(hpo.aot_step, "_FAILED", {})
+    monkeypatch.setenv(FAILED_ENV, handed[FAILED_ENV])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(RuntimeError, match="could not be built: RuntimeError: no C"):
+            load_step()
+        assert builds == [1]  # not tried again
+    finally:
+        torch.set_num_threads(before)
+    if before != 1:  # another thread count is another package: that one is still tried
+        with pytest.raises(RuntimeError, match="no C"):
+            load_step()
+        assert builds == [1, before]
 
 
 def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(

@@ -200,11 +200,12 @@ def handler(args: argparse.Namespace) -> int:
         check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
     compile_ = compile_flag(args)
+    inherited: dict[str, str] = {}  # for the workers: a failed package build, not to be retried
     if compile_ is not False and "cpu" in plan.devices:
         from hpo.aot_step import prepare
 
         # For the workers' thread count and the study's precision; before any trial starts.
-        prepare(plan.threads, log, precisions["cpu"])
+        inherited = prepare(plan.threads, log, precisions["cpu"])
     device = devices[plan.devices[0]]
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
@@ -219,7 +220,8 @@ def handler(args: argparse.Namespace) -> int:
                 worker_argv(args, study_name, n_trials, i, d, plan.jobs)
                 for i, d in enumerate(plan.devices)
             ]
-            run_parallel(argvs, plan, study, n_trials, args.storage, GRACE_FACTOR * args.heartbeat)
+            grace = GRACE_FACTOR * args.heartbeat
+            run_parallel(argvs, plan, study, n_trials, args.storage, grace, env=inherited)
             summary = summarize(study, storage, n_trials)
             if args.timeout is not None and summary.finished < n_trials:
                 summary = dataclasses.replace(summary, stopped_early="timeout")
