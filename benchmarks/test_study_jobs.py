@@ -9,6 +9,10 @@ jobs 2 time (the speed-up from a second worker). The random sampler draws trial 
 from (seed, n) alone, so both variants train the same configurations whatever order the workers
 finish in; no pruning, so each trains all its epochs. ``--device auto``: the CPU here; on a
 machine with GPUs the workers take one GPU each.
+
+Each in fp32 and in bf16 matmuls (``precision``): the default spec's ``auto`` trains in bf16 on
+CPUs with bfloat16 units (hpo.device.native_bf16) and in fp32 elsewhere, where bf16 is slower,
+as this benchmark then shows; the ratio table adds fp32 time / bf16 time per ``--jobs``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.time_split import time_split
+from hpo.config import Precision
 from hpo.device import mps_available, plan_workers, usable_cpus, visible_cuda_devices
 from hpo.mnist import Mnist
 
@@ -32,6 +37,7 @@ SPEC = """
 trials = {trials}
 epochs = {epochs}
 seed = 0
+precision = "{precision}"
 [sampler]
 name = "random"
 [pruner]
@@ -53,21 +59,34 @@ def _storage(tmp: Path) -> str:
 
 
 def study_command(
-    tmp: Path, data_dir: Path, study: str, trials: int, jobs: int, *, epochs: int, smoke: bool
+    tmp: Path,
+    data_dir: Path,
+    study: str,
+    trials: int,
+    jobs: int,
+    *,
+    epochs: int,
+    smoke: bool,
+    precision: Precision = "fp32",
 ) -> list[str]:
     """``hpo run`` of this module's spec, storage in ``tmp``; ``smoke``: small layers, eager."""
     spec = tmp / f"{study}.toml"
-    hidden = ("32", "16") if smoke else ("300", "100")
-    spec.write_text(SPEC.format(trials=trials, epochs=epochs, hidden1=hidden[0], hidden2=hidden[1]))
+    h1, h2 = ("32", "16") if smoke else ("300", "100")
+    text = SPEC.format(trials=trials, epochs=epochs, hidden1=h1, hidden2=h2, precision=precision)
+    spec.write_text(text)
     cmd = [sys.executable, "-m", "hpo.cli", "run", "--spec", str(spec), "--study", study]
     cmd += ["--storage", _storage(tmp), "--trials", str(trials)]
     cmd += ["--jobs", str(jobs), "--device", "auto", "--data-dir", str(data_dir)]
     return cmd + ["--no-finalize", "--format", "json"] + (["--no-compile"] if smoke else [])
 
 
-def _command(tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool) -> list[str]:
+def _command(
+    tmp: Path, mnist: Mnist, study: str, trials: int, jobs: int, smoke: bool, precision: Precision
+) -> list[str]:
     epochs = 1 if smoke else EPOCHS
-    return study_command(tmp, mnist.data_dir, study, trials, jobs, epochs=epochs, smoke=smoke)
+    return study_command(
+        tmp, mnist.data_dir, study, trials, jobs, epochs=epochs, smoke=smoke, precision=precision
+    )
 
 
 def run_command(cmd: list[str], cwd: Path, repo: Path = REPO) -> dict[str, object]:
@@ -83,14 +102,18 @@ def run_command(cmd: list[str], cwd: Path, repo: Path = REPO) -> dict[str, objec
     return summary
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: Path) -> None:
+def test_study_jobs(
+    benchmark, mnist: Mnist, jobs: int, precision: Precision, smoke: bool, tmp_path: Path
+) -> None:
     trials = 2 if smoke else TRIALS
     load = os.getloadavg()[0]  # 1-minute average; includes the previous benchmark's own tail
-    if not smoke:  # torch.compile's cache filled outside the timing, with this variant's
-        # thread count: inductor compiles a one-thread worker's kernels separately.
-        run_command(_command(tmp_path, mnist, "warm-up", jobs, jobs, smoke), tmp_path)
-    cmd = _command(tmp_path, mnist, f"jobs-{jobs}", trials, jobs, smoke)
+    if not smoke:  # the step's package built (or torch.compile's cache filled) outside the
+        # timing, with this variant's thread count and precision: each is its own build.
+        run_command(_command(tmp_path, mnist, "warm-up", jobs, jobs, smoke, precision), tmp_path)
+    study = f"jobs-{jobs}-{precision}"
+    cmd = _command(tmp_path, mnist, study, trials, jobs, smoke, precision)
     launched: list[dt.datetime] = []  # local time, as Optuna stamps the trials
 
     def run() -> dict[str, object]:
@@ -103,6 +126,7 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     assert summary["complete"] == trials
     epochs = int(str(summary["epochs_run"]))
     benchmark.extra_info["jobs"] = jobs
+    benchmark.extra_info["precision"] = precision
     gpus, cpus = visible_cuda_devices(), usable_cpus()
     plan = plan_workers("auto", jobs, cuda_count=gpus, cpu_count=cpus, mps=mps_available())
     benchmark.extra_info["devices"] = ",".join(plan.devices)
@@ -114,5 +138,5 @@ def test_study_jobs(benchmark, mnist: Mnist, jobs: int, smoke: bool, tmp_path: P
     if benchmark.stats is not None:
         wall = benchmark.stats.stats.median
         benchmark.extra_info["model_epochs_per_s"] = epochs / wall
-        split = time_split(_storage(tmp_path), f"jobs-{jobs}", jobs, wall, launched[-1])
+        split = time_split(_storage(tmp_path), study, jobs, wall, launched[-1])
         benchmark.extra_info.update(split)

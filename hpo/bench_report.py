@@ -43,19 +43,32 @@ RATIOS: tuple[Ratio, ...] = (
         )
         for kind in ("in-memory", "sqlite", "postgresql")
     ),
-    (
-        "study throughput (model-epochs/s), 2 workers vs 1",
-        "test_study_jobs[1]",
-        "test_study_jobs[2]",
-        "model_epochs",
+    *(
+        (
+            f"study throughput (model-epochs/s), 2 workers vs 1, {precision}",
+            f"test_study_jobs[1-{precision}]",
+            f"test_study_jobs[2-{precision}]",
+            "model_epochs",
+        )
+        for precision in ("fp32", "bf16")
     ),
     *(
         (
-            f"study throughput (training images/s, end to end), hpo run --jobs {jobs} vs the "
-            "tutorial's loop (cpu)",
+            f"study throughput (training images/s, end to end), hpo run --jobs {jobs}, "
+            f"{precision}, vs the tutorial's loop (cpu)",
             "test_one_epoch[cpu-torchvision]",
-            f"test_study_jobs[{jobs}]",
+            f"test_study_jobs[{jobs}-{precision}]",
             "train_images",
+        )
+        for precision in ("fp32", "bf16")
+        for jobs in (1, 2)
+    ),
+    *(
+        (
+            f"study throughput (model-epochs/s), fp32 vs bf16 matmuls, --jobs {jobs}",
+            f"test_study_jobs[{jobs}-fp32]",
+            f"test_study_jobs[{jobs}-bf16]",
+            "model_epochs",
         )
         for jobs in (1, 2)
     ),

@@ -32,14 +32,14 @@ def test_throughput_ratios_divide_each_time_by_its_work_first() -> None:
         "extra_info": {"train_images": 60_000},
     }
     study = {
-        "name": "test_study_jobs[2]",
+        "name": "test_study_jobs[2-bf16]",
         "stats": {"median": 50.0},
         "extra_info": {"model_epochs": 60, "train_images": 3_000_000},
     }
     found = {r["fast"]: r for r in ratios([tutorial, study])}
     # 7,500 images/s in the tutorial's loop vs 60,000 images/s in the study: 8x
-    assert found["test_study_jobs[2]"]["ratio"] == pytest.approx(8.0)
-    assert "--jobs 2" in found["test_study_jobs[2]"]["label"]
+    assert found["test_study_jobs[2-bf16]"]["ratio"] == pytest.approx(8.0)
+    assert "--jobs 2, bf16," in found["test_study_jobs[2-bf16]"]["label"]
     # without its amount of work a throughput ratio is not computed at all
     del study["extra_info"]["train_images"]
     assert ratios([tutorial, study]) == []
