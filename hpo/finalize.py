@@ -17,10 +17,10 @@ from optuna.trial import FrozenTrial
 from hpo.config import TrainConfig
 from hpo.device import describe
 from hpo.errors import HpoError
+from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.search import baseline_trial, best_trial
 from hpo.train import fit
-from hpo.trial import finite
 
 
 def finalize(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from optuna.trial import TrialState
 from hpo.config import TrainConfig
 from hpo.cuda_graph import use_graph
 from hpo.device import describe, resolve_precision
+from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Progress
@@ -174,10 +174,6 @@ def curves_of(history: tuple[EpochMetrics, ...] | list[EpochMetrics]) -> dict[st
     as null, because JSON has no NaN and the dashboard's parser rejects it."""
     fields = {"val_loss": "eval_loss", "val_acc": "eval_acc"}
     return {key: [finite(getattr(m, fields.get(key, key))) for m in history] for key in CURVE_KEYS}
-
-
-def finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def _store_curves(trial: optuna.Trial, history: list[EpochMetrics], began: float) -> None:

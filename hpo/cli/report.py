@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, log
+from hpo.jsonable import finite
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -107,7 +107,7 @@ def handle(args: argparse.Namespace) -> int:
                         "test_acc": diff.diff,
                         "low": diff.low,
                         "high": diff.high,
-                        "df": _finite(diff.df),
+                        "df": finite(diff.df),
                     },
                     "notes": list(report.notes),
                 },
@@ -120,7 +120,3 @@ def handle(args: argparse.Namespace) -> int:
     print(v.headline)
     print(f"wrote {report.html_path} ({report.html_bytes / 1e6:.1f} MB) and {report.csv_path}")
     return 0
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None

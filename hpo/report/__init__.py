@@ -7,8 +7,6 @@ confirm.py and models.py retrain on the full training set; figures.py and landsc
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +18,7 @@ import torch
 from hpo import __version__
 from hpo.config import TrainConfig
 from hpo.data import DataError
+from hpo.files import replacing
 from hpo.mnist import Mnist
 from hpo.report.confirm import confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import curves, history, schedules
@@ -204,9 +203,5 @@ def _pictures(
 
 
 def _write(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(payload)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is meant to be shared
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_bytes(payload)

@@ -13,7 +13,7 @@ from plotly.offline import get_plotlyjs
 
 from hpo.report.figures import Figure
 from hpo.report.pictures import Picture
-from hpo.report.verdict import Side, Verdict
+from hpo.report.verdict import Side, Verdict, percent
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b}
@@ -128,7 +128,7 @@ def _verdict(v: Verdict) -> str:
     row(
         "Validation accuracy (the search: 1 run)",
         "val_acc",
-        [_num(s, s.val_acc, _pct(s.val_acc)) for s in sides],
+        [_num(s, s.val_acc, percent(s.val_acc)) for s in sides],
         val_gap,
     )
     row("Test accuracy", "test_acc", [_test_cell(s) for s in sides], _ci(v))
@@ -193,10 +193,6 @@ def _ci(v: Verdict) -> str:
     return f"{d.diff * 100:+.2f} pp, 95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f} pp"
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None or math.isnan(value) else f"{value:.2%}"
-
-
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
@@ -205,7 +201,7 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
     shown = frame.copy()
     for col in shown.columns:
         if col == "val_acc" or (col.startswith("test_acc") and not col.endswith("_pp")):
-            shown[col] = [_pct(v) if isinstance(v, float) else v for v in shown[col]]
+            shown[col] = [percent(v) if isinstance(v, float) else v for v in shown[col]]
         elif col.endswith("_pp"):
             shown[col] = [f"{v:.2f}" if not math.isnan(v) else "" for v in shown[col]]
         elif shown[col].dtype.kind == "f":

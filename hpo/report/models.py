@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from pathlib import Path
 import torch
 
 from hpo.config import TrainConfig
+from hpo.files import replacing
+from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model
 from hpo.train import fit
@@ -43,9 +43,9 @@ class Trained:
         loss) becomes null, because JSON has no NaN and optuna-dashboard rejects it."""
         return {
             "config": self.config.to_dict(),
-            "test_acc": _finite(self.test_acc),
-            "test_loss": _finite(self.test_loss),
-            "seconds_per_epoch": _finite(self.seconds_per_epoch),
+            "test_acc": finite(self.test_acc),
+            "test_loss": finite(self.test_loss),
+            "seconds_per_epoch": finite(self.seconds_per_epoch),
             "device": self.device,
             "status": self.status,
         }
@@ -101,17 +101,9 @@ def trained(
     return out
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 def _save(path: Path, payload: dict[str, object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    torch.save(payload, tmp)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is as shareable as the report
-    os.replace(tmp, path)  # a killed report leaves the old file or none, never half of one
+    with replacing(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _describe(config: TrainConfig) -> str:

@@ -75,7 +75,7 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         return Verdict(
             "no-baseline",
             f"{missing}, so nothing to compare; the best trial, #{best.trial}, reached "
-            f"{_pct(best.val_acc)} validation accuracy.",
+            f"{percent(best.val_acc)} validation accuracy.",
             None,
             best,
             None,
@@ -87,7 +87,7 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         return Verdict(
             "baseline-best",
             f"The tutorial's own configuration (trial "
-            f"#{base.trial}) is still the best trial: {_pct(base.val_acc)} validation "
+            f"#{base.trial}) is still the best trial: {percent(base.val_acc)} validation "
             "accuracy. The search has not beaten it.",
             base,
             best,
@@ -102,13 +102,13 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         test = ""
         if best.test is not None and base.test is not None:
             test = (
-                f"; test {_pct(best.test.mean)} vs {_pct(base.test.mean)} "
+                f"; test {percent(best.test.mean)} vs {percent(base.test.mean)} "
                 f"({_pp(best.test.mean - base.test.mean)})"
             )
         return Verdict(
             "unconfirmed",
-            f"Best trial #{best.trial}: {_pct(best.val_acc)} "
-            f"validation accuracy vs the tutorial's {_pct(base.val_acc)} "
+            f"Best trial #{best.trial}: {percent(best.val_acc)} "
+            f"validation accuracy vs the tutorial's {percent(base.val_acc)} "
             f"({_pp(gap)}){test}. One run each, not a claim: `hpo report --confirm 5` "
             "retrains both over 5 seeds for a verdict.",
             base,
@@ -121,7 +121,7 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         f"{_pp(diff.diff)} (95% CI {_pp(diff.low)} to {_pp(diff.high)}; "
         f"{best.test.n} vs {base.test.n} seeds)"
     )
-    scores = f"test accuracy {_pct(best.test.mean)} vs {_pct(base.test.mean)}"
+    scores = f"test accuracy {percent(best.test.mean)} vs {percent(base.test.mean)}"
     if diff.low > 0:
         kind, text = "beats", f"Tuning beat the tutorial: {scores}, {span}."
     elif diff.high < 0:
@@ -196,7 +196,8 @@ def _differing(base: dict[str, Any], best: dict[str, Any]) -> tuple[tuple[str, A
     return tuple(out)
 
 
-def _pct(value: float | None) -> str:
+def percent(value: float | None) -> str:
+    """A fraction as the verdict and the report show it: 0.9795 -> 97.95%; None or NaN -> n/a."""
     return "n/a" if value is None or math.isnan(value) else f"{value:.2%}"
 
 

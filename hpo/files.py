@@ -1,0 +1,78 @@
+"""Files that other processes read or write at the same time: the MNIST cache, the compiled
+step's packages, the report and its model cache.
+
+``replacing`` writes a file whole or not at all; ``exclusive_lock`` lets one process at a time
+do what the others would race to do (fetch MNIST, build a package). Standard library only, so
+any module may use them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def replacing(
+    path: Path, *, mode: int | None = 0o644, prefix: str | None = None, suffix: str = ".tmp"
+) -> Iterator[Path]:
+    """A temporary file beside ``path`` (same folder, so same file system) for the block to
+    write; when the block ends, it replaces ``path`` in one ``os.replace``. A reader, or a
+    process killed while writing, sees the old file or none, never half of the new one.
+
+    If the block raises, the temporary file is removed and ``path`` is left as it was. A
+    SIGKILL runs no cleanup: its temporary file stays, named ``prefix`` + random + ``suffix``
+    (``prefix`` defaults to ``.<name>.``, hidden) for a caller that wants to clear such leftovers.
+
+    ``mode``: the new file's permissions. ``mkstemp`` makes 0600, and what is written here is
+    shared like the files it replaces, hence 0644 by default; None keeps 0600.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
+    )
+    os.close(fd)  # the block writes by path: some writers (torch.save, inductor) take only one
+    tmp = Path(name)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:  # KeyboardInterrupt too: a Ctrl-C leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    lock: Path, *, make_folder: bool = True, best_effort: bool = False
+) -> Iterator[None]:
+    """An exclusive ``flock`` on the file ``lock`` across processes, held for the block; the
+    kernel drops it if its holder dies. Where there is no ``fcntl`` (Windows), no lock.
+
+    ``make_folder``: create ``lock``'s folder first. ``best_effort``: where the lock file cannot
+    be opened (a read-only folder, or one absent with ``make_folder`` off), run the block
+    without a lock rather than raise the ``OSError``.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    try:
+        if make_folder:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")  # "a": never truncates, whoever else has it open
+    except OSError:
+        if not best_effort:
+            raise
+        handle = None
+    if handle is None:  # outside the except: the block's own errors chain to nothing of ours
+        yield
+        return
+    with handle:  # closing the file releases the lock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -1,0 +1,74 @@
+"""hpo.files: a file replaced whole or not at all, and a lock that excludes other holders."""
+
+from __future__ import annotations
+
+import fcntl
+import stat
+from pathlib import Path
+
+import pytest
+
+from hpo.files import exclusive_lock, replacing
+
+
+def test_replacing_swaps_in_the_whole_new_file_readable_by_others(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "report.html"  # a folder that is not there yet
+    with replacing(path) as tmp:
+        assert tmp.parent == path.parent and tmp.name.startswith(".report.html.")
+        tmp.write_bytes(b"half")
+        assert not path.exists()  # nothing at the name until the block ends
+        tmp.write_bytes(b"whole")
+    assert path.read_bytes() == b"whole"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+@pytest.mark.parametrize("error", [OSError, KeyboardInterrupt])
+def test_a_writer_that_raises_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, error: type[BaseException]
+) -> None:
+    path = tmp_path / "cache.pt"
+    path.write_bytes(b"old")
+    with pytest.raises(error), replacing(path) as tmp:
+        tmp.write_bytes(b"half of the new")
+        raise error
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["cache.pt"]
+
+
+def test_replacing_takes_the_temporary_name_and_mode_a_caller_needs(tmp_path: Path) -> None:
+    path = tmp_path / "step.pt2"
+    with replacing(path, prefix=".building-step-", suffix=".pt2", mode=None) as tmp:
+        assert tmp.name.startswith(".building-step-") and tmp.name.endswith(".pt2")
+        tmp.write_bytes(b"package")
+    assert path.read_bytes() == b"package"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # mkstemp's, kept
+
+
+def _taken(lock: Path) -> bool:
+    """Whether another holder has ``lock``: flock locks belong to an open file, so a second
+    open in this process contends like another process would."""
+    with lock.open("a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def test_exclusive_lock_is_held_for_the_block_only(tmp_path: Path) -> None:
+    lock = tmp_path / "made" / ".lock"
+    with exclusive_lock(lock):
+        assert _taken(lock)
+    assert not _taken(lock)
+
+
+def test_an_unopenable_lock_raises_unless_best_effort(tmp_path: Path) -> None:
+    lock = tmp_path / "absent" / ".lock"
+    with pytest.raises(FileNotFoundError), exclusive_lock(lock, make_folder=False):
+        pytest.fail("the block ran without its lock")
+    ran = []
+    with exclusive_lock(lock, make_folder=False, best_effort=True):
+        ran.append(True)
+    assert ran and not lock.parent.exists()  # run unlocked, and no folder made
