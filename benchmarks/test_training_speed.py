@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from benchmarks.conftest import devices
-from hpo.config import Precision, TrainConfig
+from hpo.config import Loader, Precision, TrainConfig
 from hpo.mnist import Mnist
 from hpo.train import fit
 
 
 @pytest.mark.parametrize("loader", ["torchvision", "tensor"])
 @pytest.mark.parametrize("device_name", devices())
-def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: str, smoke: bool) -> None:
+def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: Loader, smoke: bool) -> None:
     device = torch.device(device_name)
     config = TrainConfig(epochs=1, loader=loader)
     if loader == "tensor":

@@ -23,7 +23,7 @@ from hpo.model import build_model
 from hpo.train import StepKind, _compiled_step, fit
 from hpo.workers import worker_env
 
-SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
+SMALL = TrainConfig(hidden1=48, hidden2=24, epochs=2, batch_size=64)
 
 
 def _steps(step, hidden: tuple[int, int], softmax: bool) -> list[torch.Tensor]:
@@ -59,7 +59,7 @@ def test_the_packaged_step_computes_exactly_what_torch_compile_computes(
 
 
 def test_fit_trains_with_the_package_on_cpu_and_records_it(synthetic_mnist: Mnist) -> None:
-    config = TrainConfig(**SMALL)
+    config = SMALL
     cpu = torch.device("cpu")
     heard: list[object] = []
     ahead = fit(config, synthetic_mnist, cpu, heard.append, on_prepared=heard.append)
@@ -84,13 +84,13 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
     monkeypatch.setattr(hpo.train, "load_step", no_compiler)
     monkeypatch.setattr(hpo.train, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*using torch.compile") as said:
-        result = fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
-        fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"))
+        result = fit(SMALL, synthetic_mnist, torch.device("cpu"))
+        fit(SMALL, synthetic_mnist, torch.device("cpu"))
     assert len(said) == 1  # once per process, not once per trial
     assert result.step.compiled and not result.step.aot
     # A one-unit layer is below the package's smallest dimension: torch.compile trains it.
     monkeypatch.undo()
-    one = fit(TrainConfig(**SMALL | {"hidden2": 1}), synthetic_mnist, torch.device("cpu"))
+    one = fit(SMALL.replace(hidden2=1), synthetic_mnist, torch.device("cpu"))
     assert one.step.compiled and not one.step.aot
 
 
@@ -162,7 +162,8 @@ def test_prepare_builds_a_missing_package_for_the_workers_threads_and_says_so(
         return None, True
 
     monkeypatch.setattr(hpo.aot_step, "load_step", build)
-    before, said = torch.get_num_threads(), []
+    before = torch.get_num_threads()
+    said: list[str] = []
     prepare(1, said.append, "bf16")  # the parent of one-thread --jobs workers of a bf16 study
     assert built_with == [(1, "bf16")] and torch.get_num_threads() == before
     assert len(said) == 1 and "bf16" in said[0] and "once" in said[0] and str(tmp_path) in said[0]
@@ -177,7 +178,8 @@ def test_prepare_leaves_a_failure_to_the_trials(monkeypatch: pytest.MonkeyPatch)
         raise OSError("could not get source code")  # hpo installed without its .py files
 
     monkeypatch.setattr(hpo.aot_step, "package_key", no_source)
-    before, said = torch.get_num_threads(), []
+    before = torch.get_num_threads()
+    said: list[str] = []
     handed = prepare(1, said.append)  # nothing raised: fit falls back to torch.compile
     assert torch.get_num_threads() == before and handed == {}  # no key to hand to workers
     assert said == [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_throughput_ratios_divide_each_time_by_its_work_first() -> None:
         "stats": {"median": 8.0},
         "extra_info": {"train_images": 60_000},
     }
-    study = {
+    study: dict[str, Any] = {  # a record of pytest-benchmark's JSON
         "name": "test_study_jobs[2-bf16]",
         "stats": {"median": 50.0},
         "extra_info": {"model_epochs": 60, "train_images": 3_000_000},

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 import optuna
 import pytest
@@ -31,9 +32,18 @@ from tests.support.cli import (
 )
 from tests.support.postgres import PASSWORD, PostgresServer, binaries, start_server
 
+
+class SpecSize(TypedDict):
+    """Keyword arguments for ``write_spec``: how long a trial trains, and on which layers."""
+
+    epochs: int
+    hidden1: int
+    hidden2: int
+
+
 EPOCHS = 4
 # Wide layers on 6,000 images: epochs of about 0.4 s, long enough to be caught in the middle.
-WIDE = {"epochs": 5, "hidden1": 512, "hidden2": 256}
+WIDE: SpecSize = {"epochs": 5, "hidden1": 512, "hidden2": 256}
 
 
 def _missing() -> str | None:

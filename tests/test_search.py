@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -35,6 +36,7 @@ from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import INTERRUPTED, open_storage, requeue
 from hpo.tb import trial_dir
+from hpo.train import EpochMetrics, FitResult, OnEpoch
 from hpo.trial import CURVE_KEYS, UNFINISHED, trial_seed
 from tests.support.cli import USER_ATTRS
 
@@ -467,7 +469,7 @@ def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
 def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> None:
     # Ctrl-C is the user's stop, not the trial's failure: the baseline stopped ten times is
     # queued ten times, while a trial lost (killed) again and again gets MAX_RETRY re-runs.
-    x = {"x": optuna.distributions.FloatDistribution(0, 2)}
+    x: dict[str, BaseDistribution] = {"x": optuna.distributions.FloatDistribution(0, 2)}
     for reason, reruns in (
         (f"{INTERRUPTED}; its parameters were queued again", 10),
         (UNFINISHED, 3),
@@ -525,18 +527,25 @@ def test_a_trial_taken_for_lost_while_training_gives_way_to_its_rerun(
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     spec = tiny_spec()
     study = open_study(spec, storage, "s")
-    real_fit, taken = hpo.trial.fit, []
+    real_fit = hpo.trial.fit
+    taken: list[int] = []
 
-    def fit(config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+    def fit(
+        config: TrainConfig,
+        mnist: Mnist,
+        device: torch.device,
+        on_epoch: OnEpoch | None = None,
+        **kwargs: Any,
+    ) -> FitResult:
         if taken:
-            return real_fit(config, *args, **kwargs)
-        on_epoch = args[2]
+            return real_fit(config, mnist, device, on_epoch, **kwargs)
+        assert on_epoch is not None  # hpo.trial follows every epoch
 
-        def late(m: Any) -> None:
+        def late(m: EpochMetrics) -> None:
             taken.append(take_for_lost(study))
             on_epoch(m)
 
-        return real_fit(config, *args[:2], late, *args[3:], **kwargs)
+        return real_fit(config, mnist, device, late, **kwargs)
 
     monkeypatch.setattr(hpo.trial, "fit", fit)
     summary = run_study(spec, storage, "s", 2, CPU, mnist, Progress(), runs_dir=None, compile=False)

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import hpo.train
-from hpo.config import Precision, TrainConfig
+from hpo.config import Head, Precision, TrainConfig
 from hpo.fast_step import _mm
 from hpo.mnist import Mnist
 from hpo.schedules import lr_at, lr_curve
 from hpo.train import EpochMetrics, batches, fit
 
-SMALL = dict(hidden1=48, hidden2=24, epochs=2, batch_size=64)
+SMALL = TrainConfig(hidden1=48, hidden2=24, epochs=2, batch_size=64)
 
 
 def test_tutorial_schedule_uses_the_recipes_learning_rates() -> None:
@@ -68,7 +68,7 @@ def test_training_accuracy_counts_the_samples_trained_not_the_one_left_out(
     synthetic_mnist: Mnist,
 ) -> None:
     # 1,000 tuning images in batches of 37: the last one alone is dropped, 999 are trained.
-    config = TrainConfig(**SMALL | {"batch_size": 37, "epochs": 1})
+    config = SMALL.replace(batch_size=37, epochs=1)
     for loader in ("tensor", "torchvision"):
         acc = fit(
             config.replace(loader=loader), synthetic_mnist, torch.device("cpu")
@@ -87,10 +87,10 @@ def test_batches_cover_the_set_once_and_drop_a_trailing_single() -> None:
 @pytest.mark.parametrize("head", ["softmax", "logits"])
 @pytest.mark.parametrize("compiled", [False, True])
 def test_tensor_path_computes_what_the_tutorial_loop_computes(
-    synthetic_mnist: Mnist, head: str, compiled: bool
+    synthetic_mnist: Mnist, head: Head, compiled: bool
 ) -> None:
     """Hand-written backward + momentum vs nn.Module + autograd + torch.optim.SGD, same batches."""
-    config = TrainConfig(head=head, lr=0.05, schedule="step", gamma=0.5, step_every=1, **SMALL)
+    config = SMALL.replace(head=head, lr=0.05, schedule="step", gamma=0.5, step_every=1)
     cpu = torch.device("cpu")
     fast = fit(config, synthetic_mnist, cpu, compile=compiled)
     slow = fit(config.replace(loader="torchvision"), synthetic_mnist, cpu)
@@ -120,7 +120,7 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     counters.clear()
     cpu = torch.device("cpu")
     for head, hidden1 in (("softmax", 48), ("logits", 48), ("logits", 40), ("softmax", 40)):
-        config = TrainConfig(**SMALL | {"head": head, "hidden1": hidden1})
+        config = SMALL.replace(head=head, hidden1=hidden1)
         assert fit(config, synthetic_mnist, cpu).step.compiled
     assert counters["stats"]["unique_graphs"] == 1
 
@@ -141,7 +141,7 @@ def test_bf16_matmuls_sum_rounded_operands_in_fp32_and_round_the_result_once() -
 def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
     synthetic_mnist: Mnist, compiled: bool
 ) -> None:
-    config = TrainConfig(lr=0.05, **SMALL)
+    config = SMALL.replace(lr=0.05)
     cpu = torch.device("cpu")
     fp32 = fit(config, synthetic_mnist, cpu, compile=compiled)
     bf16 = fit(config.replace(precision="bf16"), synthetic_mnist, cpu, compile=compiled)
@@ -156,7 +156,7 @@ def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
 def test_same_config_and_seed_give_identical_metrics(
     synthetic_mnist: Mnist, precision: Precision
 ) -> None:
-    config = TrainConfig(**SMALL, precision=precision)
+    config = SMALL.replace(precision=precision)
     first = fit(config, synthetic_mnist, torch.device("cpu"))
     second = fit(config, synthetic_mnist, torch.device("cpu"))
     keys = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr")
@@ -169,9 +169,7 @@ def test_same_config_and_seed_give_identical_metrics(
 
 def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist) -> None:
     seen: list[EpochMetrics] = []
-    result = fit(
-        TrainConfig(**SMALL | {"epochs": 3}), synthetic_mnist, torch.device("cpu"), seen.append
-    )
+    result = fit(SMALL.replace(epochs=3), synthetic_mnist, torch.device("cpu"), seen.append)
     assert [m.epoch for m in seen] == [0, 1, 2]
     assert list(result.epochs) == seen
     assert result.eval_split == "val"
@@ -183,14 +181,12 @@ def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist)
         raise Stop
 
     with pytest.raises(Stop):
-        fit(TrainConfig(**SMALL), synthetic_mnist, torch.device("cpu"), stop_after_first)
+        fit(SMALL, synthetic_mnist, torch.device("cpu"), stop_after_first)
 
 
 def test_a_diverging_run_stops_at_once_and_says_so(synthetic_mnist: Mnist) -> None:
     seen: list[EpochMetrics] = []
-    config = TrainConfig(
-        lr=1e36, momentum=0.99, schedule="none", head="logits", **SMALL | {"epochs": 5}
-    )
+    config = SMALL.replace(lr=1e36, momentum=0.99, schedule="none", head="logits", epochs=5)
     result = fit(config, synthetic_mnist, torch.device("cpu"), seen.append)
     assert result.status == "diverged"
     assert len(result.epochs) < 5
@@ -205,7 +201,5 @@ def test_tune_runs_hold_out_validation_and_full_runs_use_the_test_set(
     full = synthetic_mnist.tensors(torch.device("cpu"), full=True)
     assert tune.val is not None and len(tune.train) + len(tune.val) == len(full.train)
     assert full.val is None
-    result = fit(
-        TrainConfig(**SMALL | {"epochs": 1}), synthetic_mnist, torch.device("cpu"), full=True
-    )
+    result = fit(SMALL.replace(epochs=1), synthetic_mnist, torch.device("cpu"), full=True)
     assert result.eval_split == "test"

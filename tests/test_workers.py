@@ -13,6 +13,7 @@ from typing import Any
 
 import optuna
 import pytest
+from optuna.distributions import BaseDistribution
 from optuna.trial import TrialState
 
 import hpo.workers
@@ -151,7 +152,9 @@ def test_plain_seeded_samplers_do_collide_which_is_what_the_reseeding_prevents(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'hpo.db'}"
     optuna.create_study(study_name="s", storage=url)
-    lr = {"lr": optuna.distributions.FloatDistribution(1e-4, 0.3, log=True)}
+    lr: dict[str, BaseDistribution] = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 0.3, log=True)
+    }
     a, b = (
         optuna.load_study(study_name="s", storage=url, sampler=optuna.samplers.RandomSampler(0))
         for _ in "ab"

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -102,8 +103,8 @@ class Launcher:
             *extra,
         )
 
-    def popen(self, cmd: Sequence[str], **kw: object) -> subprocess.Popen[str]:
-        return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
+    def popen(self, cmd: Sequence[str], **kw: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
             list(cmd),
             cwd=self.cwd,
             env=self.env,
