@@ -19,6 +19,7 @@ import random
 import re
 import threading
 import time
+import urllib.parse
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
@@ -137,10 +138,19 @@ def mask_url(url: str) -> str:
 
 
 def mask_text(text: str, url: str) -> str:
-    """``text`` (a driver's error message, say) with the URL's password, if any, masked."""
-    password = re.search(r"://[^/:@\s]*:([^@/\s]+)@", url)
+    """``text`` (a driver's error message, say) on one line, with the URL's password masked
+    where a driver writes one: in a URL (``:pw@``) or a DSN (``password=pw``). Not every
+    occurrence of it: a short password would turn the message's words into asterisks, and the
+    pattern of asterisks would spell the password out."""
     text = " ".join(text.split())
-    return text.replace(password.group(1), "***") if password else text
+    found = re.search(r"://[^/:@\s]*:([^@/\s]+)@", url)
+    if not found:
+        return text
+    for password in {found.group(1), urllib.parse.unquote(found.group(1))}:
+        quoted = re.escape(password)
+        text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
+        text = re.sub(rf"(password\s*=\s*['\"]?){quoted}(?=['\"]?(\s|$|[,;)]))", r"\1***", text)
+    return text
 
 
 def dashboard_command(url: str) -> str:
@@ -209,8 +219,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
                 continue
             raise StorageError(
                 f"cannot open storage {mask_url(given)}: {type(exc).__name__}: "
-                f"{mask_text(str(exc), url)[:300]}. Check the URL and that the database server is "
-                "up and reachable; PostgreSQL also needs a driver: pip install 'hpo[postgres]'"
+                f"{_driver_words(exc, url)} {_open_hint(url, exc)}"
             ) from None
     raise AssertionError("unreachable")
 
@@ -262,6 +271,36 @@ def _serialize_sqlite(engine: sqlalchemy.Engine) -> None:
 
 def _begin_immediate(conn: sqlalchemy.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _driver_words(exc: Exception, url: str) -> str:
+    """The error's own words, masked, without SQLAlchemy's "(Background on this error at: ...)"
+    link, which says nothing about this database."""
+    words = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", str(exc))
+    words = mask_text(words, url)[:300].rstrip(" .")
+    return words if words.endswith(("?", "!")) else words + "."
+
+
+def _open_hint(url: str, exc: Exception) -> str:
+    """What to do, for the kind of failure: the fix for an unknown scheme or a missing driver
+    differs from that for a server that does not answer."""
+    scheme = url.partition("://")[0].split("+")[0]
+    if isinstance(exc, sqlalchemy.exc.NoSuchModuleError):
+        return (
+            f"Unknown database kind {scheme!r}: use sqlite:///FILE (the default is "
+            f"{DEFAULT_STORAGE}) or postgresql://USER:PASSWORD@HOST/DB (any SQLAlchemy URL "
+            "that Optuna supports)"
+        )
+    if isinstance(exc, ImportError):
+        fix = (
+            "pip install 'hpo[postgres]'"
+            if scheme in ("postgresql", "postgres")
+            else (f"install the Python driver for {scheme}")
+        )
+        return f"The {scheme} driver is not installed: {fix}"
+    if scheme == "sqlite":
+        return "Check that the file's folder can be written and the file is an SQLite database"
+    return "Check the URL, the user and password, and that the database server is up and reachable"
 
 
 def _creation_race(exc: Exception) -> bool:

@@ -20,6 +20,7 @@ import hpo.data
 import hpo.device
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
+from hpo.storage import mask_text
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 
@@ -66,10 +67,11 @@ def test_trials_zero_or_negative_is_a_usage_error(capsys: pytest.CaptureFixture[
         assert f"--trials must be >= 1 (got {n})" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("password", ["secret", "e"])  # "e": in most words of the message
 def test_unreachable_storage_exits_1_with_the_password_masked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], password: str
 ) -> None:
-    url = "postgresql://u:secret@127.0.0.1:1/x"
+    url = f"postgresql://u:{password}@127.0.0.1:1/x"
     code = main(
         ["run", "--spec", str(write_spec(tmp_path / "tiny.toml", trials=3)), "--storage", url]
     )
@@ -77,6 +79,33 @@ def test_unreachable_storage_exits_1_with_the_password_masked(
     assert code == 1
     assert "cannot open storage postgresql://u:***@127.0.0.1:1/x" in err
     assert "secret" not in err and "Traceback" not in err
+    # Only the URL's password is masked: the driver's words stay readable.
+    assert err.count("***") == 1 and "Connection refused" in err
+    assert "that the database server is up and reachable" in err and "sqlalche.me" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("bogus://x", "Unknown database kind 'bogus': use sqlite:///FILE"),
+        ("mysql://u:pw@127.0.0.1/x", "The mysql driver is not installed"),
+    ],
+)
+def test_a_storage_url_hpo_cannot_open_says_what_to_do_for_its_kind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, said: str
+) -> None:
+    spec = str(write_spec(tmp_path / "tiny.toml", trials=3))
+    assert main(["run", "--spec", spec, "--storage", url]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "hpo[postgres]" not in err and ":pw@" not in err
+
+
+def test_a_password_in_a_driver_message_is_masked_where_it_stands_for_one() -> None:
+    url = "postgresql://u:p%40ss@h/x"  # "p@ss", percent-encoded in the URL
+    text = "at postgresql://u:p%40ss@h/x,\n dsn password='p@ss' host=h; password=p%40ss"
+    assert mask_text(text, url) == (
+        "at postgresql://u:***@h/x, dsn password='***' host=h; password=***"
+    )
 
 
 def test_a_malformed_spec_exits_2_naming_the_key(
