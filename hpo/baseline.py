@@ -46,7 +46,12 @@ def run_baseline(
 ) -> BaselineRun:
     config = config or TrainConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with SummaryWriter(log_dir=str(out_dir / "tensorboard")) as writer:
+    events = out_dir / "tensorboard"
+    # A rerun replaces the earlier run's curves as it replaces its metrics.csv: TensorBoard
+    # reads every event file of the folder, and would draw both runs as one, two points a step.
+    for old in events.glob("events.out.tfevents.*"):
+        old.unlink()
+    with SummaryWriter(log_dir=str(events)) as writer:
 
         def record(m: EpochMetrics) -> None:
             # One point per epoch per metric (the tutorial logged ~938 points per epoch).

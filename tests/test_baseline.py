@@ -10,6 +10,7 @@ import matplotlib.image
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import hpo.baseline
 from hpo.baseline import tutorial_line
 from hpo.cli import main
 from hpo.train import EpochMetrics
@@ -69,3 +70,29 @@ def test_baseline_reproduces_the_tutorial_on_real_mnist(
     for name in ("digits.png", "train_loss.png"):
         image = matplotlib.image.imread(out / name)
         assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.05
+
+
+@pytest.mark.mnist
+def test_a_rerun_replaces_the_earlier_runs_tensorboard_curves(tmp_path: Path) -> None:
+    out = tmp_path / "baseline"
+    for _ in range(2):
+        assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("test/acc")] == [0]  # one run's point, not two
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+
+
+def test_an_interrupted_baseline_says_it_kept_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.baseline, "fit", interrupted)
+    out = tmp_path / "baseline"
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; the baseline run was cut short and is not kept" in err
+    assert "everything finished so far is stored" not in err  # `hpo run`'s words, not true here
+    assert not (out / "metrics.csv").exists()

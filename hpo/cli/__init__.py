@@ -58,6 +58,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+# What an interrupted command leaves, per verb: only some of them can go on where they stopped.
+AFTER_INTERRUPT = {
+    "run": "everything finished so far is stored. Rerun the same command to go on",
+    "report": "confirmation runs finished so far are stored. Rerun the same command to go on",
+    "finalize": "the study is as it was (finalize stores its record at the end). Rerun the same "
+    "command",
+    "baseline": "the baseline run was cut short and is not kept (a run cannot resume). Rerun "
+    "the same command to start it again",
+    "data": "files already verified are kept. Rerun the same command to go on",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     verb = words[0].replace("-", "_") if words else ""
@@ -73,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         ended = isinstance(exc, Terminated)
         return fail(
-            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; everything finished so far "
-            "is stored. Rerun the same command to go on",
+            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; "
+            + AFTER_INTERRUPT.get(verb, "nothing was changed. Rerun the same command"),
             EXIT_TERMINATED if ended else 130,
         )
     except Exception as exc:
