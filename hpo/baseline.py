@@ -29,6 +29,10 @@ class BaselineRun:
     files: tuple[Path, ...]
 
 
+# What a run writes into its folder besides tensorboard/.
+OUTPUTS = ("metrics.csv", "metrics.json", "digits.png", "train_loss.png")
+
+
 def tutorial_line(m: EpochMetrics) -> str:
     """The tutorial's per-epoch print, with its 'Test' numbers (evaluated on the test set)."""
     return (
@@ -47,10 +51,11 @@ def run_baseline(
     config = config or TrainConfig()
     out_dir.mkdir(parents=True, exist_ok=True)
     events = out_dir / "tensorboard"
-    # A rerun replaces the earlier run's curves as it replaces its metrics.csv: TensorBoard
-    # reads every event file of the folder, and would draw both runs as one, two points a step.
-    for old in events.glob("events.out.tfevents.*"):
-        old.unlink()
+    # A rerun replaces the earlier run's files, first, so that an interrupted rerun does not
+    # leave one run's metrics beside another's curves; and the event files too: TensorBoard
+    # reads every one in the folder, and would draw two runs as one, two points a step.
+    for old in [*events.glob("events.out.tfevents.*"), *(out_dir / name for name in OUTPUTS)]:
+        old.unlink(missing_ok=True)
     with SummaryWriter(log_dir=str(events)) as writer:
 
         def record(m: EpochMetrics) -> None:
@@ -68,11 +73,12 @@ def run_baseline(
                 on_epoch(m)
 
         result = fit(config, mnist, device, record, full=True)
+    csv_name, json_name, digits_name, loss_name = OUTPUTS
     files = (
-        _write_csv(result, out_dir / "metrics.csv"),
-        _write_json(result, device, out_dir / "metrics.json"),
-        save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, out_dir / "digits.png"),
-        save_loss_curve([e.train_loss for e in result.epochs], out_dir / "train_loss.png"),
+        _write_csv(result, out_dir / csv_name),
+        _write_json(result, device, out_dir / json_name),
+        save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, out_dir / digits_name),
+        save_loss_curve([e.train_loss for e in result.epochs], out_dir / loss_name),
     )
     return BaselineRun(result, out_dir, files)
 

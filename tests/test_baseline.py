@@ -91,6 +91,8 @@ def test_an_interrupted_baseline_says_it_kept_nothing(
 
     monkeypatch.setattr(hpo.baseline, "fit", interrupted)
     out = tmp_path / "baseline"
+    out.mkdir()
+    (out / "metrics.csv").write_text("an earlier run's\n")  # not to be shown beside the new one
     assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert "interrupted; the baseline run was cut short and is not kept" in err
