@@ -67,3 +67,18 @@ def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(
         main(["tune"])
     assert exc.value.code == 2
     assert "bench-report" in capsys.readouterr().err
+
+
+def test_a_device_from_hpo_device_is_named_in_its_errors(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HPO_DEVICE", "gpu")
+    assert main(["baseline", "--epochs", "1", "--out", str(tmp_path)]) == 2
+    assert "$HPO_DEVICE: unknown device 'gpu'" in capsys.readouterr().err
+    monkeypatch.setenv("HPO_DEVICE", "cuda:7")  # no machine here has eight GPUs
+    assert main(["baseline", "--epochs", "1", "--out", str(tmp_path)]) == 1
+    assert "(the device came from $HPO_DEVICE=cuda:7: unset it)" in capsys.readouterr().err
+    # A flag wins over the variable, and its error is the flag's alone.
+    assert main(["baseline", "--epochs", "1", "--device", "cuda:7", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda:7 was asked for" in err and "HPO_DEVICE" not in err

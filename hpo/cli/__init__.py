@@ -20,6 +20,7 @@ from hpo.cli.common import (
     EXIT_USAGE,
     Terminated,
     UsageError,
+    device_default,
     fail,
     raise_terminated,
 )
@@ -78,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    from_env: str | None = None
     try:
+        from_env = device_default(args)
         return int(args.func(args) or 0)
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
@@ -91,8 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except Exception as exc:
         from hpo.cli.common import known_error
+        from hpo.device import DeviceError
 
         if known_error(exc):
+            if from_env and isinstance(exc, DeviceError):  # no --device was given: say who asked
+                return fail(f"{exc} (the device came from {from_env}: unset it)", EXIT_ERROR)
             return fail(str(exc), EXIT_ERROR)
         if isinstance(exc, OSError) and exc.filename is not None:  # an --out path, say
             return fail(

@@ -98,7 +98,24 @@ def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
         type=device_name,
-        default=os.environ.get("HPO_DEVICE", "auto"),  # parsed by device_name too
+        default=None,  # then $HPO_DEVICE or auto: device_default, so that errors can name it
         help="auto (an accelerator when present), cpu, cuda, cuda:N or mps (default: auto, or "
         "$HPO_DEVICE)",
     )
+
+
+def device_default(args: argparse.Namespace) -> str | None:
+    """Fill in ``--device`` when it was not given: ``$HPO_DEVICE``, else auto. Returns the
+    variable's words ("$HPO_DEVICE=cuda") when it decided, for errors to name; a malformed
+    value is a usage error naming the variable."""
+    if not hasattr(args, "device") or args.device is not None:
+        return None
+    env = os.environ.get("HPO_DEVICE", "").strip()
+    if not env:
+        args.device = "auto"
+        return None
+    try:
+        args.device = device_name(env)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"$HPO_DEVICE: {exc}; or unset it") from None
+    return f"$HPO_DEVICE={env}"
