@@ -30,10 +30,13 @@ def replacing(
     ``mode``: the new file's permissions. ``mkstemp`` makes 0600, and what is written here is
     shared like the files it replaces, hence 0644 by default; None keeps 0600.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
+        )
+    except OSError as exc:
+        raise _about(exc, path) from None
     os.close(fd)  # the block writes by path: some writers (torch.save, inductor) take only one
     tmp = Path(name)
     try:
@@ -41,9 +44,17 @@ def replacing(
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:  # KeyboardInterrupt too: a Ctrl-C leaves no temporary file behind
+    except BaseException as exc:  # KeyboardInterrupt too: a Ctrl-C leaves no temporary file
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename == str(tmp):
+            raise _about(exc, path) from exc
         raise
+
+
+def _about(exc: OSError, path: Path) -> OSError:
+    """``exc`` about ``path``, the file the caller named, rather than the temporary file (or a
+    folder on the way to it): an error message should name what the user asked for."""
+    return OSError(exc.errno, exc.strerror, str(path))  # the same subclass, from errno
 
 
 @contextlib.contextmanager

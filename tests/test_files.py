@@ -72,3 +72,11 @@ def test_an_unopenable_lock_raises_unless_best_effort(tmp_path: Path) -> None:
     with exclusive_lock(lock, make_folder=False, best_effort=True):
         ran.append(True)
     assert ran and not lock.parent.exists()  # run unlocked, and no folder made
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_error_names_the_file_asked_for_not_the_temporary_one() -> None:
+    # /proc takes no new files, whoever asks (root too): the temporary file cannot be made.
+    with pytest.raises(FileNotFoundError) as missing, replacing(Path("/proc/x.html")):
+        pass
+    assert missing.value.filename == "/proc/x.html"
