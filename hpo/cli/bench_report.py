@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpo.bench_report import load, markdown
-from hpo.cli.common import UsageError
+from hpo.bench_report import BenchFileError, load, markdown
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,14 +15,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: pytest benchmarks/ --benchmark-json runs/bench.json && "
         "hpo bench-report runs/bench.json",
     )
-    p.add_argument("json", type=Path, nargs="?", default=Path("runs/bench.json"))
+    p.add_argument(
+        "json",
+        type=Path,
+        nargs="?",
+        default=Path("runs/bench.json"),
+        help="the benchmark JSON file (default: runs/bench.json)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    if not args.json.is_file():
-        raise UsageError(
+    if not args.json.is_file():  # like a missing study for `hpo report`: an error, exit 1
+        raise BenchFileError(
             f"{args.json} does not exist: run `pytest benchmarks/ --benchmark-json {args.json}` "
             "first"
         )
