@@ -88,7 +88,13 @@ class Progress:
 
     def start(self, counts: Counts) -> None:
         self._counts = counts
-        self._emit(f"{counts.finished} of {counts.target} trials finished at start", line=True)
+        text = f"{counts.finished} of {counts.target} trials finished at start"
+        if counts.finished > counts.target:  # "4 of 2" reads as a miscount: say what it means
+            text = (
+                f"{counts.finished} trials finished at start, more than the {counts.target} "
+                "asked for (--trials counts the study's total): nothing to run"
+            )
+        self._emit(text, line=True)
 
     def trial_started(self, number: int, epochs: int) -> None:
         self._running = {number: [self._clock(), 0, epochs]}

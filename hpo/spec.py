@@ -198,8 +198,9 @@ def load_spec(path: Path) -> StudySpec:
         specs = ", ".join(sorted(p.name for p in path.glob("*.toml"))) or "none"
         raise SpecError(f"--spec {path} is a folder, not a spec file (TOML files there: {specs})")
     if not path.is_file():
+        where = "" if path.is_absolute() else f" (resolved against {Path.cwd()})"
         raise SpecError(
-            f"spec file {path} not found (resolved against {Path.cwd()}); pass --spec PATH, "
+            f"spec file {path} not found{where}; pass --spec PATH, "
             "e.g. --spec studies/mnist_mlp.toml from the repository root"
         )
     try:

@@ -392,6 +392,17 @@ def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() ->
             )
 
 
+def test_progress_says_a_study_past_its_target_has_nothing_to_run() -> None:
+    for finished, said in [
+        (2, "2 of 2 trials finished at start"),
+        (4, "4 trials finished at start, more than the 2 asked for (--trials counts the "
+         "study's total): nothing to run"),
+    ]:  # fmt: skip
+        out = io.StringIO()
+        Progress(out, tty=False).start(Counts(2, complete=finished))
+        assert out.getvalue().splitlines()[0] == said
+
+
 def test_a_lost_baseline_outside_the_space_is_failed_and_run_again(
     mnist: Mnist, tmp_path: Path
 ) -> None:

@@ -37,7 +37,7 @@ TRIAL_COLUMNS: dict[str, str] = {
     "seconds_per_epoch": "train_seconds / epochs_run",
     "wall_seconds": "the trial's wall time, including evaluation and compiling",
     "param_count": "trainable parameters of the network",
-    "device": "device the trial trained on",
+    "device": "the device the trial trained on, by name (CPU model and threads, or GPU)",
     "compiled": "whether its training step was compiled (on a CPU ahead of time, AOTInductor; "
     "elsewhere torch.compile); empty if not recorded",
     "cuda_graph": "whether its steps were replayed as CUDA graphs; empty if not recorded",
