@@ -30,6 +30,7 @@ from hpo.spec import StudySpec
 from hpo.storage import (
     GRACE_FACTOR,
     MAX_RETRY,
+    TARGET_ATTR,
     Heartbeat,
     Orphans,
     baseline_of,
@@ -260,6 +261,7 @@ def run_study(
         raise ValueError(f"n_trials must be >= 1 (got {n_trials})")
     with reporting_loss(storage.url):
         study = open_study(spec, storage, study_name)
+        study.set_user_attr(TARGET_ATTR, n_trials)  # for hpo finalize and the report
         ctx = TrialContext(spec, study_name, mnist, device, progress, runs_dir, compile)
         stopped = _loop(study, storage, ctx, n_trials, timeout)
         return summarize(study, storage, n_trials, stopped)

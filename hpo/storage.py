@@ -58,6 +58,21 @@ class StorageError(HpoError):
     """The storage URL is malformed or the database cannot be reached."""
 
 
+# The finished trials the last ``hpo run`` asked for (--trials, else the spec's): what
+# ``hpo finalize`` and the report measure the study against.
+TARGET_ATTR = "trials_target"
+
+
+def target_of(attrs: dict[str, Any]) -> int | None:
+    """A study's target from its user attrs: ``TARGET_ATTR``, else its spec's ``trials``
+    (studies from before the attr)."""
+    spec = attrs.get("spec")
+    for value in (attrs.get(TARGET_ATTR), spec.get("trials") if isinstance(spec, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def baseline_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     """The baseline: the first complete trial marked ``is_baseline`` (an interrupted attempt is
     queued again with the mark). One definition for the CLI, finalize and the report: a pruned or

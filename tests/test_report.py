@@ -261,7 +261,7 @@ def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> N
     data = open_study("demo", study_url)
     summary = summarise(data)
     rows = dict(summary_frame(data, summary).itertuples(index=False))
-    assert rows["trials"] == "9: 6 complete, 2 pruned, 1 failed, 0 running (the spec asks for 12)"
+    assert rows["trials"] == "9: 6 complete, 2 pruned, 1 failed, 0 running (target: 12)"
     assert rows["epochs run (complete + pruned)"] == "21 of 24 without pruning (12% saved)"
     # Fewer trials than the spec's count is not "partial": `hpo run --trials` may ask for fewer.
     assert not data.partial

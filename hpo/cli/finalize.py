@@ -38,7 +38,7 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.search import summarize
-    from hpo.storage import load_existing_study
+    from hpo.storage import load_existing_study, target_of
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)
@@ -47,6 +47,6 @@ def handler(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
     finalize(study, mnist, device, force=True, compile=False if args.no_compile else None, log=log)
-    target = int(study.user_attrs.get("spec", {}).get("trials", 0))
+    target = target_of(study.user_attrs) or 0
     print(format_summary(summarize(study, storage, target), args.format))
     return 0

@@ -10,7 +10,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import baseline_of, load_existing_study, mask_url
+from hpo.storage import baseline_of, load_existing_study, mask_url, target_of
 
 DEFAULT_STUDY = "mnist_mlp"
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -45,10 +45,9 @@ class StudyData:
 
     @property
     def target_trials(self) -> int | None:
-        """How many finished trials the study's spec asks for, where it says."""
-        spec = self.attrs.get("spec")
-        trials = spec.get("trials") if isinstance(spec, dict) else None
-        return int(trials) if isinstance(trials, int) else None
+        """How many finished trials were asked for: by the last ``hpo run --trials``
+        (``TARGET_ATTR``), else by the study's spec, where either says."""
+        return target_of(self.attrs)
 
     @property
     def running(self) -> list[FrozenTrial]:

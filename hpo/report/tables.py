@@ -172,7 +172,7 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
             "trials",
             f"{summary.trials}: {summary.complete} complete, {summary.pruned} pruned, "
             f"{summary.failed} failed, {summary.running} running"
-            + (f" (the spec asks for {data.target_trials})" if data.target_trials else ""),
+            + (f" (target: {data.target_trials})" if data.target_trials else ""),
         ),
         (
             "epochs run (complete + pruned)",
