@@ -4,8 +4,8 @@
 # and the default 50-trial study. Each stage has its own time limit and log; a stage that fails
 # or runs out of time does not stop the next.
 #
-#   OUT=some/dir bash benchmarks/gpu_session.sh [STAGE...]   (stages: tests baseline bench study;
-#                                                           default all)
+#   OUT=some/dir bash benchmarks/gpu_session.sh [STAGE...]   (stages: tests profile baseline bench
+#                                                           study; default all)
 # VARIANTS="compiled-graph ..." picks benchmarks/gpu_baseline.py's variants (default all).
 #
 # Needs: MNIST where hpo finds it ($HPO_DATA_DIR), and torch, optuna, pytest-benchmark importable.
@@ -36,12 +36,14 @@ stage() {  # stage NAME SECONDS CMD...: run CMD with a limit; log to $out/NAME.l
   tail -n "${TAIL:-20}" "$out/$name.log"
 }
 
-stages=" ${*:-tests baseline bench study} "
+stages=" ${*:-tests profile baseline bench study} "
 want() { [[ $stages == *" $1 "* ]]; }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/gpu.txt"
 "$py" -c 'import torch, optuna; print("torch", torch.__version__, "cuda", torch.version.cuda, "optuna", optuna.__version__)'
 want tests && stage tests "${LIMIT_TESTS:-120}" "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
+# The kernels of one epoch: how many per step, how busy the GPU is per step (the 2 s target's next step)
+want profile && TAIL=35 stage profile "${LIMIT_PROFILE:-90}" "$py" -m benchmarks.profile_epoch --device cuda --trace "$out"
 # shellcheck disable=SC2086  # VARIANTS is a list of words
 want baseline && stage baseline "${LIMIT_BASELINE:-160}" "$py" -m benchmarks.gpu_baseline --seeds 5 ${VARIANTS:-}
 want bench && stage bench "${LIMIT_BENCH:-130}" "$py" -m pytest -q -p no:cacheprovider benchmarks/test_training_speed.py -k cuda \

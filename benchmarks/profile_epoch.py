@@ -1,0 +1,88 @@
+"""Where an epoch of the tutorial's run spends its time, kernel by kernel, on any device: the
+profile that the GPU target (20 epochs in 2 s) needs next.
+
+    python -m benchmarks.profile_epoch [--device cuda] [--epochs 2] [--trace DIR]
+
+Trains the tutorial's configuration on all 60,000 images as ``hpo baseline`` does (the same
+``fit``: compiled, CUDA graphs on a GPU), profiles the last epoch (the first pays for compiling
+and capturing), and prints the wall time per training step, the device kernels per step, the
+time they are busy per step, and the kernels that take the most of it. Busy time well below the
+step's wall time means the step waits on launches or the host, not on arithmetic. ``--trace``
+also writes a Chrome trace (chrome://tracing, Perfetto) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.train import fit
+
+
+def device_events(prof: profile) -> list[tuple[str, float]]:
+    """(kernel name, microseconds) for each kernel run on the accelerator."""
+    out = []
+    for event in prof.events():
+        if event.device_type != DeviceType.CPU:
+            # device_time (torch >= 2.4) is the kernel's own time; cuda_time in older releases
+            us = getattr(event, "device_time", None) or getattr(event, "cuda_time", None)
+            out.append((event.name, float(us or 0.0)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--epochs", type=int, default=2, help="profiles the last (default 2)")
+    parser.add_argument("--trace", type=Path, default=None, help="folder for a Chrome trace")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    mnist = Mnist.load()
+    config = TrainConfig(epochs=max(1, args.epochs - 1))
+    fit(config, mnist, device, full=True)  # compile, capture, warm the caches
+    steps = math.ceil(len(mnist.arrays.train_labels) / config.batch_size)
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    began = time.perf_counter()
+    with profile(activities=activities) as prof:
+        result = fit(config.replace(epochs=1), mnist, device, full=True)
+    wall = time.perf_counter() - began
+    epoch = result.final
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"device: {device} ({name})")
+    print(f"one epoch under the profiler: {wall:.3f} s (train {epoch.train_seconds:.3f} s, "
+          f"eval {epoch.eval_seconds:.3f} s); {result.step}")  # fmt: skip
+    print(f"train step: {epoch.train_seconds / steps * 1e6:.1f} us wall ({steps} steps)")
+    kernels = device_events(prof)
+    if kernels:
+        busy = sum(us for _, us in kernels)
+        print(f"device kernels: {len(kernels)} in the epoch ({len(kernels) / steps:.1f} per step, "
+              f"evaluation included), busy {busy / steps:.1f} us per step")  # fmt: skip
+        totals: dict[str, list[float]] = {}
+        for name, us in kernels:
+            totals.setdefault(name, []).append(us)
+        top = sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:20]
+        print("| kernel | calls | total us | us per step |")
+        print("| --- | --- | --- | --- |")
+        for name, times in top:
+            print(f"| {name[:90]} | {len(times)} | {sum(times):.0f} | {sum(times) / steps:.2f} |")
+    else:
+        print("no device kernels recorded (a CPU run: see the table of operators instead)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(args.trace / f"epoch-{device.type}.json"))
+        print(f"trace: {args.trace / f'epoch-{device.type}.json'}")
+
+
+if __name__ == "__main__":
+    main()
