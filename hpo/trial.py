@@ -116,7 +116,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             _store_curves(trial, history, began)
             trial.report(objective_of(spec, m), m.epoch)
             ctx.progress.epoch(number, m.epoch)
-            if trial.should_prune():
+            # Not after the last epoch: stopping there saves nothing, and would throw away a
+            # finished result (the pruner may rank it low: a median of longer runs, say).
+            if m.epoch + 1 < total and trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {m.epoch + 1} of {total}")
 
         def on_prepared(kind: StepKind) -> None:

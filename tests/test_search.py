@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch
 from optuna.distributions import BaseDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hpo.device
@@ -148,6 +148,23 @@ def test_trial_zero_is_the_tutorials_config_even_outside_the_space(
     assert t0.state == TrialState.COMPLETE
     assert study.trials[1].user_attrs["is_baseline"] is False
     assert all(set(t.user_attrs) == USER_ATTRS for t in study.trials)
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_trial_is_never_pruned_after_its_last_epoch(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epochs: int
+) -> None:
+    monkeypatch.setattr(hpo.search, "make_pruner", lambda spec: _AlwaysPrune())
+    study = run(tiny_spec(epochs=epochs), tmp_path, 3, mnist=mnist)
+    if epochs == 1:  # its only epoch is its last: a finished result, kept
+        assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    else:
+        assert [t.user_attrs["reason"] for t in study.trials] == ["pruned at epoch 1 of 2"] * 3
 
 
 def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -> None:
