@@ -130,6 +130,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         result = fit(
             config, ctx.mnist, ctx.device, on_epoch, compile=ctx.compile, on_prepared=on_prepared
         )
+        if result.status == "diverged" and writer is not None:
+            writer.epoch(result.final)  # TensorBoard shows where it blew up, as the curves do
         history[:] = result.epochs  # the diverged epoch too, which on_epoch never saw
         _store_curves(trial, history, began)
         if result.status == "diverged":

@@ -4,6 +4,7 @@ divergence, Ctrl-C, refusal of a changed space, TensorBoard events, finalize."""
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from pathlib import Path
@@ -233,6 +234,10 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
     for t in failed:
         assert t.user_attrs["reason"].startswith("diverged: train loss nan at epoch 1 of 2")
         assert t.user_attrs["curves"]["train_loss"] == [None]  # NaN stored as null
+        events = EventAccumulator(str(trial_dir(tmp_path / "runs", "s", t.number)))
+        events.Reload()  # TensorBoard has the epoch it diverged in, as the curves do
+        assert [e.step for e in events.Scalars("val/acc")] == [0]
+        assert math.isnan(events.Scalars("train/loss")[0].value)
     assert any(t.state == TrialState.COMPLETE and t.number > failed[0].number for t in study.trials)
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
 
