@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 import pandas as pd
+import plotly.colors
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
@@ -29,6 +30,7 @@ from hpo.model import parameter_count
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, open_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import history
+from hpo.report.landscape import BLUES, parallel, slices
 from hpo.report.models import trained
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
@@ -633,3 +635,20 @@ def _cpu() -> Any:
 
 def _no_fit(*_args: Any, **_kwargs: Any) -> Any:
     raise AssertionError("fit() was called: the cache was not used")
+
+
+def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> None:
+    data = open_study("demo", study_url)
+    parallel_fig = parallel(data).figure
+    assert parallel_fig is not None
+    lines = [t for t in parallel_fig.data if t.mode == "lines"]
+    assert len(lines) == len(data.complete)
+    for trace in lines:  # none white on the white page: the worst trial was invisible
+        assert min(plotly.colors.unlabel_rgb(trace.line.color)) <= 210, trace.line.color
+    names = sorted(data.complete[0].params)[:2]
+    slice_fig = slices(data, names[::-1]).figure
+    assert slice_fig is not None
+    markers = [t for t in slice_fig.data if t.type == "scatter" and t.marker.colorscale]
+    assert markers and all(t.marker.colorscale[0][1] == BLUES[0] for t in markers)
+    caption = slices(data, names[::-1]).caption
+    assert f"against {', '.join(names)};" in caption  # the panels' order, not the call's

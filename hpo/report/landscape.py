@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 
 import optuna
+import plotly.colors
 import plotly.graph_objects as go
 
 from hpo.report.figures import Figure, layout
@@ -22,6 +23,24 @@ def landscape(data: StudyData) -> list[Figure]:
         slices(data, top[:4]),
         contour(data, top[:2]),
     ]
+
+
+# Optuna's colour scale, plotly's "Blues", starts at white: on the white page the lowest trial
+# (often the baseline) vanished. Every colour is blended a third of the way towards the darkest
+# blue: the lightest becomes visible, and the order (darker: more) stays.
+_DARK = (8.0, 48.0, 107.0)
+
+
+def visible(color: str) -> str:
+    """``color`` ("rgb(r, g, b)" or "#rrggbb") a third of the way to the scale's darkest blue."""
+    rgb = plotly.colors.hex_to_rgb(color) if color.startswith("#") else None
+    r, g, b = rgb if rgb is not None else plotly.colors.unlabel_rgb(color)
+    return plotly.colors.label_rgb(
+        tuple(round(c + (d - c) / 3) for c, d in zip((r, g, b), _DARK, strict=True))
+    )
+
+
+BLUES = [visible(c) for c in plotly.colors.sequential.Blues]
 
 
 def _restyle(fig: go.Figure, height: int) -> go.Figure:
@@ -43,11 +62,17 @@ def parallel(data: StudyData) -> Figure:
     if len(data.complete) < 2:
         return Figure("parallel", title, "Needs at least two complete trials.", None)
     fig = optuna.visualization.plot_parallel_coordinate(data.study, target_name=data.target_label)
+    # Optuna 5 draws each trial as a line of its own, its colour sampled from the scale.
+    for trace in fig.data:
+        if trace.mode == "lines" and isinstance(trace.line.color, str):
+            trace.line.color = visible(trace.line.color)
+        elif trace.marker is not None and trace.marker.showscale:  # the colour bar
+            trace.marker.colorscale = BLUES
     return Figure(
         "parallel",
         title,
-        "Each line is a complete trial, coloured by validation "
-        "accuracy; drag along an axis to filter.",
+        f"Each line is a complete trial, coloured by {data.target_label} (darker: better); "
+        "hover over a line for its values.",
         _restyle(fig, 460),
     )
 
@@ -89,10 +114,13 @@ def slices(data: StudyData, params: list[str]) -> Figure:
     if not params:
         return Figure("slice", title, "Needs parameter importances (see above).", None)
     fig = optuna.visualization.plot_slice(data.study, params=params, target_name=data.target_label)
+    fig.update_traces(marker_colorscale=BLUES, selector={"type": "scatter"})
     return Figure(
         "slice",
         title,
-        f"Validation accuracy against {', '.join(params)}; darker points are later trials.",
+        # in the panels' order: Optuna draws them sorted by name
+        f"{data.target_label.capitalize()} against {', '.join(sorted(params))}; darker points "
+        "are later trials.",
         _restyle(fig, 400),
     )
 
