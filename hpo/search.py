@@ -26,7 +26,7 @@ from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.space import baseline_outside_space, baseline_params
-from hpo.spec import StudySpec
+from hpo.spec import Choice, Fixed, StudySpec
 from hpo.storage import (
     GRACE_FACTOR,
     MAX_RETRY,
@@ -192,8 +192,23 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
 
 
 def setup_notes(spec: StudySpec) -> list[str]:
-    notes = baseline_outside_space(spec.space)
-    return [f"baseline (trial 0) runs the tutorial's {note}" for note in notes]
+    outside = baseline_outside_space(spec.space)
+    notes = [f"baseline (trial 0) runs the tutorial's {note}" for note in outside]
+    head = dict(spec.space.dims).get("head")  # absent: the tutorial's softmax for every trial
+    heads = (
+        set(head.choices) if isinstance(head, Choice)
+        else {head.value} if isinstance(head, Fixed)
+        else {"softmax"}
+    )  # fmt: skip
+    if spec.objective == "val_loss" and heads != {"softmax"}:
+        # The tutorial's double softmax bounds its loss below by about 1.46: not the logits
+        # head's scale, so the baseline ranks last by loss whatever its accuracy.
+        notes.append(
+            "objective val_loss: the softmax head's loss (the baseline's, the tutorial's double "
+            "softmax; never below about 1.46) is on another scale than the logits head's, so "
+            "trials of the two heads do not compare by loss; val_acc compares them"
+        )
+    return notes
 
 
 # ---------------------------------------------------------------------- the loop

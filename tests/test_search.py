@@ -32,6 +32,7 @@ from hpo.search import (
     check_study,
     open_study,
     run_study,
+    setup_notes,
 )
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
@@ -166,6 +167,22 @@ def test_a_trial_is_never_pruned_after_its_last_epoch(
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     else:
         assert [t.user_attrs["reason"] for t in study.trials] == ["pruned at epoch 1 of 2"] * 3
+
+
+@pytest.mark.parametrize(
+    ("objective", "head", "warned"),
+    [
+        ("val_loss", "logits", True),  # the default space's head, the baseline's softmax
+        ("val_loss", {"choices": ["softmax", "logits"]}, True),
+        ("val_loss", "softmax", False),  # one head, one scale
+        ("val_acc", "logits", False),  # accuracy compares any heads
+    ],
+)
+def test_a_loss_objective_across_heads_is_flagged_at_start(
+    objective: str, head: Any, warned: bool
+) -> None:
+    notes = setup_notes(tiny_spec(objective=objective, space={"head": head}))
+    assert any("do not compare by loss" in n for n in notes) == warned
 
 
 def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -> None:
