@@ -80,6 +80,8 @@ def _retrain(
         "param_count": result.param_count,
         "device": result.device,
         "device_name": describe(device),
+        # On a CPU the thread count changes the rounding: the report retrains with the same.
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "epochs": len(result.epochs),
         "status": result.status,
     }

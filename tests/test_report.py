@@ -19,9 +19,12 @@ import optuna
 import pandas as pd
 import plotly.colors
 import pytest
+import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
+import hpo.report
+import hpo.report.models
 from hpo.cli import main
 from hpo.config import TrainConfig
 from hpo.data import raw_dir
@@ -532,6 +535,46 @@ def test_trained_models_are_cached_and_reloaded_identically(
         first.model.state_dict().values(), again.model.state_dict().values(), strict=True
     ):
         assert a.equal(b)
+
+
+def test_a_model_trains_and_is_cached_per_cpu_thread_count(
+    tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
+    seen: list[int] = []
+    real_fit = hpo.report.models.fit
+
+    def counting_fit(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr("hpo.report.models.fit", counting_fit)
+    before = torch.get_num_threads()
+    trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)
+    trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)  # cached
+    trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=before + 1)
+    assert seen == [1, before + 1] and torch.get_num_threads() == before
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # one model per thread count
+
+
+def test_the_pictures_retrain_with_the_thread_count_finalize_used(
+    tmp_path: Path, study_url: str, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = optuna.load_study(study_name="demo", storage=study_url)
+    final = study.user_attrs["final"]
+    for role in ("best", "baseline"):
+        final[role]["threads"] = 1
+    study.set_user_attr("final", final)
+    asked: list[int | None] = []
+    real = hpo.report.trained
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hpo.report, "trained", recording)
+    build_report(options(tmp_path, study_url, pictures=True), mnist=synthetic_mnist)
+    assert asked == [1, 1]
 
 
 def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(

@@ -189,6 +189,7 @@ def _pictures(
             options.device,
             options.models_dir,
             compile=options.compile,
+            threads=(final or {}).get("threads"),  # as finalize trained it, where recorded
             log=log,
         )
         stored = (final or {}).get("test_acc")

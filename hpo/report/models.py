@@ -51,13 +51,16 @@ class Trained:
         }
 
 
-def cache_key(config: TrainConfig, mnist: Mnist) -> str:
+def cache_key(config: TrainConfig, mnist: Mnist, threads: int | None = None) -> str:
     # The data's size is in the key so models of a small test set never pass for real ones.
     ident = {
         "config": config.to_dict(),
         "n_train": len(mnist.arrays.train_labels),
         "n_test": len(mnist.arrays.test_labels),
         "format": _FORMAT,
+        # A CPU's thread count splits the matmuls' sums differently, and so the rounding: the
+        # same config and seed train to other weights with another count.
+        "threads": threads,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -69,10 +72,17 @@ def trained(
     cache_dir: Path,
     *,
     compile: bool | None = None,
+    threads: int | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> Trained:
-    """``config`` trained on the full training set, from the cache when it is there."""
-    path = cache_dir / f"{cache_key(config, mnist)}.pt"
+    """``config`` trained on the full training set, from the cache when it is there. On a
+    CPU, with ``threads`` intra-op threads (None: this process's), so that the model of a
+    configuration finalize trained with some thread count is the same model here."""
+    if device.type != "cpu":
+        threads = None
+    elif threads is None:
+        threads = torch.get_num_threads()
+    path = cache_dir / f"{cache_key(config, mnist, threads)}.pt"
     if path.is_file():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(config)
@@ -80,7 +90,13 @@ def trained(
         fields = {k: saved[k] for k in _CACHED}
         return Trained(config, **fields, train_loss=tuple(saved["train_loss"]), model=model.eval())
     log(f"report: training {_describe(config)} on the full training set ({device})")
-    result = fit(config, mnist, device, full=True, compile=compile)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        result = fit(config, mnist, device, full=True, compile=compile)
+    finally:
+        torch.set_num_threads(before)
     curves = result.curves()
     epochs = len(result.epochs)
     out = Trained(
