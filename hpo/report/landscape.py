@@ -32,12 +32,11 @@ _DARK = (8.0, 48.0, 107.0)
 
 
 def visible(color: str) -> str:
-    """``color`` ("rgb(r, g, b)" or "#rrggbb") a third of the way to the scale's darkest blue."""
-    rgb = plotly.colors.hex_to_rgb(color) if color.startswith("#") else None
-    r, g, b = rgb if rgb is not None else plotly.colors.unlabel_rgb(color)
-    return plotly.colors.label_rgb(
-        tuple(round(c + (d - c) / 3) for c, d in zip((r, g, b), _DARK, strict=True))
-    )
+    """``color`` ("rgb(r, g, b)", as plotly's scales and Optuna's lines give it) a third of the
+    way to the scale's darkest blue."""
+    rgb = plotly.colors.unlabel_rgb(color)
+    blended = (round(c + (d - c) / 3) for c, d in zip(rgb, _DARK, strict=True))
+    return plotly.colors.label_rgb(tuple(blended))
 
 
 BLUES = [visible(c) for c in plotly.colors.sequential.Blues]
