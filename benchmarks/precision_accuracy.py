@@ -13,6 +13,7 @@ first-layer matmul. The README's "Precision" table comes from this (about 10 min
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
@@ -35,7 +36,7 @@ def accuracies(config: TrainConfig, seeds: int, mnist: Mnist) -> dict[str, list[
     out: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for seed in range(seeds):
         for precision in PRECISIONS:
-            result = fit(config.replace(seed=seed, precision=precision), mnist, cpu)
+            result = fit(dataclasses.replace(config, seed=seed, precision=precision), mnist, cpu)
             out[precision].append(result.final.eval_acc * 100)
             print(f"  seed {seed} {precision}: {out[precision][-1]:.2f}%", flush=True)
     return out
@@ -62,7 +63,7 @@ def matmul_us(hidden1: int, dtype: torch.dtype, calls: int = 300) -> float:
 def main(names: list[str], seeds: int, epochs: int) -> None:
     mnist = Mnist.load()
     for name in names:
-        config = CONFIGS[name].replace(epochs=epochs)
+        config = dataclasses.replace(CONFIGS[name], epochs=epochs)
         print(f"{name}: {config.hidden1}/{config.hidden2}, {epochs} epochs, seeds 0-{seeds - 1}")
         acc = accuracies(config, seeds, mnist)
         for precision, values in acc.items():

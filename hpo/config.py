@@ -16,11 +16,11 @@ Precision = Literal["fp32", "bf16"]
 # What a study or a command asks for: "auto" is resolved per device (hpo.device.resolve_precision).
 PrecisionChoice = Literal["auto", "fp32", "bf16"]
 
-SCHEDULES: tuple[str, ...] = get_args(Schedule)
-HEADS: tuple[str, ...] = get_args(Head)
-LOADERS: tuple[str, ...] = get_args(Loader)
-PRECISIONS: tuple[str, ...] = get_args(Precision)
-PRECISION_CHOICES: tuple[str, ...] = get_args(PrecisionChoice)
+SCHEDULES: tuple[Schedule, ...] = get_args(Schedule)
+HEADS: tuple[Head, ...] = get_args(Head)
+LOADERS: tuple[Loader, ...] = get_args(Loader)
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
+PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,6 @@ class TrainConfig:
         problems = config_problems(self)
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -7,6 +7,7 @@ sampler never learns from a value that had no effect.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Protocol
 
 from hpo.config import Precision, TrainConfig
@@ -83,13 +84,15 @@ def config_from_params(
             values[name] = params[name]
         elif isinstance(dim, Fixed):
             values[name] = dim.value
-    return TrainConfig().replace(**values, epochs=epochs, seed=seed, precision=precision)
+    return dataclasses.replace(
+        TrainConfig(), **values, epochs=epochs, seed=seed, precision=precision
+    )
 
 
 def baseline_config(*, epochs: int, seed: int, precision: Precision = "fp32") -> TrainConfig:
     """The tutorial's recipe, in the study's precision like every other trial, so that the
     winners are compared with the baseline at equal arithmetic."""
-    return TrainConfig().replace(epochs=epochs, seed=seed, precision=precision)
+    return dataclasses.replace(TrainConfig(), epochs=epochs, seed=seed, precision=precision)
 
 
 def _in_use(name: str, space: SearchSpace, params: dict[str, Any]) -> bool:

@@ -3,6 +3,7 @@ built once however many processes ask, and never a half-written one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -90,7 +91,7 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
     assert result.step.compiled and not result.step.aot
     # A one-unit layer is below the package's smallest dimension: torch.compile trains it.
     monkeypatch.undo()
-    one = fit(SMALL.replace(hidden2=1), synthetic_mnist, torch.device("cpu"))
+    one = fit(dataclasses.replace(SMALL, hidden2=1), synthetic_mnist, torch.device("cpu"))
     assert one.step.compiled and not one.step.aot
 
 

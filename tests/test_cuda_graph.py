@@ -5,6 +5,8 @@ The GPU tests skip without CUDA (CI has none); they ran on an H100 (see the READ
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -24,7 +26,7 @@ def test_a_graph_asked_for_without_a_gpu_is_an_error_naming_the_fix(
     cpu = torch.device("cpu")
     with pytest.raises(ValueError, match=r"CUDA graphs need a CUDA device.*graph=None or False"):
         fit(SMALL, synthetic_mnist, cpu, graph=True)
-    assert not fit(SMALL.replace(epochs=1), synthetic_mnist, cpu).step.graphed
+    assert not fit(dataclasses.replace(SMALL, epochs=1), synthetic_mnist, cpu).step.graphed
 
 
 def test_batch_slices_tile_the_epoch_and_drop_a_trailing_single() -> None:
@@ -101,7 +103,7 @@ def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
 ) -> None:
     """Same batches, same kernels: a replay must match the uncaptured loop epoch by epoch, and
     capturing must not have trained the model (it records, it does not run)."""
-    config = SMALL.replace(lr=0.05, schedule="step", gamma=0.5, step_every=1)
+    config = dataclasses.replace(SMALL, lr=0.05, schedule="step", gamma=0.5, step_every=1)
     cuda = torch.device("cuda")
     graphed = fit(config, synthetic_mnist, cuda, compile=compiled, graph=True)
     plain = fit(config, synthetic_mnist, cuda, compile=compiled, graph=False)
@@ -116,7 +118,7 @@ def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
 
 @cuda_only
 def test_the_cuda_path_computes_what_the_cpu_path_computes(synthetic_mnist: Mnist) -> None:
-    config = SMALL.replace(lr=0.05, head="logits")
+    config = dataclasses.replace(SMALL, lr=0.05, head="logits")
     gpu = fit(config, synthetic_mnist, torch.device("cuda"))
     cpu = fit(config, synthetic_mnist, torch.device("cpu"))
     assert gpu.step.graphed and gpu.device.startswith("cuda")

@@ -130,7 +130,7 @@ def add_trial(
     changes: dict[str, Any],
     run: int,
 ) -> None:
-    config = TrainConfig(epochs=EPOCHS, seed=100 + number).replace(**changes)
+    config = dataclasses.replace(TrainConfig(epochs=EPOCHS, seed=100 + number), **changes)
     params = {k: getattr(config, k) for k in SPACE if k != "gamma"}
     if config.schedule in ("step", "exponential", "tutorial"):
         params["gamma"] = config.gamma  # conditional, as the driver's search space has it
@@ -172,7 +172,7 @@ def add_trial(
 
 def final_record(number: int) -> dict[str, Any]:
     changes = next(c for n, _, _, c, _ in TRIALS if n == number)
-    config = TrainConfig(epochs=EPOCHS, seed=100 + number).replace(**changes)
+    config = dataclasses.replace(TrainConfig(epochs=EPOCHS, seed=100 + number), **changes)
     value = next(v for n, _, v, _, _ in TRIALS if n == number)
     return {
         "trial": number,

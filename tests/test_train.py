@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -68,10 +69,10 @@ def test_training_accuracy_counts_the_samples_trained_not_the_one_left_out(
     synthetic_mnist: Mnist,
 ) -> None:
     # 1,000 tuning images in batches of 37: the last one alone is dropped, 999 are trained.
-    config = SMALL.replace(batch_size=37, epochs=1)
+    config = dataclasses.replace(SMALL, batch_size=37, epochs=1)
     for loader in ("tensor", "torchvision"):
         acc = fit(
-            config.replace(loader=loader), synthetic_mnist, torch.device("cpu")
+            dataclasses.replace(config, loader=loader), synthetic_mnist, torch.device("cpu")
         ).final.train_acc
         assert 0 < acc < 1 and acc * 999 == pytest.approx(round(acc * 999), abs=1e-6)
 
@@ -90,10 +91,12 @@ def test_tensor_path_computes_what_the_tutorial_loop_computes(
     synthetic_mnist: Mnist, head: Head, compiled: bool
 ) -> None:
     """Hand-written backward + momentum vs nn.Module + autograd + torch.optim.SGD, same batches."""
-    config = SMALL.replace(head=head, lr=0.05, schedule="step", gamma=0.5, step_every=1)
+    config = dataclasses.replace(
+        SMALL, head=head, lr=0.05, schedule="step", gamma=0.5, step_every=1
+    )
     cpu = torch.device("cpu")
     fast = fit(config, synthetic_mnist, cpu, compile=compiled)
-    slow = fit(config.replace(loader="torchvision"), synthetic_mnist, cpu)
+    slow = fit(dataclasses.replace(config, loader="torchvision"), synthetic_mnist, cpu)
     for a, b in zip(fast.epochs, slow.epochs, strict=True):
         assert a.lr == b.lr
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
@@ -119,8 +122,14 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     torch._dynamo.reset()  # and no code cached from earlier tests' compiles
     counters.clear()
     cpu = torch.device("cpu")
-    for head, hidden1 in (("softmax", 48), ("logits", 48), ("logits", 40), ("softmax", 40)):
-        config = SMALL.replace(head=head, hidden1=hidden1)
+    heads: tuple[tuple[Head, int], ...] = (
+        ("softmax", 48),
+        ("logits", 48),
+        ("logits", 40),
+        ("softmax", 40),
+    )
+    for head, hidden1 in heads:
+        config = dataclasses.replace(SMALL, head=head, hidden1=hidden1)
         assert fit(config, synthetic_mnist, cpu).step.compiled
     assert counters["stats"]["unique_graphs"] == 1
 
@@ -141,10 +150,12 @@ def test_bf16_matmuls_sum_rounded_operands_in_fp32_and_round_the_result_once() -
 def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
     synthetic_mnist: Mnist, compiled: bool
 ) -> None:
-    config = SMALL.replace(lr=0.05)
+    config = dataclasses.replace(SMALL, lr=0.05)
     cpu = torch.device("cpu")
     fp32 = fit(config, synthetic_mnist, cpu, compile=compiled)
-    bf16 = fit(config.replace(precision="bf16"), synthetic_mnist, cpu, compile=compiled)
+    bf16 = fit(
+        dataclasses.replace(config, precision="bf16"), synthetic_mnist, cpu, compile=compiled
+    )
     assert bf16.to_dict()["config"]["precision"] == "bf16"
     for a, b in zip(fp32.epochs, bf16.epochs, strict=True):
         assert b.train_loss == pytest.approx(a.train_loss, rel=0.02)
@@ -156,20 +167,22 @@ def test_bf16_training_follows_fp32_training_closely_but_not_to_the_bit(
 def test_same_config_and_seed_give_identical_metrics(
     synthetic_mnist: Mnist, precision: Precision
 ) -> None:
-    config = SMALL.replace(precision=precision)
+    config = dataclasses.replace(SMALL, precision=precision)
     first = fit(config, synthetic_mnist, torch.device("cpu"))
     second = fit(config, synthetic_mnist, torch.device("cpu"))
     keys = ("train_loss", "train_acc", "eval_loss", "eval_acc", "lr")
     assert [[getattr(e, k) for k in keys] for e in first.epochs] == [
         [getattr(e, k) for k in keys] for e in second.epochs
     ]
-    other = fit(config.replace(seed=1), synthetic_mnist, torch.device("cpu"))
+    other = fit(dataclasses.replace(config, seed=1), synthetic_mnist, torch.device("cpu"))
     assert other.final.train_loss != first.final.train_loss
 
 
 def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist) -> None:
     seen: list[EpochMetrics] = []
-    result = fit(SMALL.replace(epochs=3), synthetic_mnist, torch.device("cpu"), seen.append)
+    result = fit(
+        dataclasses.replace(SMALL, epochs=3), synthetic_mnist, torch.device("cpu"), seen.append
+    )
     assert [m.epoch for m in seen] == [0, 1, 2]
     assert list(result.epochs) == seen
     assert result.eval_split == "val"
@@ -186,7 +199,9 @@ def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist)
 
 def test_a_diverging_run_stops_at_once_and_says_so(synthetic_mnist: Mnist) -> None:
     seen: list[EpochMetrics] = []
-    config = SMALL.replace(lr=1e36, momentum=0.99, schedule="none", head="logits", epochs=5)
+    config = dataclasses.replace(
+        SMALL, lr=1e36, momentum=0.99, schedule="none", head="logits", epochs=5
+    )
     result = fit(config, synthetic_mnist, torch.device("cpu"), seen.append)
     assert result.status == "diverged"
     assert len(result.epochs) < 5
@@ -201,5 +216,7 @@ def test_tune_runs_hold_out_validation_and_full_runs_use_the_test_set(
     full = synthetic_mnist.tensors(torch.device("cpu"), full=True)
     assert tune.val is not None and len(tune.train) + len(tune.val) == len(full.train)
     assert full.val is None
-    result = fit(SMALL.replace(epochs=1), synthetic_mnist, torch.device("cpu"), full=True)
+    result = fit(
+        dataclasses.replace(SMALL, epochs=1), synthetic_mnist, torch.device("cpu"), full=True
+    )
     assert result.eval_split == "test"

@@ -9,6 +9,7 @@ reader sees whether the search's ranking survives new seeds.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +78,12 @@ def run_confirm(
                 continue
             log(f"confirm: trial {trial.number}, seed {seed} ({i * n_seeds + seed + 1}/{total})")
             done = trained(
-                base.replace(seed=seed), mnist, device, cache_dir, compile=compile, log=log
+                dataclasses.replace(base, seed=seed),
+                mnist,
+                device,
+                cache_dir,
+                compile=compile,
+                log=log,
             )
             runs.append(
                 {
