@@ -688,6 +688,10 @@ def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> 
     assert len(lines) == len(data.complete)
     for trace in lines:  # none white on the white page: the worst trial was invisible
         assert min(plotly.colors.unlabel_rgb(trace.line.color)) <= 210, trace.line.color
+    # only gamma is conditional in this study (see add_trial): the "None" tick is explained
+    caption = parallel(data).caption
+    assert "does not use gamma (its schedule" in caption, caption
+    assert "step_every" not in caption and "lr" not in caption
     names = sorted(data.complete[0].params)[:2]
     slice_fig = slices(data, names[::-1]).figure
     assert slice_fig is not None

@@ -9,6 +9,7 @@ import warnings
 import optuna
 import plotly.colors
 import plotly.graph_objects as go
+from optuna.trial import FrozenTrial
 
 from hpo.report.figures import Figure, layout
 from hpo.report.study import StudyData
@@ -67,13 +68,23 @@ def parallel(data: StudyData) -> Figure:
             trace.line.color = visible(trace.line.color)
         elif trace.marker is not None and trace.marker.showscale:  # the colour bar
             trace.marker.colorscale = BLUES
-    return Figure(
-        "parallel",
-        title,
+    caption = (
         f"Each line is a complete trial, coloured by {data.target_label} (darker: better); "
-        "hover over a line for its values.",
-        _restyle(fig, 460),
+        "hover over a line for its values."
     )
+    unused = _unused_params(data.complete)
+    if unused:  # Optuna's own label for them, which reads like a missing value
+        caption += (
+            f" A trial that does not use {' or '.join(unused)} (its schedule has no such "
+            "parameter) crosses that axis at the tick marked None."
+        )
+    return Figure("parallel", title, caption, _restyle(fig, 460))
+
+
+def _unused_params(trials: list[FrozenTrial]) -> list[str]:
+    """The parameters some trials have and others lack (conditional ones such as gamma)."""
+    names = {name for t in trials for name in t.params}
+    return sorted(name for name in names if any(name not in t.params for t in trials))
 
 
 def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
