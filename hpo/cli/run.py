@@ -190,14 +190,14 @@ def handler(args: argparse.Namespace) -> int:
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
     log(f"browse:  {dashboard_command(storage.url)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
+    with reporting_loss(storage.url):
+        check_study(spec, storage, study_name)  # refuses a mismatched study before notes or data
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
     slow = {slow_bf16_note(device, spec.precision) for device in devices.values()}
     for note in [*setup_notes(spec), *sorted(n for n in slow if n)]:
         log(f"note: {note}")
-    with reporting_loss(storage.url):
-        check_study(spec, storage, study_name)  # refuses a mismatched study before loading data
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
     compile_ = compile_flag(args)
     inherited: dict[str, str] = {}  # for the workers: a failed package build, not to be retried
