@@ -29,7 +29,7 @@ from hpo.train import EpochMetrics, fit
 
 
 def device_events(prof: profile) -> list[tuple[str, float]]:
-    """(kernel name, microseconds) for each kernel run on the accelerator."""
+    """(name, microseconds) for each activity on the accelerator: kernels, copies and fills."""
     out = []
     for event in prof.events():
         if event.device_type != DeviceType.CPU:
@@ -66,6 +66,10 @@ def main() -> None:
             began.append(time.perf_counter() - began[0])  # before stop(), which collects events
             prof.stop()
 
+    if device.type == "cuda":
+        # The fit captures its graphs before the profiler first starts, which can hang or fault
+        # (pytorch#75504) unless the profiler has set CUPTI up beforehand, as this does.
+        torch.profiler._utils._init_for_cuda_graphs()
     result = fit(config, mnist, device, on_epoch, full=True)
     wall = began[-1]
     epoch = result.final
@@ -77,13 +81,14 @@ def main() -> None:
     kernels = device_events(prof)
     if kernels:
         busy = sum(us for _, us in kernels)
-        print(f"device kernels: {len(kernels)} in the epoch ({len(kernels) / steps:.1f} per step, "
-              f"evaluation included), busy {busy / steps:.1f} us per step")  # fmt: skip
+        print(f"device activities (kernels, copies, fills): {len(kernels)} in the epoch "
+              f"({len(kernels) / steps:.1f} per step, evaluation included), busy "
+              f"{busy / steps:.1f} us per step")  # fmt: skip
         totals: dict[str, list[float]] = {}
         for name, us in kernels:
             totals.setdefault(name, []).append(us)
         top = sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:20]
-        print("| kernel | calls | total us | us per step |")
+        print("| activity | calls | total us | us per step |")
         print("| --- | --- | --- | --- |")
         for name, times in top:
             print(f"| {name[:90]} | {len(times)} | {sum(times):.0f} | {sum(times) / steps:.2f} |")
@@ -92,8 +97,9 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(args.trace / f"epoch-{device.type}.json"))
-        print(f"trace: {args.trace / f'epoch-{device.type}.json'}")
+        trace = args.trace / f"epoch-{device.type}.json.gz"  # gzipped: tens of MB on a GPU
+        prof.export_chrome_trace(str(trace))
+        print(f"trace: {trace}")
 
 
 if __name__ == "__main__":

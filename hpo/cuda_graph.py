@@ -51,17 +51,28 @@ def capture(
     never inside a capture. Capturing records work without executing it, so the tensors the
     runs update are not changed until the first replay.
     """
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        warm_up()
-    torch.cuda.current_stream(device).wait_stream(side)
-    replays = {}
-    for key, run in runs.items():
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            run()
-        replays[key] = graph.replay
+    with torch.cuda.device(device):
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            warm_up()
+        torch.cuda.current_stream(device).wait_stream(side)
+        replays = {}
+        # Captured on this device's own stream: torch.cuda.graph's default capture stream is
+        # made once per process, on the device current then (cuda:0), and a capture there of
+        # work queued on cuda:1 records nothing. The outer context also puts the current stream
+        # back if a capture fails at its end (torch.cuda.graph then skips its own restore).
+        with torch.cuda.stream(side), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for key, run in runs.items():
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=side):
+                    run()
+                replays[key] = graph.replay
+    for w in caught:
+        if "graph is empty" in str(w.message).lower():  # PyTorch only warns; replays do nothing
+            raise RuntimeError(f"a CUDA graph captured nothing on {device}: {w.message}")
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return replays
 
 

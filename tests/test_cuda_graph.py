@@ -125,3 +125,16 @@ def test_the_cuda_path_computes_what_the_cpu_path_computes(synthetic_mnist: Mnis
     for a, b in zip(gpu.epochs, cpu.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
         assert a.eval_acc == pytest.approx(b.eval_acc, abs=2 / 200)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+def test_a_graph_on_the_second_gpu_trains_as_one_on_the_first(synthetic_mnist: Mnist) -> None:
+    """A --jobs worker on cuda:1 never makes it the current device: the capture must still
+    record that device's work (on cuda:0's stream it recorded nothing and replays did nothing)."""
+    config = dataclasses.replace(SMALL, lr=0.05, head="logits")
+    first = fit(config, synthetic_mnist, torch.device("cuda:0"), graph=True)
+    second = fit(config, synthetic_mnist, torch.device("cuda:1"), graph=True)
+    assert second.step.graphed and second.device.startswith("cuda:1")
+    for a, b in zip(second.epochs, first.epochs, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-4)
+        assert a.eval_acc == pytest.approx(b.eval_acc, abs=1 / 200)
