@@ -51,7 +51,8 @@ class FlatState:
 
 def _mm(a: torch.Tensor, b: torch.Tensor, precision: Precision) -> torch.Tensor:
     """``a @ b`` as fp32, computed in the precision: for bf16, bfloat16 operands, whose products
-    oneDNN and cuBLAS sum in fp32, and a bfloat16 result (rounded once, as under autocast)."""
+    oneDNN sums in fp32, and a bfloat16 result (rounded once, as under autocast). cuBLAS may
+    round split-K partial sums to bfloat16 too (``allow_bf16_reduced_precision_reduction``)."""
     if precision == "fp32":
         return a @ b
     return (a.bfloat16() @ b.bfloat16()).float()
