@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.fx.experimental._config as fx_config
 from torch.utils.data import DataLoader
 
 from hpo.aot_step import fits, load_step
@@ -146,13 +147,35 @@ def _compiled_step(device: torch.device, precision: Precision) -> Callable[..., 
     every hidden size a study samples reuses it instead of recompiling (~5-20 s each here)."""
     key = (device.type, precision)
     if key not in _COMPILED:
-        _COMPILED[key] = torch.compile(
-            eager_step(precision),
-            dynamic=True,
-            fullgraph=True,
-            options=INDUCTOR_OPTIONS.get(device.type),
+        _COMPILED[key] = _without_duck_shapes(
+            torch.compile(
+                eager_step(precision),
+                dynamic=True,
+                fullgraph=True,
+                options=INDUCTOR_OPTIONS.get(device.type),
+            )
         )
     return _COMPILED[key]
+
+
+def _without_duck_shapes(step: Callable[..., None]) -> Callable[..., None]:
+    """``step`` traced with a symbol per size. By default dynamo gives sizes that are equal when
+    it traces one symbol ("duck shapes"), so a first trial with hidden1 == hidden2, or a size
+    equal to a batch's length, compiled a step that only fits such trials, and the next other one
+    compiled again (5-20 s).
+    The setting is read when a trace starts, so it is set around each call (about 5 us) rather
+    than for the whole process."""
+
+    @functools.wraps(step)
+    def call(*args: Any) -> None:
+        before = fx_config.use_duck_shape
+        fx_config.use_duck_shape = False
+        try:
+            step(*args)
+        finally:
+            fx_config.use_duck_shape = before
+
+    return call
 
 
 def fit(

@@ -114,7 +114,8 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A study's baseline (softmax head) and its other trials (logits, other sizes) must not pay a
-    # compile each: the head is a tensor flag and the shapes are dynamic.
+    # compile each: the head is a tensor flag and the shapes are dynamic, with no assumption that
+    # sizes equal in the first trial (24 = hidden2) stay equal.
     from torch._dynamo.utils import counters
 
     monkeypatch.setattr(hpo.train, "AHEAD_OF_TIME", ())  # torch.compile's step, as on a GPU:
@@ -123,6 +124,7 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     counters.clear()
     cpu = torch.device("cpu")
     heads: tuple[tuple[Head, int], ...] = (
+        ("softmax", 24),
         ("softmax", 48),
         ("logits", 48),
         ("logits", 40),
