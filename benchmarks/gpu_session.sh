@@ -7,7 +7,7 @@
 #   OUT=some/dir bash benchmarks/gpu_session.sh [STAGE...]   (stages: tests profile baseline bench
 #                                                           study; default all)
 # VARIANTS="compiled-graph ..." picks benchmarks/gpu_baseline.py's variants (default: the
-# default way and its eager twin; "all" for every one). The limits sum to 530 s, under the device
+# default way and its eager twin; "all" for every one). The limits sum to 540 s, under the device
 # tool's 600 s per call; its 8 files back are the 5 logs, bench.json, study.db and the trace.
 #
 # Needs: MNIST where hpo finds it ($HPO_DATA_DIR), and torch, optuna, pytest-benchmark importable.
@@ -44,7 +44,7 @@ want() { [[ $stages == *" $1 "* ]]; }
 # To stdout only: the device tool brings back at most 8 files, and the stages write 8.
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 "$py" -c 'import torch, optuna; print("torch", torch.__version__, "cuda", torch.version.cuda, "optuna", optuna.__version__)'
-want tests && stage tests "${LIMIT_TESTS:-100}" "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
+want tests && stage tests "${LIMIT_TESTS:-110}" "$py" -m pytest -q -p no:cacheprovider -rs tests/test_cuda_graph.py tests/test_device.py
 # The kernels of one epoch: how many per step, how busy the GPU is per step (the 2 s target's next step)
 want profile && TAIL=35 stage profile "${LIMIT_PROFILE:-60}" "$py" -m benchmarks.profile_epoch --device cuda --trace "$out"
 # shellcheck disable=SC2086  # VARIANTS is a list of words
