@@ -208,7 +208,34 @@ def setup_notes(spec: StudySpec) -> list[str]:
             "softmax; never below about 1.46) is on another scale than the logits head's, so "
             "trials of the two heads do not compare by loss; val_acc compares them"
         )
-    return notes
+    never = _never_prunes(spec)
+    return [*notes, never] if never else notes
+
+
+def _never_prunes(spec: StudySpec) -> str | None:
+    """A note when the pruner's first check comes after the last epoch that can be pruned
+    (steps are epochs counted from 0; the last epoch is never pruned, see hpo.trial)."""
+    p = spec.pruner
+    if p.name == "median":
+        first, knob = p.option("n_warmup_steps"), "n_warmup_steps"
+    elif p.name == "hyperband":
+        first, knob = p.option("min_resource"), "min_resource"
+    elif p.name == "successive_halving":
+        rate = p.option("min_early_stopping_rate")
+        first = p.option("min_resource") * p.option("reduction_factor") ** rate
+        knob = "min_resource or min_early_stopping_rate"
+    else:
+        return None
+    last = spec.epochs - 2
+    if first <= last:
+        return None
+    if last < 0:
+        return f"pruner {p.name}: no trial can be pruned in 1 epoch (a last epoch never is)"
+    return (
+        f"pruner {p.name}: no trial can be pruned: its first check is at step {first} (epochs "
+        f"count from 0) and with {spec.epochs} epochs the last step that can be pruned is "
+        f'{last}; lower {knob}, or name = "none" to say so'
+    )
 
 
 # ---------------------------------------------------------------------- the loop

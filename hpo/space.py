@@ -60,11 +60,11 @@ def baseline_outside_space(space: SearchSpace) -> list[str]:
     for name, dim in space.dims:
         value = getattr(base, name)
         if isinstance(dim, FloatRange | IntRange) and not dim.low <= value <= dim.high:
-            notes.append(f"{name}={value} is outside [{dim.low}, {dim.high}]")
+            notes.append(f"{name}={value}, outside [{dim.low}, {dim.high}]")
         elif isinstance(dim, Choice) and value not in dim.choices:
-            notes.append(f"{name}={value!r} is not among the choices {list(dim.choices)}")
+            notes.append(f"{name}={value!r}, not among the choices {list(dim.choices)}")
         elif isinstance(dim, Fixed) and dim.value != value:
-            notes.append(f"{name}={value!r} where the space fixes {dim.value!r}")
+            notes.append(f"{name}={value!r}, where the space fixes {dim.value!r}")
     return notes
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -246,6 +247,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     sampler = _component(data.get("sampler", {}), "sampler", SAMPLERS, "tpe", problems)
     pruner = _component(data.get("pruner", {}), "pruner", PRUNERS, "median", problems)
     space = _space(data.get("space", {}), problems)
+    problems += _unused_conditionals(space)
     if not problems and all(isinstance(dim, Fixed) for _, dim in space.dims):
         problems.append(
             "space: every key is fixed, so there is nothing to search; give at least one a range "
@@ -257,6 +259,27 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     return StudySpec(
         space, trials, epochs, seed, objective, direction, sampler, pruner, precision, source
     )
+
+
+def _unused_conditionals(space: SearchSpace) -> list[str]:
+    """A conditional parameter searched where no schedule the space allows uses it: it would
+    never be sampled, and the space would search less than it says."""
+    schedule = space["schedule"]
+    if isinstance(schedule, Choice):
+        allowed = schedule.choices
+    elif isinstance(schedule, Fixed):
+        allowed = (schedule.value,)
+    else:  # a range, refused already
+        return []
+    out = []
+    for name, users in USED_BY.items():
+        if not isinstance(space[name], Fixed) and not set(allowed) & set(users):
+            out.append(
+                f"space.{name}: searched, but no schedule this space allows "
+                f"({', '.join(map(str, allowed))}) uses it (only {', '.join(users)} do); give it "
+                f"one value or leave it out, or allow one of those schedules"
+            )
+    return out
 
 
 def _not_int(value: Any) -> bool:
@@ -348,6 +371,9 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
             type_ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not type_ok:
             out.append(f"{where}: expected {_ARTICLE[kind]}, got {_describe(value)}")
+            return False
+        if kind == _FLOAT and not math.isfinite(value):  # TOML has inf and nan
+            out.append(f"{where}: must be a finite number, got {value!r}")
             return False
         if not check(value):
             out.append(f"{where}: must be {meaning}, got {value!r}")

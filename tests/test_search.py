@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import hpo.device
 import hpo.search
 import hpo.trial
+from hpo.algorithms import make_pruner
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
 from hpo.errors import HpoError
@@ -130,7 +131,7 @@ def test_sampled_params_respect_the_space_and_its_conditionals() -> None:
 
 def test_baseline_params_leave_out_a_category_the_space_lacks() -> None:
     spec = tiny_spec(
-        space={"schedule": {"choices": ["cosine", "none"]}, "lr": {"low": 0.05, "high": 0.3}}
+        space={"schedule": {"choices": ["step", "cosine"]}, "lr": {"low": 0.05, "high": 0.3}}
     )
     params = baseline_params(spec.space)
     assert "schedule" not in params
@@ -142,6 +143,9 @@ def test_trial_zero_is_the_tutorials_config_even_outside_the_space(
     mnist: Mnist, tmp_path: Path
 ) -> None:
     spec = tiny_spec(space={"lr": {"low": 0.05, "high": 0.3}, "hidden1": {"low": 8, "high": 16}})
+    notes = setup_notes(spec)
+    assert "baseline (trial 0) runs the tutorial's lr=0.01, outside [0.05, 0.3]" in notes
+    assert "baseline (trial 0) runs the tutorial's hidden1=300, outside [8, 16]" in notes
     study = run(spec, tmp_path, 2, mnist=mnist)
     t0 = study.trials[0]
     assert t0.user_attrs["is_baseline"] is True
@@ -183,6 +187,39 @@ def test_a_loss_objective_across_heads_is_flagged_at_start(
 ) -> None:
     notes = setup_notes(tiny_spec(objective=objective, space={"head": head}))
     assert any("do not compare by loss" in n for n in notes) == warned
+
+
+@pytest.mark.parametrize(
+    "pruner",
+    [{"name": "median", "n_startup_trials": 0, "n_warmup_steps": w} for w in (0, 2, 3, 4)]
+    + [{"name": "hyperband", "min_resource": r} for r in (1, 2, 3, 4)]
+    + [
+        {"name": "successive_halving", "min_resource": r, "min_early_stopping_rate": rate}
+        for r, rate in ((1, 0), (1, 1), (3, 0), (1, 2))
+    ],
+)
+def test_a_pruner_that_can_never_prune_is_flagged_as_optuna_decides(
+    pruner: dict[str, Any],
+) -> None:
+    """The note must say "never" exactly when Optuna's own pruner cannot prune a hopeless trial
+    at any epoch but the last (never pruned): 4 epochs, steps 0-2."""
+    spec = tiny_spec(epochs=4, pruner=pruner)
+    study = optuna.create_study(study_name="s", direction="maximize", pruner=make_pruner(spec))
+    for n in range(30):  # good trials at every step, in every Hyperband bracket
+        trial = study.ask()
+        for step in range(spec.epochs):
+            trial.report(0.9 + n / 1000, step)
+            assert not trial.should_prune()  # which also files it in its rung (Hyperband)
+        study.tell(trial, 0.9 + n / 1000)
+    pruned = False
+    for _ in range(12):  # Hyperband puts trials in brackets whose first checks differ
+        hopeless = study.ask()
+        for step in range(spec.epochs - 1):
+            hopeless.report(0.1, step)
+            pruned = pruned or hopeless.should_prune()
+        study.tell(hopeless, 0.1)
+    flagged = any("no trial can be pruned" in n for n in setup_notes(spec))
+    assert flagged == (not pruned), (pruner, setup_notes(spec))
 
 
 def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -> None:

@@ -108,6 +108,34 @@ def test_values_outside_a_fields_domain_are_refused() -> None:
     assert "space.batch_size: must be in [2, 50000]" in refused({"space": {"batch_size": 100_000}})
 
 
+def test_infinite_values_are_refused_wherever_a_float_goes() -> None:
+    inf = float("inf")
+    assert "space.lr.high: must be a finite number, got inf" in refused(
+        {"space": {"lr": {"low": 1e-3, "high": inf}}}
+    )  # Optuna's samplers overflowed on it mid-study, after the baseline had trained
+    assert "space.gamma: must be a finite number, got -inf" in refused(
+        {"space": {"lr": {"low": 1e-3, "high": 0.1}, "gamma": -inf}}
+    )
+
+
+def test_a_conditional_parameter_no_allowed_schedule_uses_is_refused() -> None:
+    searched = {"low": 0.5, "high": 0.99}
+    msg = refused({"space": {"schedule": "cosine", "gamma": searched}})
+    assert "space.gamma: searched, but no schedule this space allows (cosine) uses it" in msg
+    msg = refused(
+        {
+            "space": {
+                "schedule": {"choices": ["exponential", "cosine"]},
+                "step_every": {"low": 1, "high": 5},
+            }
+        }
+    )
+    assert "space.step_every: searched, but no schedule this space allows (exponential, " in msg
+    assert "gamma" not in msg  # exponential uses gamma
+    ok = parse_spec({"space": {"schedule": {"choices": ["step", "cosine"]}, "gamma": searched}})
+    assert ok.space["gamma"] == FloatRange(0.5, 0.99, False)
+
+
 def test_unknown_sampler_pruner_and_schedule_are_named_with_the_choices() -> None:
     assert "sampler.name: 'bayes' is not one of tpe, random, cmaes, qmc" in refused(
         {"sampler": {"name": "bayes"}}
