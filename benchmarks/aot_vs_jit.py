@@ -2,11 +2,13 @@
 seconds for one training epoch's steps (the 50,000 images of the validation split's training
 side, batches of 64) per hidden sizes.
 
-    python -m benchmarks.aot_vs_jit [--threads N] [--rounds R] [--precision P] [H1xH2 ...]
+    python -m benchmarks.aot_vs_jit [--threads N] [--rounds R] [--precision P] [--steps S]
+                                    [H1xH2 ...]
 
 Both run the same kernels (``tests/test_aot_step.py`` checks the results are bit-identical); what
 differs is the call: the package runs with no guards and no dynamo wrappers. Alternating in one
-process keeps the machine's slow phases from favouring either side.
+process keeps the machine's slow phases from favouring either side. ``--steps`` times only an
+epoch's first S steps (a smoke test's run; the README's figures are whole epochs).
 """
 
 from __future__ import annotations
@@ -26,14 +28,22 @@ from hpo.train import _compiled_step, _scratch_steps
 BATCH = 64
 
 
-def main(sizes: list[tuple[int, int]], rounds: int, precision: Precision = "fp32") -> None:
+def main(
+    sizes: list[tuple[int, int]],
+    rounds: int,
+    precision: Precision = "fp32",
+    steps: int | None = None,
+) -> None:
     cpu = torch.device("cpu")
     packaged, _ = load_step(precision)
     jit = _compiled_step(cpu, precision)
     train = Mnist.load().tensors(cpu, full=False).train
     n = len(train.y)
     lr, momentum, head = torch.tensor(0.01), torch.tensor(0.9), torch.tensor(False)
-    print(f"threads {torch.get_num_threads()}; seconds per epoch of {n // BATCH} steps")
+    epoch = n // BATCH
+    steps = epoch if steps is None else min(steps, epoch)
+    span = f"per epoch of {epoch} steps" if steps == epoch else f"for {steps} of {epoch} steps"
+    print(f"threads {torch.get_num_threads()}; seconds {span}")
     for h1, h2 in sizes:
         state = FlatState.from_module(build_model(TrainConfig(hidden1=h1, hidden2=h2)), cpu)
         totals = torch.zeros(3, dtype=torch.float64)
@@ -43,7 +53,7 @@ def main(sizes: list[tuple[int, int]], rounds: int, precision: Precision = "fp32
             for name, step in (("ahead of time", packaged), ("torch.compile", jit)):
                 order = torch.randperm(n)
                 began = time.perf_counter()
-                for start in range(0, n - BATCH + 1, BATCH):
+                for start in range(0, steps * BATCH, BATCH):
                     step(train.x, train.y, order[start : start + BATCH], state.params,
                          state.bufs, state.running, totals, lr, momentum, head)  # fmt: skip
                 times[name].append(time.perf_counter() - began)
@@ -56,9 +66,12 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--steps", type=int, default=None, help="an epoch's first S steps only")
     parser.add_argument("sizes", nargs="*", default=["300x100"])
     args = parser.parse_args()
+    if args.steps is not None and args.steps < 1:
+        parser.error("--steps must be at least 1")
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # before the package is chosen: its key has it
     pairs = [size.split("x") for size in args.sizes]
-    main([(int(h1), int(h2)) for h1, h2 in pairs], args.rounds, args.precision)
+    main([(int(h1), int(h2)) for h1, h2 in pairs], args.rounds, args.precision, args.steps)

@@ -2,12 +2,13 @@
 to the exit, with ``--jobs 1`` and ``--jobs 2``, optionally side by side with another revision.
 
     python -m benchmarks.start_end [--rounds N] [--against REV] [--trials T --epochs E]
+                                   [--jobs J [J ...]]
 
 Each round runs a 2-trial, 1-epoch study (or T x E) of ``test_study_jobs``' spec (compiled, warm
 cache) per variant, alternating, and prints the medians. ``--against REV`` checks REV out in a
 temporary git worktree and runs its ``hpo`` the same way: how the start-up work and the
 ahead-of-time step were measured against the code before them (``--trials 12 --epochs 5`` is
-``test_study_jobs``' own study).
+``test_study_jobs``' own study). ``--jobs`` picks the worker counts (default: 1 and 2).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from benchmarks.time_split import time_split
 from hpo.data import data_root
 
 TRIALS, EPOCHS = 2, 1
+JOBS = (1, 2)
 
 
 def measure(
@@ -40,7 +42,13 @@ def measure(
     return wall, split["start_s"], split["end_s"]
 
 
-def main(rounds: int, against: str | None, trials: int = TRIALS, epochs: int = EPOCHS) -> None:
+def main(
+    rounds: int,
+    against: str | None,
+    trials: int = TRIALS,
+    epochs: int = EPOCHS,
+    jobs_list: tuple[int, ...] = JOBS,
+) -> None:
     with tempfile.TemporaryDirectory(prefix="hpo-start-end-") as scratch:
         repos = {"this tree": REPO}
         if against is not None:
@@ -53,7 +61,7 @@ def main(rounds: int, against: str | None, trials: int = TRIALS, epochs: int = E
             names = (f"s{n}" for n in itertools.count())  # one storage, a fresh study each run
             for k in range(rounds + 1):  # round 0 fills each variant's compile cache
                 for name, repo in repos.items():
-                    for jobs in (1, 2):
+                    for jobs in jobs_list:
                         got = measure(repo, jobs, Path(scratch), next(names), trials, epochs)
                         if k:
                             rows.setdefault((name, jobs), []).append(got)
@@ -73,5 +81,9 @@ if __name__ == "__main__":
     parser.add_argument("--against", default=None, metavar="REV", help="a git revision to compare")
     parser.add_argument("--trials", type=int, default=TRIALS)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--jobs", type=int, nargs="+", default=list(JOBS), metavar="J",
+                        help="worker counts to measure (default: 1 2)")  # fmt: skip
     args = parser.parse_args()
-    main(args.rounds, args.against, args.trials, args.epochs)
+    if args.rounds < 1:  # round 0 only warms the caches: no round would be measured
+        parser.error("--rounds must be at least 1")
+    main(args.rounds, args.against, args.trials, args.epochs, tuple(args.jobs))
