@@ -210,6 +210,12 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
         raise StorageError(f"storage {url!r} is not a database URL like {DEFAULT_STORAGE}{hint}")
     given, url = url, with_driver(url)
     path = sqlite_path(url)
+    if path is None and url.startswith("sqlite"):
+        raise StorageError(
+            f"storage {given!r} is an in-memory SQLite database: a study there is gone when hpo "
+            "exits, and --jobs workers, optuna-dashboard and hpo report cannot open it; name a "
+            f"file instead, e.g. {DEFAULT_STORAGE}"
+        )
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
             if path is not None:

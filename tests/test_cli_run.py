@@ -89,6 +89,10 @@ def test_unreachable_storage_exits_1_with_the_password_masked(
     [
         ("bogus://x", "Unknown database kind 'bogus': use sqlite:///FILE"),
         ("mysql://u:pw@127.0.0.1/x", "The mysql driver is not installed"),
+        # in memory: no resume, no workers, no dashboard (it hung on Optuna's thread check)
+        ("sqlite:///", "is an in-memory SQLite database"),
+        ("sqlite://", "name a file instead, e.g. sqlite:///runs/hpo.db"),
+        ("sqlite:///:memory:", "is an in-memory SQLite database"),
     ],
 )
 def test_a_storage_url_hpo_cannot_open_says_what_to_do_for_its_kind(
