@@ -38,6 +38,7 @@ from hpo.report.models import trained
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.search import baseline_trial
+from hpo.storage import TARGET_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -426,7 +427,12 @@ def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_pat
     assert not report.partial and report.summary.running == 0
     study.enqueue_trial({"lr": 0.07})  # a lost trial's parameters, to run again
     report = build_report(options(tmp_path, url))
-    assert report.partial and report.summary.running == 1
+    assert report.partial and (report.summary.running, report.summary.queued) == (0, 1)
+    assert "1 queued to run again" in report.notes[0]
+    # With the target reached (8 finished), hpo run runs nothing more, the queued trial neither.
+    study.set_user_attr(TARGET_ATTR, 8)
+    report = build_report(options(tmp_path, url))
+    assert not report.partial and report.summary.queued == 1
 
 
 def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direction(

@@ -126,9 +126,10 @@ def build_report(
     summary = summarise(data)
     notes: list[str] = []
     if data.partial:
+        queued = f", {summary.queued} queued to run again" if summary.queued else ""
         notes.append(
             f"Partial: {summary.complete + summary.pruned} trials finished, {summary.running} "
-            "running (or left RUNNING by a killed run): the numbers can still change."
+            f"running (or left RUNNING by a killed run){queued}: the numbers can still change."
         )
     if data.final is None:
         notes.append(

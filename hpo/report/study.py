@@ -51,23 +51,27 @@ class StudyData:
 
     @property
     def running(self) -> list[FrozenTrial]:
-        """Trials running, or queued to run (a lost trial's parameters, queued again). Not a
-        trial that a worker asked for and put back untrained because the study had no place left
-        for it (``hpo.search.surplus``): that one holds nothing to run, and is where the study's
-        next run starts."""
-        return [
-            t
-            for t in self.trials
-            if t.state == TrialState.RUNNING
-            or (t.state == TrialState.WAITING and "fixed_params" in t.system_attrs)
-        ]
+        return self.in_state(TrialState.RUNNING)
+
+    @property
+    def queued(self) -> list[FrozenTrial]:
+        """A lost trial's parameters, queued to run again. Not a trial that a worker asked for
+        and put back untrained because the study had no place left for it
+        (``hpo.search.surplus``): that one holds nothing to run, and is where the study's next
+        run starts."""
+        return [t for t in self.in_state(TrialState.WAITING) if "fixed_params" in t.system_attrs]
 
     @property
     def partial(self) -> bool:
-        """Trials still running (or left RUNNING by a killed run): the numbers may still move.
-        Fewer finished trials than the spec's count is not enough: ``hpo run --trials`` may
-        have asked for fewer on purpose."""
-        return bool(self.running)
+        """Trials still running (or left RUNNING by a killed run), or queued while the study is
+        short of its target: the numbers may still move. Fewer finished trials than the target
+        is not enough by itself: ``hpo run --trials`` may have asked for fewer on purpose, and
+        with the target reached a queued trial is never run."""
+        if self.running:
+            return True
+        finished = len(self.in_state(TrialState.COMPLETE, TrialState.PRUNED))
+        target = self.target_trials
+        return bool(self.queued) and (target is None or finished < target)
 
     @cached_property
     def baseline(self) -> FrozenTrial | None:

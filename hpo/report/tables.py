@@ -114,6 +114,7 @@ class Summary:
     pruned: int
     failed: int
     running: int
+    queued: int  # lost trials' parameters, to run again
     epochs_run: int  # over finished trials
     epochs_planned: int  # what the same trials would have run without pruning
     wall_seconds: float  # first start to last finish
@@ -136,6 +137,7 @@ def summarise(data: StudyData) -> Summary:
         pruned=len(data.in_state(TrialState.PRUNED)),
         failed=len(data.in_state(TrialState.FAIL)),
         running=len(data.running),
+        queued=len(data.queued),
         epochs_run=sum(epochs_run(t) for t in finished),
         epochs_planned=sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished),
         wall_seconds=span,
@@ -172,6 +174,7 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
             "trials",
             f"{summary.trials}: {summary.complete} complete, {summary.pruned} pruned, "
             f"{summary.failed} failed, {summary.running} running"
+            + (f", {summary.queued} queued" if summary.queued else "")
             + (f" (target: {data.target_trials})" if data.target_trials else ""),
         ),
         (
