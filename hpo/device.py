@@ -162,6 +162,18 @@ def plan_workers(
     return WorkerPlan(devices, worker_threads(len(devices), cpu_count))
 
 
+def crowded_note(plan: WorkerPlan, cpu_count: int) -> str | None:
+    """A note when more workers train on the CPU than there are CPUs: each has one thread, and
+    they take turns on the cores, so every trial takes longer for no more throughput."""
+    on_cpu = sum(d == "cpu" for d in plan.devices)
+    if on_cpu <= max(cpu_count, 1):
+        return None
+    return (
+        f"{on_cpu} workers on {cpu_count} usable CPU(s) take turns on them: each trial runs "
+        f"slower and the study no faster; --jobs {cpu_count} uses every CPU"
+    )
+
+
 def _cuda_index(name: str) -> int:
     try:
         return int(name.partition(":")[2])

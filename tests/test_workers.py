@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 import hpo.workers
 from hpo.algorithms import make_sampler
-from hpo.device import DeviceError, WorkerPlan, plan_workers, worker_threads
+from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
 from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, per_trial_seed
 from hpo.search import open_study, run_one, surplus
@@ -116,6 +116,18 @@ def test_threads_are_split_between_workers_and_never_oversubscribed() -> None:
             threads = worker_threads(jobs, cpus)
             assert threads is not None and threads >= 1
             assert threads * jobs <= max(cpus, jobs)
+
+
+def test_more_cpu_workers_than_cpus_get_a_note_naming_the_jobs_that_fit() -> None:
+    def note(device: str, jobs: int, cpus: int, gpus: int = 0) -> str | None:
+        return crowded_note(plan_workers(device, jobs, cuda_count=gpus, cpu_count=cpus), cpus)
+
+    assert note("cpu", 4, 2) == (
+        "4 workers on 2 usable CPU(s) take turns on them: each trial runs slower and the study "
+        "no faster; --jobs 2 uses every CPU"
+    )
+    assert note("cpu", 2, 2) is None and note("auto", 1, 1) is None
+    assert note("auto", 4, 2, gpus=1) is None  # GPU workers: the CPUs only feed them
 
 
 # ---------------------------------------------------------------------- sampling across workers

@@ -157,6 +157,7 @@ def handler(args: argparse.Namespace) -> int:
 
     from hpo.data import ensure_mnist
     from hpo.device import (
+        crowded_note,
         mps_available,
         plan_workers,
         resolve_device,
@@ -216,6 +217,8 @@ def handler(args: argparse.Namespace) -> int:
         with reporting_loss(storage.url):
             study = open_study(spec, storage, study_name)  # once, before the workers load it
             log(describe_plan(plan.devices, plan.threads))
+            if crowded := crowded_note(plan, usable_cpus()):
+                log(f"note: {crowded}")
             argvs = [
                 worker_argv(args, study_name, n_trials, i, d, plan.jobs)
                 for i, d in enumerate(plan.devices)
