@@ -169,7 +169,14 @@ def mask_text(text: str, url: str) -> str:
 
 
 def dashboard_command(url: str) -> str:
-    return f"optuna-dashboard {mask_url(url)}"
+    """How to browse the storage. The printed URL has its password masked, so pasting it would
+    fail: where the URL came from $HPO_STORAGE the command names the variable instead."""
+    masked = mask_url(url)
+    if masked == url:
+        return f"optuna-dashboard {url}"
+    if os.environ.get(STORAGE_ENV) == url:
+        return f'optuna-dashboard "${STORAGE_ENV}"'
+    return f"optuna-dashboard {masked}  (with your password for ***)"
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -20,7 +20,7 @@ import hpo.data
 import hpo.device
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
-from hpo.storage import mask_text
+from hpo.storage import dashboard_command, mask_text
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 
@@ -102,6 +102,18 @@ def test_a_storage_url_hpo_cannot_open_says_what_to_do_for_its_kind(
     assert main(["run", "--spec", spec, "--storage", url]) == 1
     err = capsys.readouterr().err
     assert said in err and "hpo[postgres]" not in err and ":pw@" not in err
+
+
+def test_the_dashboard_command_printed_can_be_pasted_without_showing_a_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = "postgresql://hpo:s3cret@db/hpo"
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    assert dashboard_command("sqlite:///runs/hpo.db") == "optuna-dashboard sqlite:///runs/hpo.db"
+    told = dashboard_command(url)
+    assert "s3cret" not in told and "postgresql://hpo:***@db/hpo" in told and "password" in told
+    monkeypatch.setenv("HPO_STORAGE", url)
+    assert dashboard_command(url) == 'optuna-dashboard "$HPO_STORAGE"'
 
 
 def test_a_password_in_a_driver_message_is_masked_where_it_stands_for_one() -> None:

@@ -189,7 +189,7 @@ def handler(args: argparse.Namespace) -> int:
     devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
     storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
-    log(f"browse:  {dashboard_command(storage.url)}")
+    log(f"browse:  {dashboard_command(args.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
         check_study(spec, storage, study_name)  # refuses a mismatched study before notes or data
