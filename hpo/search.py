@@ -303,7 +303,8 @@ def run_study(
         raise ValueError(f"n_trials must be >= 1 (got {n_trials})")
     with reporting_loss(storage.url):
         study = open_study(spec, storage, study_name)
-        study.set_user_attr(TARGET_ATTR, n_trials)  # for hpo finalize and the report
+        if counts(study, n_trials).finished <= n_trials:  # for hpo finalize and the report;
+            study.set_user_attr(TARGET_ATTR, n_trials)  # not a run that had nothing to do
         ctx = TrialContext(spec, study_name, mnist, device, progress, runs_dir, compile)
         stopped = _loop(study, storage, ctx, n_trials, timeout)
         return summarize(study, storage, n_trials, stopped)

@@ -220,6 +220,9 @@ def test_finalize_and_the_report_measure_the_study_against_the_last_runs_trials(
     out = tmp_path / "r.html"
     assert main(["report", *flags, "--no-pictures", "--format", "json", "--out", str(out)]) == 0
     assert "(target: 2)" in out.read_text()
+    # A run asking for fewer than are finished has nothing to do, and leaves the target alone.
+    assert hpo_run(tmp_path, synthetic, "--study", "t", "--trials", "1", "--no-finalize") == 0
+    assert optuna.load_study(study_name="t", storage=url).user_attrs["trials_target"] == 2
 
 
 def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
