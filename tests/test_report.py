@@ -35,7 +35,7 @@ from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_ru
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, parallel, slices
 from hpo.report.models import trained
-from hpo.report.tables import curve, last_val_acc, summarise, summary_frame
+from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.search import baseline_trial
 from hpo.storage import TARGET_ATTR
@@ -455,6 +455,9 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     assert list(done.y) == [0.30, 0.25, 0.40]
     assert list(best.y) == [0.30, 0.25, 0.25]  # lowest so far, not highest
     assert list(pruned.y) == [curve(data.trials[3], "val_loss")[-1]]  # on the loss axis
+    top = top_frame(data)
+    assert top["trial"].tolist() == [1, 0, 2] and top["val_loss"].tolist() == [0.25, 0.30, 0.40]
+    assert list(top.columns[:3]) == ["trial", "val_loss", "val_acc"]  # what it is ranked by
     runs = [{"trial": n, "seed": 0, "test_acc": 0.98, "seconds_per_epoch": 1.0} for n in (0, 1, 2)]
     frame = confirm_frame(data, runs)
     assert frame["trial"].tolist() == [1, 0, 2]  # the search's order: lowest loss first

@@ -144,6 +144,7 @@ def build_report(
         verdict,
         summary_frame(data, summary),
         top_frame(data),
+        data.target_label,
         confirm_frame(data, runs) if runs else None,
         [history(data), curves(data), *landscape(data), schedules(data)],
         pictures,

@@ -41,6 +41,7 @@ class Page:
     verdict: Verdict
     summary: pd.DataFrame
     top: pd.DataFrame
+    ranked_by: str  # what the top trials are ranked by: the objective, in words
     confirm: pd.DataFrame | None
     figures: list[Figure]
     pictures: list[Picture]
@@ -66,7 +67,7 @@ def render(page: Page) -> str:
         *(f"<p class='note'>{escape(n)}</p>" for n in page.notes),
         "<h2 id='study'>Study</h2>",
         _table(page.summary, "summary"),
-        "<h3>Top trials (validation accuracy)</h3>",
+        f"<h3>Top trials (by {escape(page.ranked_by)})</h3>",
         _table(page.top, "top-trials") if len(page.top) else "<p>No complete trial.</p>",
     ]
     if page.confirm is not None:

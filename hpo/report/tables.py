@@ -201,17 +201,20 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
 
 
 def top_frame(data: StudyData, k: int = 10) -> pd.DataFrame:
-    """The k best complete trials with the parameters the search chose."""
+    """The k best complete trials by the study's objective (its column first when that is not
+    validation accuracy), with the parameters the search chose."""
     order = {k: i for i, k in enumerate(CONFIG_KEYS)}
     names = sorted(
         {p for t in data.complete for p in t.params}, key=lambda p: (order.get(p, len(order)), p)
     )
+    ranked_by = [] if data.objective == "val_acc" else [data.objective]
     rows = []
     for t in data.ranked()[:k]:
         row = trial_row(t)
         rows.append(
             {
                 "trial": t.number,
+                **{key: t.value for key in ranked_by},
                 "val_acc": last_val_acc(t),
                 "baseline": row["is_baseline"],
                 **{p: t.params.get(p) for p in names},
@@ -219,7 +222,8 @@ def top_frame(data: StudyData, k: int = 10) -> pd.DataFrame:
                 "params": row["param_count"],
             }
         )
-    return pd.DataFrame(rows, columns=["trial", "val_acc", "baseline", *names, "s/epoch", "params"])
+    columns = ["trial", *ranked_by, "val_acc", "baseline", *names, "s/epoch", "params"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _duration(trial: FrozenTrial) -> float:
