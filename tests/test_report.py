@@ -663,8 +663,13 @@ def test_cli_writes_html_and_csv_and_prints_json(
     assert result["verdict"] == "unconfirmed"
 
 
-def test_cli_rejects_a_one_seed_confirm_as_a_usage_error(study_url: str) -> None:
-    assert main(["report", "--storage", study_url, "--study", "demo", "--confirm", "1"]) == 2
+def test_cli_rejects_a_one_seed_confirm_and_a_top_without_confirm_as_usage_errors(
+    study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = ["report", "--storage", study_url, "--study", "demo"]
+    assert main([*flags, "--confirm", "1"]) == 2
+    assert main([*flags, "--top", "5"]) == 2  # it would be ignored: nothing is retrained
+    assert "--top 5 chooses how many configurations --confirm retrains" in capsys.readouterr().err
 
 
 def test_trials_frame_matches_the_stored_values(study_url: str) -> None:

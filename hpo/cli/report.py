@@ -46,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top",
         type=int,
-        default=3,
+        default=None,
         metavar="K",
         help="how many of the best configurations --confirm retrains (default: 3)",
     )
@@ -74,14 +74,20 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"--confirm must be 0 or more seeds (got {args.confirm})")
     if args.confirm == 1:
         raise UsageError("--confirm needs at least 2 seeds for an interval (got 1)")
-    if args.top < 1:
-        raise UsageError(f"--top must be at least 1 (got {args.top})")
+    if args.top is not None and not args.confirm:
+        raise UsageError(
+            f"--top {args.top} chooses how many configurations --confirm retrains; add "
+            "--confirm N (N seeds each), or leave --top out"
+        )
+    top = 3 if args.top is None else args.top
+    if top < 1:
+        raise UsageError(f"--top must be at least 1 (got {top})")
     options = ReportOptions(
         study=args.study,
         storage=args.storage,
         out=args.out,
         confirm=args.confirm,
-        top_k=args.top,
+        top_k=top,
         pictures=not args.no_pictures,
         device=resolve_device(args.device),
         data_dir=args.data_dir,
