@@ -70,8 +70,7 @@ def test_study_overhead(
         return study
 
     study = benchmark.pedantic(run, rounds=1, iterations=1)
-    if study is not None:
-        assert len(study.trials) == n
+    assert len(study.trials) == n
     benchmark.extra_info["n_trials"] = n
     if benchmark.stats is not None:
         benchmark.extra_info["ms_per_trial"] = benchmark.stats.stats.median * 1000 / n

@@ -31,12 +31,11 @@ def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: Loader, sm
     result = benchmark.pedantic(
         lambda: fit(config, mnist, device, full=True), rounds=rounds, iterations=1
     )
-    if result is not None:  # None when timing is disabled
-        assert result.status == "complete"
-        benchmark.extra_info["test_acc"] = result.final.eval_acc
-        benchmark.extra_info["compiled"] = result.step.compiled
-        benchmark.extra_info["graphed"] = result.step.graphed
-        benchmark.extra_info["train_images"] = len(mnist.arrays.train_labels)  # full=True
+    assert result.status == "complete"
+    benchmark.extra_info["test_acc"] = result.final.eval_acc
+    benchmark.extra_info["compiled"] = result.step.compiled
+    benchmark.extra_info["graphed"] = result.step.graphed
+    benchmark.extra_info["train_images"] = len(mnist.arrays.train_labels)  # full=True
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -52,11 +51,10 @@ def test_epoch_precision(
     result = benchmark.pedantic(
         lambda: fit(config, mnist, device, full=True), rounds=5, iterations=1
     )
-    if result is not None:
-        assert result.status == "complete" and result.config.precision == precision
-        benchmark.extra_info["test_acc"] = result.final.eval_acc
-        benchmark.extra_info["train_seconds"] = result.train_seconds
-        benchmark.extra_info["aot"] = result.step.aot
+    assert result.status == "complete" and result.config.precision == precision
+    benchmark.extra_info["test_acc"] = result.final.eval_acc
+    benchmark.extra_info["train_seconds"] = result.train_seconds
+    benchmark.extra_info["aot"] = result.step.aot
 
 
 @pytest.mark.parametrize("device_name", devices())
@@ -69,9 +67,8 @@ def test_tutorial_twenty_epochs(benchmark, mnist: Mnist, device_name: str, smoke
     result = benchmark.pedantic(
         lambda: fit(config, mnist, device, full=True), rounds=1, iterations=1
     )
-    if result is not None:
-        assert result.status == "complete"
-        benchmark.extra_info["test_acc"] = result.final.eval_acc
-        benchmark.extra_info["train_seconds"] = result.train_seconds
-        if not smoke:
-            assert result.final.eval_acc >= 0.98
+    assert result.status == "complete"
+    benchmark.extra_info["test_acc"] = result.final.eval_acc
+    benchmark.extra_info["train_seconds"] = result.train_seconds
+    if not smoke:
+        assert result.final.eval_acc >= 0.98
