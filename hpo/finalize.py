@@ -20,6 +20,7 @@ from hpo.errors import HpoError
 from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.search import baseline_trial, best_trial
+from hpo.storage import last_val_acc
 from hpo.train import fit
 
 
@@ -68,11 +69,10 @@ def _retrain(
 ) -> dict[str, Any]:
     config = TrainConfig.from_dict(t.user_attrs["config"])
     result = fit(config, mnist, device, full=True, compile=compile)
-    val = t.user_attrs.get("curves", {}).get("val_acc") or [None]
     return {
         "trial": t.number,
         "config": config.to_dict(),
-        "val_acc": val[-1],
+        "val_acc": last_val_acc(t),
         "test_acc": finite(result.final.eval_acc),
         "test_loss": finite(result.final.eval_loss),
         "train_seconds": result.train_seconds,

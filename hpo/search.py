@@ -34,6 +34,7 @@ from hpo.storage import (
     Heartbeat,
     Orphans,
     baseline_of,
+    last_val_acc,
     mask_url,
     reporting_loss,
 )
@@ -263,7 +264,7 @@ def counts_of(
 
 
 def best_trial(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
-    return _best(trials or study.get_trials(deepcopy=False), study.direction)
+    return _best(study.get_trials(deepcopy=False) if trials is None else trials, study.direction)
 
 
 def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
@@ -474,5 +475,5 @@ def summarize(
 def _brief(t: FrozenTrial | None) -> TrialBrief | None:
     if t is None or t.value is None:
         return None
-    val = t.user_attrs.get("curves", {}).get("val_acc") or [None]
-    return TrialBrief(t.number, t.value, val[-1], dict(t.params), dict(t.user_attrs["config"]))
+    config = dict(t.user_attrs["config"])
+    return TrialBrief(t.number, t.value, last_val_acc(t), dict(t.params), config)

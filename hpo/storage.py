@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.util
+import math
 import os
 import random
 import re
@@ -79,6 +80,19 @@ def baseline_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
     failed attempt is no baseline, its curve stops short of the tutorial's 20 epochs."""
     done = (t for t in trials if t.state == TrialState.COMPLETE)
     return next((t for t in done if t.user_attrs.get("is_baseline")), None)
+
+
+def curve(trial: FrozenTrial, key: str) -> list[float]:
+    """A per-epoch list; a non-finite value, stored as null (JSON has no NaN), comes back NaN."""
+    values = (trial.user_attrs.get("curves") or {}).get(key) or []
+    return [math.nan if v is None else float(v) for v in values]
+
+
+def last_val_acc(trial: FrozenTrial) -> float | None:
+    """Validation accuracy at the last finite epoch: the trial's value when that is the
+    objective. One definition for hpo run's summary, finalize and the report."""
+    finite = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
+    return finite[-1] if finite else None
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> None:

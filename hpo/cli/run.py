@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log, stop_once
-from hpo.search import StudySummary
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:  # for annotations only
     from optuna.storages import RDBStorage
 
     from hpo.mnist import Mnist
+    from hpo.search import StudySummary
 
 DEFAULT_SPEC = Path("studies/mnist_mlp.toml")
 

@@ -158,7 +158,7 @@ def contour(data: StudyData, params: list[str]) -> Figure:
     return Figure(
         "contour",
         title,
-        f"Validation accuracy over {params[0]} and {params[1]}, "
+        f"{data.target_label.capitalize()} over {params[0]} and {params[1]}, "
         "interpolated between complete trials (dots).",
         _restyle(fig, 460),
     )

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import TrainConfig
 from hpo.model import parameter_count
 from hpo.report.study import StudyData
+from hpo.storage import curve, last_val_acc
 
 CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
 
@@ -51,18 +52,6 @@ def trial_config(trial: FrozenTrial) -> dict[str, Any]:
     """The stored config; the sampled params fill in for a trial that failed before storing it."""
     config = trial.user_attrs.get("config")
     return dict(config) if isinstance(config, dict) else dict(trial.params)
-
-
-def curve(trial: FrozenTrial, key: str) -> list[float]:
-    """A per-epoch list; a non-finite value, stored as null (JSON has no NaN), comes back NaN."""
-    values = (trial.user_attrs.get("curves") or {}).get(key) or []
-    return [math.nan if v is None else float(v) for v in values]
-
-
-def last_val_acc(trial: FrozenTrial) -> float | None:
-    """Validation accuracy at the last epoch run: the trial's value when that is the objective."""
-    finite = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
-    return finite[-1] if finite else None
 
 
 def epochs_run(trial: FrozenTrial) -> int:
