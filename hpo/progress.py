@@ -19,7 +19,6 @@ class Counts:
     pruned: int = 0
     failed: int = 0
     running: int = 0
-    waiting: int = 0
     best_value: float | None = None
     best_trial: int | None = None
 

@@ -257,7 +257,6 @@ def counts_of(
         n[TrialState.PRUNED],
         n[TrialState.FAIL],
         n[TrialState.RUNNING],
-        n[TrialState.WAITING],
         best.value if best else None,
         best.number if best else None,
     )

@@ -87,10 +87,6 @@ class FitResult:
     def param_count(self) -> int:
         return parameter_count(self.config.hidden1, self.config.hidden2)
 
-    def curves(self) -> dict[str, list[float]]:
-        keys = [k for k in EpochMetrics.__dataclass_fields__ if k != "epoch"]
-        return {k: [getattr(e, k) for e in self.epochs] for k in keys}
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.config.to_dict(),

@@ -26,9 +26,9 @@ def save_digits(images: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def save_loss_curve(losses: Sequence[float], path: Path, label: str = "Train Loss") -> Path:
+def save_loss_curve(losses: Sequence[float], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(range(len(losses)), losses, marker="o", label=label)
+    ax.plot(range(len(losses)), losses, marker="o", label="Train Loss")
     ax.set_title("Train Loss")
     ax.set_xlabel("Epoch")
     ax.set_ylabel("Loss")

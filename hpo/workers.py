@@ -282,7 +282,6 @@ class StudyWatch:
         self._study, self._target, self._epochs = study, target, epochs
         self._progress = progress
         self._seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-        self.lost: BaseException | None = None  # the parent's own last storage error, if any
 
     def __call__(self) -> None:
         from hpo.search import counts_of, outcome
@@ -292,9 +291,7 @@ class StudyWatch:
         except Exception as exc:  # the workers say what went wrong with the storage
             if not storage_failure(exc):
                 raise
-            self.lost = exc
             return
-        self.lost = None
         direction, clock = self._study.direction, dt.datetime.now()
         new = [t for t in trials if t.state.is_finished() and t.number not in self._seen]
         for t in sorted(new, key=lambda t: t.datetime_complete or clock):

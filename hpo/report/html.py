@@ -191,7 +191,7 @@ def _ci(v: Verdict) -> str:
     d = v.difference
     if d is None:
         return "interval: only with --confirm"
-    return f"{d.diff * 100:+.2f} pp, 95% CI {d.low * 100:+.2f} to {d.high * 100:+.2f} pp"
+    return f"{d.diff * 100:+.2f} pp, {d.level:.0%} CI {d.low * 100:+.2f} to {d.high * 100:+.2f} pp"
 
 
 def _fmt(value: Any) -> str:

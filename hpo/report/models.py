@@ -97,13 +97,12 @@ def trained(
         result = fit(config, mnist, device, full=True, compile=compile)
     finally:
         torch.set_num_threads(before)
-    curves = result.curves()
     epochs = len(result.epochs)
     out = Trained(
         config,
         result.final.eval_acc,
         result.final.eval_loss,
-        tuple(curves["train_loss"]),
+        tuple(e.train_loss for e in result.epochs),
         result.train_seconds / epochs if epochs else math.nan,
         result.device,
         result.status,

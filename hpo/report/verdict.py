@@ -118,7 +118,7 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
         )
     assert best.test is not None and base.test is not None
     span = (
-        f"{_pp(diff.diff)} (95% CI {_pp(diff.low)} to {_pp(diff.high)}; "
+        f"{_pp(diff.diff)} ({diff.level:.0%} CI {_pp(diff.low)} to {_pp(diff.high)}; "
         f"{best.test.n} vs {base.test.n} seeds)"
     )
     scores = f"test accuracy {percent(best.test.mean)} vs {percent(base.test.mean)}"
