@@ -30,7 +30,7 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, open_study, trials_frame
+from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, parallel, slices
@@ -264,7 +264,7 @@ def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
 
 
 def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> None:
-    data = open_study("demo", study_url)
+    data = read_study("demo", study_url)
     summary = summarise(data)
     rows = dict(summary_frame(data, summary).itertuples(index=False))
     assert rows["trials"] == "9: 6 complete, 2 pruned, 1 failed, 0 running (target: 12)"
@@ -283,7 +283,7 @@ def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> N
 def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ(
     study_url: str,
 ) -> None:
-    data = open_study("demo", study_url)  # its trials trained in fp32; no precision attr: fp32
+    data = read_study("demo", study_url)  # its trials trained in fp32; no precision attr: fp32
     assert dict(summary_frame(data, summarise(data)).itertuples(index=False))["precision"] == "fp32"
     trials = copy.deepcopy(data.trials)
     for t in trials:
@@ -300,7 +300,7 @@ def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ
 
 
 def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> None:
-    v = decide(open_study("demo", study_url), [])
+    v = decide(read_study("demo", study_url), [])
     assert v.kind == "unconfirmed" and v.difference is None
     assert v.best is not None and v.baseline is not None
     assert (v.best.trial, v.baseline.trial) == (BEST, BASELINE)
@@ -325,7 +325,7 @@ def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> 
 
 def test_verdict_says_not_finalized_and_uses_the_search_timings(tmp_path: Path) -> None:
     url = build_study(tmp_path / "s.db", finalized=False)
-    v = decide(open_study("demo", url), [])
+    v = decide(read_study("demo", url), [])
     assert v.best is not None and v.best.test is None and v.best.test_source == NOT_FINALIZED
     assert v.best.seconds_per_epoch == pytest.approx(1.5 + BEST / 10)
 
@@ -339,7 +339,7 @@ def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url
         {"trial": BASELINE, "seed": s, "test_acc": a, "seconds_per_epoch": 2.0}
         for s, a in enumerate([0.975, 0.977, 0.976])
     ]
-    v = decide(open_study("demo", study_url), runs)
+    v = decide(read_study("demo", study_url), runs)
     assert v.difference is not None
     # Hand-computed in test_report_stats: 0.006 +- 3.21876 * sqrt(5e-6 / 3).
     assert (v.difference.low, v.difference.high) == pytest.approx((0.0018446, 0.0101554), abs=1e-7)
@@ -400,7 +400,7 @@ def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(
     study = optuna.load_study(study_name="demo", storage=url)
     earlier = {**final_record(BEST), "trial": 6}  # as if finalized while trial 6 led
     study.set_user_attr("final", {"best": earlier, "baseline": final_record(BASELINE)})
-    v = decide(open_study("demo", url), [])
+    v = decide(read_study("demo", url), [])
     assert v.best is not None and v.best.trial == BEST and v.best.test is None
     assert "run `hpo finalize` again" in v.best.test_source
     assert v.baseline is not None and v.baseline.test is not None  # still about trial 0
@@ -448,7 +448,7 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     ]:
         add_trial(study, number, state, loss, {}, EPOCHS if loss else 2)
     study.set_user_attr("objective", "val_loss")
-    data = open_study("demo", url)
+    data = read_study("demo", url)
     fig = history(data).figure
     assert fig is not None
     done, best, pruned = fig.data[0], fig.data[1], fig.data[2]
@@ -479,7 +479,7 @@ def test_pictures_skipped_for_damaged_data_name_the_file_and_the_fix(
 
 def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:
     url = build_study(tmp_path / "b.db", finalized=False, trials=[0, 2, 4])
-    v = decide(open_study("demo", url), [])
+    v = decide(read_study("demo", url), [])
     assert v.kind == "baseline-best" and "still the best" in v.headline
 
 
@@ -490,7 +490,7 @@ def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
     tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = build_study(tmp_path / "c.db", finalized=False)
-    data = open_study("demo", url)
+    data = read_study("demo", url)
     assert [t.number for t in candidates(data, 2)] == [BEST, 6, BASELINE]
     fast = {"epochs": 1, "hidden1": 32, "hidden2": 16}
     monkeypatch.setattr(
@@ -507,7 +507,7 @@ def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
     )
     assert sorted((r["trial"], r["seed"]) for r in runs) == [(0, 0), (0, 1), (3, 0), (3, 1)]
     assert {r["config"]["seed"] for r in runs} == {0, 1}
-    stored = stored_runs(open_study("demo", url))
+    stored = stored_runs(read_study("demo", url))
     assert [(r["trial"], r["seed"], r["test_acc"]) for r in stored] == [
         (r["trial"], r["seed"], r["test_acc"]) for r in runs
     ]
@@ -521,7 +521,7 @@ def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
 
     monkeypatch.setattr("hpo.report.confirm.trained", counting)
     more = run_confirm(
-        open_study("demo", url),
+        read_study("demo", url),
         synthetic_mnist,
         _cpu(),
         n_seeds=3,
@@ -673,7 +673,7 @@ def test_cli_rejects_a_one_seed_confirm_and_a_top_without_confirm_as_usage_error
 
 
 def test_trials_frame_matches_the_stored_values(study_url: str) -> None:
-    frame = trials_frame(open_study("demo", study_url)).set_index("trial")
+    frame = trials_frame(read_study("demo", study_url)).set_index("trial")
     for number, state, value, _, run in TRIALS:
         assert frame.loc[number, "epochs_run"] == run
         if state == TrialState.COMPLETE:
@@ -695,7 +695,7 @@ def _no_fit(*_args: Any, **_kwargs: Any) -> Any:
 
 
 def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> None:
-    data = open_study("demo", study_url)
+    data = read_study("demo", study_url)
     parallel_fig = parallel(data).figure
     assert parallel_fig is not None
     lines = [t for t in parallel_fig.data if t.mode == "lines"]

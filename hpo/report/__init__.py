@@ -27,7 +27,7 @@ from hpo.report.landscape import landscape
 from hpo.report.models import trained
 from hpo.report.pictures import Picture, all_pictures
 from hpo.report.stats import Difference, Sample, describe, t_quantile, welch_interval
-from hpo.report.study import DEFAULT_STUDY, StudyData, open_study
+from hpo.report.study import DEFAULT_STUDY, StudyData, read_study
 from hpo.report.tables import (
     TRIAL_COLUMNS,
     Summary,
@@ -50,7 +50,7 @@ __all__ = [
     "Verdict",
     "build_report",
     "describe",
-    "open_study",
+    "read_study",
     "t_quantile",
     "trials_frame",
     "welch_interval",
@@ -102,7 +102,7 @@ def build_report(
     """Read the study, retrain what ``--confirm`` and the pictures need, write HTML and CSV.
 
     ``mnist`` is loaded from ``options.data_dir`` only when something has to be trained."""
-    data = open_study(options.study, options.storage)
+    data = read_study(options.study, options.storage)
     loaded: list[Mnist] = [mnist] if mnist is not None else []
 
     def get_mnist() -> Mnist:

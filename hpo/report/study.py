@@ -118,7 +118,7 @@ class StudyData:
         return record
 
 
-def open_study(name: str, storage: str) -> StudyData:
+def read_study(name: str, storage: str) -> StudyData:
     """Read ``name`` from ``storage``; a missing storage or study is an error naming what exists."""
     _, study = load_existing_study(storage, name)
     trials = tuple(study.get_trials(deepcopy=False))
