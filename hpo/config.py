@@ -27,7 +27,7 @@ PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
 class TrainConfig:
     """Everything that decides what one training run computes.
 
-    The defaults are the tutorial's recipe exactly (see shared/seed/RECIPE.md), including its
+    The defaults are the tutorial's recipe exactly (the README, "The baseline"), including its
     double-softmax head, so ``TrainConfig()`` is the baseline.
     """
 

@@ -1,7 +1,7 @@
 """CUDA graphs: one replay launches a whole chunk of training steps.
 
 Why: on a GPU the tutorial's step is a few dozen tiny kernels, and launched one at a time from
-Python the GPU mostly waits for the next launch (RECIPE.md, H100: about 2.2 s per epoch eager;
+Python the GPU mostly waits for the next launch (measured on an H100: about 2.2 s per epoch eager;
 0.18 s with one graph per step, the batch gathers and the Python loop still outside it).
 Capturing a chunk of steps once per ``fit`` (``hpo.epoch_steps``) turns dozens of steps into one
 launch. Everything that changes between replays (the batch indices, the lr, the running totals)

