@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 from hpo.device import WorkerPlan
 from hpo.errors import HpoError
 from hpo.progress import Progress, Running
-from hpo.storage import StorageError, storage_failure
+from hpo.storage import STORAGE_ENV, StorageError, storage_failure
 
 POLL_S = 1.0  # how often the parent reads the study for its display
 TAIL = 3000  # characters of a crashed worker's stderr shown
@@ -85,7 +85,7 @@ def worker_env(
     """The parent's environment and ``extra``, plus the storage URL (kept off the command
     line, where ``ps`` shows it to every user) and the thread share, set before OpenMP starts
     in the worker."""
-    env = {**os.environ, **(extra or {}), "HPO_STORAGE": storage_url}
+    env = {**os.environ, **(extra or {}), STORAGE_ENV: storage_url}
     if threads is not None:
         env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     return env
