@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hpo.errors import HpoError
+from hpo.text import short
 
 # (label, slower benchmark, faster benchmark, per): the ratio is slower's median / faster's
 # median, both from the same run: timings on these machines drift, ratios measured side by side
@@ -120,7 +121,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     ]
     for b in report.get("benchmarks", []):
         s = b["stats"]
-        notes = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(b.get("extra_info", {}).items()))
+        notes = ", ".join(f"{k}={short(v)}" for k, v in sorted(b.get("extra_info", {}).items()))
         lines.append(
             f"| `{b['name']}` | {_seconds(s['median'])} | {_seconds(s['min'])} | "
             f"{s['rounds']} | {notes} |"
@@ -130,10 +131,6 @@ def markdown(report: Mapping[str, Any]) -> str:
         lines += ["", "| ratio (same run) | value |", "| --- | --- |"]
         lines += [f"| {r['label']} | {r['ratio']:.2f}x |" for r in found]
     return "\n".join(lines) + "\n"
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 class BenchFileError(HpoError):

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log, stop_once
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
+from hpo.text import short
 
 if TYPE_CHECKING:  # for annotations only
     import torch
@@ -337,7 +338,7 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     if s.stopped_early:
         lines.append(f"stopped   early ({s.stopped_early}); rerun the same command to go on")
     if s.best is not None:
-        params = "  ".join(f"{k}={_short(v)}" for k, v in s.best.params.items())
+        params = "  ".join(f"{k}={short(v)}" for k, v in s.best.params.items())
         lines.append(f"best      trial {s.best.number}: {params}")
     final = s.final or {}
     rows = [("best", s.best), ("baseline", s.baseline)]
@@ -356,10 +357,6 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     if not final:
         lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
     return "\n".join(lines)
-
-
-def _short(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _pct(v: Any) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Any
 
 import pandas as pd
 import plotly.io as pio
@@ -14,6 +13,7 @@ from plotly.offline import get_plotlyjs
 from hpo.report.figures import Figure
 from hpo.report.pictures import Picture
 from hpo.report.verdict import Side, Verdict, percent
+from hpo.text import short
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1b1b1b}
@@ -164,7 +164,7 @@ def _verdict(v: Verdict) -> str:
         what = "Hyperparameters that differ" if v.differing else "Hyperparameters: identical"
         rows.append(f"<tr><th colspan='4' class='group'>{what} (the seed aside)</th></tr>")
     for key, a, b in v.differing:
-        row(key, f"config:{key}", [f"<td>{escape(_fmt(a))}</td>", f"<td>{escape(_fmt(b))}</td>"])
+        row(key, f"config:{key}", [f"<td>{escape(short(a))}</td>", f"<td>{escape(short(b))}</td>"])
     return f"{out}<table id='verdict-table'>{''.join(rows)}</table>"
 
 
@@ -194,10 +194,6 @@ def _ci(v: Verdict) -> str:
     return f"{d.diff * 100:+.2f} pp, {d.level:.0%} CI {d.low * 100:+.2f} to {d.high * 100:+.2f} pp"
 
 
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def _table(frame: pd.DataFrame, table_id: str) -> str:
     shown = frame.copy()
     for col in shown.columns:
@@ -206,7 +202,7 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
         elif col.endswith("_pp"):
             shown[col] = [f"{v:.2f}" if not math.isnan(v) else "" for v in shown[col]]
         elif shown[col].dtype.kind == "f":
-            shown[col] = [_fmt(v) if not math.isnan(v) else "" for v in shown[col]]
+            shown[col] = [short(v) if not math.isnan(v) else "" for v in shown[col]]
         elif shown[col].dtype.kind == "i" and col != "trial":
             shown[col] = [f"{v:,}" for v in shown[col]]
     html = shown.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True)
