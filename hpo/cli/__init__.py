@@ -80,8 +80,9 @@ AFTER_INTERRUPT = {
     "report": "confirmation runs finished so far are stored. Rerun the same command to go on",
     "finalize": "the study is as it was (finalize stores its record at the end). Rerun the same "
     "command",
-    "baseline": "the baseline run was cut short and is not kept (a run cannot resume). Rerun "
-    "the same command to start it again",
+    "baseline": "the baseline run was cut short and is not kept (a run cannot resume); the "
+    "previous complete run in its folder, if any, is as it was. Rerun the same command to start "
+    "it again",
     "data": "files already verified are kept. Rerun the same command to go on",
 }
 
