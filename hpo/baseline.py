@@ -6,8 +6,14 @@ every epoch; that is labelled in every output. Tuning never does this (see hpo.s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from hpo.config import TrainConfig
 from hpo.device import describe
+from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.provenance import library_versions
 from hpo.train import EpochMetrics, FitResult, OnEpoch, fit
@@ -31,6 +38,14 @@ class BaselineRun:
 
 # What a run writes into its folder besides tensorboard/.
 OUTPUTS = ("metrics.csv", "metrics.json", "digits.png", "train_loss.png")
+EVENTS = "events.out.tfevents.*"  # TensorBoard's event files, in tensorboard/
+
+# The run in progress writes here, inside its folder, and only a complete run's files replace
+# the previous run's: until then that run stays as it was, and an interrupted run removes this
+# folder. ``MARK``, inside it, tells a leftover of ours (a run killed outright) from a folder of
+# the user's that happens to have the name.
+PARTIAL = "partial"
+MARK = ".hpo-baseline-partial"
 
 
 def tutorial_line(m: EpochMetrics) -> str:
@@ -48,39 +63,100 @@ def run_baseline(
     config: TrainConfig | None = None,
     on_epoch: OnEpoch | None = None,
 ) -> BaselineRun:
+    """The tutorial's run, written to ``out_dir`` (see ``OUTPUTS``, and ``tensorboard/``).
+
+    It trains and writes in ``out_dir/partial/`` (``PARTIAL``); once it is complete its files
+    replace the previous run's, if any. Until then the previous run's files are untouched, and if
+    the run stops (Ctrl-C, an error) they stay as they were: the partial folder is removed, and
+    so is ``out_dir`` if this run made it and left it empty."""
     config = config or TrainConfig()
-    out_dir.mkdir(parents=True, exist_ok=True)
+    made = not out_dir.exists()
+    staging = _fresh_staging(out_dir)
+    try:
+        with SummaryWriter(log_dir=str(staging / "tensorboard")) as writer:
+
+            def record(m: EpochMetrics) -> None:
+                # One point per epoch per metric (the tutorial logged ~938 points per epoch).
+                for tag, value in (
+                    ("train/loss", m.train_loss),
+                    ("train/acc", m.train_acc),
+                    ("test/loss", m.eval_loss),
+                    ("test/acc", m.eval_acc),
+                    ("lr", m.lr),
+                ):
+                    writer.add_scalar(tag, value, m.epoch)
+                writer.flush()
+                if on_epoch is not None:
+                    on_epoch(m)
+
+            result = fit(config, mnist, device, record, full=True)
+        csv_name, json_name, digits_name, loss_name = OUTPUTS
+        _write_csv(result, staging / csv_name)
+        _write_json(result, device, staging / json_name)
+        save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, staging / digits_name)
+        save_loss_curve([e.train_loss for e in result.epochs], staging / loss_name)
+    except BaseException:  # KeyboardInterrupt too: the cut-short run is not kept
+        shutil.rmtree(staging, ignore_errors=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # only if empty
+        raise
+    return BaselineRun(result, out_dir, _install(staging, out_dir))
+
+
+def _fresh_staging(out_dir: Path) -> Path:
+    """An empty ``out_dir/partial/``, marked as ours; a leftover one of ours is removed first."""
+    staging = out_dir / PARTIAL
+    if staging.is_dir() and not staging.is_symlink():
+        if not (staging / MARK).is_file() and any(staging.iterdir()):
+            raise HpoError(
+                f"{staging} is in the way: hpo baseline writes its run in progress there, and "
+                "this folder is not one it left. Move it, or choose another --out"
+            )
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    (staging / MARK).touch()
+    return staging
+
+
+def _install(staging: Path, out_dir: Path) -> tuple[Path, ...]:
+    """Move the complete run from ``staging`` into ``out_dir``: each output replaces the
+    previous run's in one rename, and the previous run's event files go before the new ones
+    come (TensorBoard reads every event file in the folder, and would draw two runs as one, two
+    points a step). Ctrl-C and SIGTERM are ignored for these few renames: stopped halfway, the
+    folder would hold one run's metrics beside another's curves."""
     events = out_dir / "tensorboard"
-    # A rerun replaces the earlier run's files, first, so that an interrupted rerun does not
-    # leave one run's metrics beside another's curves; and the event files too: TensorBoard
-    # reads every one in the folder, and would draw two runs as one, two points a step.
-    for old in [*events.glob("events.out.tfevents.*"), *(out_dir / name for name in OUTPUTS)]:
-        old.unlink(missing_ok=True)
-    with SummaryWriter(log_dir=str(events)) as writer:
+    events.mkdir(exist_ok=True)
+    with _signals_held():
+        for old in events.glob(EVENTS):
+            old.unlink()
+        for new in sorted((staging / "tensorboard").glob(EVENTS)):
+            os.replace(new, events / new.name)
+        for name in OUTPUTS:
+            os.replace(staging / name, out_dir / name)
+        shutil.rmtree(staging, ignore_errors=True)  # its mark and an empty tensorboard/
+    return tuple(out_dir / name for name in OUTPUTS)
 
-        def record(m: EpochMetrics) -> None:
-            # One point per epoch per metric (the tutorial logged ~938 points per epoch).
-            for tag, value in (
-                ("train/loss", m.train_loss),
-                ("train/acc", m.train_acc),
-                ("test/loss", m.eval_loss),
-                ("test/acc", m.eval_acc),
-                ("lr", m.lr),
-            ):
-                writer.add_scalar(tag, value, m.epoch)
-            writer.flush()
-            if on_epoch is not None:
-                on_epoch(m)
 
-        result = fit(config, mnist, device, record, full=True)
-    csv_name, json_name, digits_name, loss_name = OUTPUTS
-    files = (
-        _write_csv(result, out_dir / csv_name),
-        _write_json(result, device, out_dir / json_name),
-        save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, out_dir / digits_name),
-        save_loss_curve([e.train_loss for e in result.epochs], out_dir / loss_name),
-    )
-    return BaselineRun(result, out_dir, files)
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are ignored for the block (a few renames, milliseconds): the run is
+    complete by then, and ends as a complete run. Only the main thread can set handlers;
+    elsewhere, and where a handler was not set from Python, the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if any(handler is None for handler in held.values()):
+        yield
+        return
+    for sig in held:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
 
 
 def _write_csv(result: FitResult, path: Path) -> Path:

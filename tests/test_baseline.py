@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import matplotlib.image
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hpo.baseline
-from hpo.baseline import tutorial_line
+from hpo.baseline import MARK, OUTPUTS, PARTIAL, tutorial_line
 from hpo.cli import main
-from hpo.train import EpochMetrics
+from hpo.config import TrainConfig
+from hpo.mnist import Mnist
+from hpo.train import EpochMetrics, FitResult, OnEpoch
 
 
 def test_the_tutorial_line_has_the_tutorials_fields() -> None:
@@ -72,6 +78,10 @@ def test_baseline_reproduces_the_tutorial_on_real_mnist(
         assert image.ndim == 3 and image.shape[0] > 200 and image.std() > 0.05
 
 
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 @pytest.mark.mnist
 def test_a_rerun_replaces_the_earlier_runs_tensorboard_curves(tmp_path: Path) -> None:
     out = tmp_path / "baseline"
@@ -81,9 +91,49 @@ def test_a_rerun_replaces_the_earlier_runs_tensorboard_curves(tmp_path: Path) ->
     events.Reload()
     assert [s.step for s in events.Scalars("test/acc")] == [0]  # one run's point, not two
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    assert sorted(p.name for p in out.iterdir()) == sorted([*OUTPUTS, "tensorboard"])
 
 
-def test_an_interrupted_baseline_says_it_kept_nothing(
+@pytest.mark.mnist
+def test_an_interrupted_rerun_leaves_the_previous_run_byte_for_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "baseline"
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 0
+    before = files_under(out)
+    assert set(OUTPUTS) < set(before) and any(name.startswith("tensorboard/") for name in before)
+    seen: list[dict[str, bytes]] = []
+    fit = hpo.baseline.fit
+
+    def stopped_after_one_epoch(
+        config: TrainConfig,
+        mnist: Mnist,
+        device: torch.device,
+        on_epoch: OnEpoch | None = None,
+        **kwargs: Any,
+    ) -> FitResult:
+        def record(m: EpochMetrics) -> None:
+            assert on_epoch is not None
+            on_epoch(m)  # the new run's epoch is in its TensorBoard curves, then Ctrl-C
+            seen.append(files_under(out))
+            raise KeyboardInterrupt
+
+        return fit(config, mnist, device, record, **kwargs)
+
+    monkeypatch.setattr(hpo.baseline, "fit", stopped_after_one_epoch)
+    assert main(["baseline", "--device", "cpu", "--epochs", "20", "--out", str(out)]) == 130
+    # While it trained, the new run wrote beside the previous one, not over it ...
+    (during,) = seen
+    assert {k: v for k, v in during.items() if not k.startswith(f"{PARTIAL}/")} == before
+    assert any(k.startswith(f"{PARTIAL}/tensorboard/events.out.tfevents.") for k in during)
+    # ... and cut short, it leaves the previous run exactly as it was, and nothing of its own.
+    assert files_under(out) == before
+    assert not (out / PARTIAL).exists()
+    err = capsys.readouterr().err
+    assert "the previous complete run in its folder, if any, is as it was" in err
+
+
+def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def interrupted(*args: object, **kwargs: object) -> None:
@@ -91,10 +141,70 @@ def test_an_interrupted_baseline_says_it_kept_nothing(
 
     monkeypatch.setattr(hpo.baseline, "fit", interrupted)
     out = tmp_path / "baseline"
-    out.mkdir()
-    (out / "metrics.csv").write_text("an earlier run's\n")  # not to be shown beside the new one
+    (out / "tensorboard").mkdir(parents=True)
+    (out / "metrics.csv").write_text("an earlier run's\n")
+    (out / "tensorboard" / "events.out.tfevents.1.earlier").write_bytes(b"its curves")
+    before = files_under(out)
     assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
     err = capsys.readouterr().err
     assert "interrupted; the baseline run was cut short and is not kept" in err
     assert "everything finished so far is stored" not in err  # `hpo run`'s words, not true here
-    assert not (out / "metrics.csv").exists()
+    assert files_under(out) == before and not (out / PARTIAL).exists()
+    # A first run, cut short, leaves no folder behind.
+    first = tmp_path / "first"
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(first)]) == 130
+    assert not first.exists()
+
+
+def test_a_partial_folder_left_by_a_killed_run_is_removed_and_anyone_elses_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.baseline, "fit", interrupted)
+    out = tmp_path / "baseline"
+    (out / PARTIAL / "tensorboard").mkdir(parents=True)  # as a SIGKILLed run leaves it
+    (out / PARTIAL / MARK).touch()
+    (out / PARTIAL / "tensorboard" / "events.out.tfevents.1.killed").write_bytes(b"stale")
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
+    assert not (out / PARTIAL).exists()
+    capsys.readouterr()
+
+    (out / PARTIAL).mkdir()  # a folder of the user's, by chance so named: not ours to delete
+    (out / PARTIAL / "notes.txt").write_text("mine")
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 1
+    assert f"{out / PARTIAL} is in the way" in capsys.readouterr().err
+    assert (out / PARTIAL / "notes.txt").read_text() == "mine"
+
+
+def test_ctrl_c_while_a_complete_run_moves_in_does_not_cut_the_renames_short(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "baseline"
+    for folder, run in ((out, "old"), (out / PARTIAL, "new")):
+        (folder / "tensorboard").mkdir(parents=True)
+        (folder / "tensorboard" / f"events.out.tfevents.{run}").write_text(run)
+        for name in OUTPUTS:
+            (folder / name).write_text(run)
+    replace = os.replace
+    moved: list[str] = []
+
+    def replace_then_ctrl_c(src: Path, dst: Path) -> None:
+        replace(src, dst)
+        moved.append(Path(dst).name)
+        if len(moved) == 1:
+            signal.raise_signal(signal.SIGINT)  # would raise KeyboardInterrupt right here
+
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    try:
+        files = hpo.baseline._install(out / PARTIAL, out)
+    except KeyboardInterrupt:  # raised here, not left to stop pytest's whole session
+        pytest.fail(f"Ctrl-C stopped the renames after {moved}: one run's files beside another's")
+    assert moved == ["events.out.tfevents.new", *OUTPUTS]
+    assert files == tuple(out / name for name in OUTPUTS)
+    assert files_under(out) == {
+        "tensorboard/events.out.tfevents.new": b"new",
+        **{name: b"new" for name in OUTPUTS},
+    }
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again

@@ -70,6 +70,19 @@ def test_the_cli_writes_the_table_and_refuses_a_missing_file(
     assert "--benchmark-json" in capsys.readouterr().err
 
 
+def test_the_cli_says_a_folder_is_a_folder_not_that_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "bench.json").write_text("{}")
+    (tmp_path / "notes.md").write_text("")
+    assert main(["bench-report", str(tmp_path)]) == 1  # as a bad file
+    err = capsys.readouterr().err
+    assert (
+        f"{tmp_path} is a folder, not a benchmark JSON file (JSON files there: bench.json)" in err
+    )
+    assert "does not exist" not in err and "--benchmark-json FILE" in err
+
+
 @pytest.mark.parametrize(
     ("text", "said"), [("{bad", "is not JSON"), ("", "is not JSON"), ("{}", '"benchmarks" list')]
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import subprocess
 import sys
@@ -82,3 +83,45 @@ def test_a_device_from_hpo_device_is_named_in_its_errors(
     assert main(["baseline", "--epochs", "1", "--device", "cuda:7", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "--device cuda:7 was asked for" in err and "HPO_DEVICE" not in err
+
+
+@pytest.mark.parametrize("verb", ["run", "data"])
+def test_an_unknown_flag_after_a_verb_is_that_verbs_usage_error(
+    verb: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([verb, "--sampler", "tpe"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: hpo {verb} [-h]")  # the verb's flags, not `hpo <verb> ...`
+    assert f"hpo {verb}: error: unrecognized arguments: --sampler tpe" in err
+
+
+def verb_parser(verb: str) -> argparse.ArgumentParser:
+    (verbs,) = (a for a in build_parser(verb)._actions if isinstance(a, argparse._SubParsersAction))
+    parser: argparse.ArgumentParser = verbs.choices[verb]
+    return parser
+
+
+@pytest.mark.parametrize("verb", ["run", "report"])
+def test_help_fills_a_paragraph_to_the_terminal_and_keeps_laid_out_text(
+    verb: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "60")
+    with pytest.raises(SystemExit) as exc:
+        main([verb, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    parser = verb_parser(verb)
+    assert parser.description and parser.epilog
+    laid_out = [
+        line
+        for part in (parser.description, parser.epilog)
+        if "\n" in part.strip("\n")
+        for line in part.strip("\n").splitlines()
+    ]
+    lines = text.splitlines()
+    for line in laid_out:  # examples and docstrings keep their lines, however long
+        assert line in lines
+    assert all(len(line) <= 60 for line in lines if line not in laid_out)
+    assert " ".join(parser.description.split()) in " ".join(text.split())

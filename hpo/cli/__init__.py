@@ -18,6 +18,7 @@ from hpo.cli.common import (
     EXIT_ERROR,
     EXIT_TERMINATED,
     EXIT_USAGE,
+    ParagraphFormatter,
     Terminated,
     UsageError,
     device_default,
@@ -29,6 +30,20 @@ from hpo.cli.common import (
 VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
 
 
+class VerbParser(argparse.ArgumentParser):
+    """A verb's parser: an argument it does not know is its own usage error (``hpo run``'s usage
+    line and exit 2), not handed up to ``hpo``'s parser, whose usage says nothing of the verb's
+    flags. Everything after the verb is the verb's: ``hpo`` itself takes none of it."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole CLI, or with ``only`` a verb's parser alone: a verb's module imports what it
     needs (torch, Optuna, pandas, plotly) when it registers, and a worker process or a quick
@@ -36,7 +51,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter search and benchmarking for the PyTorch MNIST MLP tutorial.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
         epilog=(
             "examples:\n"
             "  hpo data                      fetch and verify MNIST into the cache\n"
@@ -45,7 +60,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             "  hpo report                    HTML summary of the default study\n"
         ),
     )
-    sub = parser.add_subparsers(dest="verb", metavar="<verb>")
+    sub = parser.add_subparsers(dest="verb", metavar="<verb>", parser_class=VerbParser)
     for name in VERBS:
         if only is not None and name != only:
             continue
@@ -65,8 +80,9 @@ AFTER_INTERRUPT = {
     "report": "confirmation runs finished so far are stored. Rerun the same command to go on",
     "finalize": "the study is as it was (finalize stores its record at the end). Rerun the same "
     "command",
-    "baseline": "the baseline run was cut short and is not kept (a run cannot resume). Rerun "
-    "the same command to start it again",
+    "baseline": "the baseline run was cut short and is not kept (a run cannot resume); the "
+    "previous complete run in its folder, if any, is as it was. Rerun the same command to start "
+    "it again",
     "data": "files already verified are kept. Rerun the same command to go on",
 }
 

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="the tutorial's 20-epoch run (its hyperparameters, its softmax head)",
         description="Reproduce the tutorial: train on all 60k images and, as the tutorial does, "
         "evaluate on the TEST set every epoch. Writes metrics.csv/json, TensorBoard events and "
-        "the tutorial's two figures under --out.",
+        "the tutorial's two figures under --out; they replace a previous run's there only once "
+        "this run is complete (until then it writes in --out's partial/ folder).",
         epilog="example: hpo baseline --epochs 3 --loader torchvision --device cpu",
     )
     add_data_dir(p)

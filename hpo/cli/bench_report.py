@@ -27,7 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    if not args.json.is_file():  # like a missing study for `hpo report`: an error, exit 1
+    if args.json.is_dir():  # it exists: "does not exist" would send the user looking for it
+        found = ", ".join(sorted(p.name for p in args.json.glob("*.json"))) or "none"
+        raise BenchFileError(
+            f"{args.json} is a folder, not a benchmark JSON file (JSON files there: {found}): "
+            "pass the file that `pytest benchmarks/ --benchmark-json FILE` wrote"
+        )
+    if not args.json.exists():  # like a missing study for `hpo report`: an error, exit 1
         raise BenchFileError(
             f"{args.json} does not exist: run `pytest benchmarks/ --benchmark-json {args.json}` "
             "first"

@@ -66,6 +66,17 @@ def known_error(exc: BaseException) -> bool:
     return isinstance(exc, known)
 
 
+class ParagraphFormatter(argparse.HelpFormatter):
+    """Help text for a verb with laid-out examples: a description or epilog written with line
+    breaks (an example list, a docstring) is kept as written, as ``RawDescriptionHelpFormatter``
+    keeps it; one written as a single paragraph is filled to the terminal's width."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text.strip("\n"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",

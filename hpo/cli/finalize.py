@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from hpo.cli.common import add_data_dir, add_device, log
+from hpo.cli.common import ParagraphFormatter, add_data_dir, add_device, log
 from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, format_summary
 from hpo.errors import HpoError
 
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="test-set result of a study: retrain its best and baseline trials on 60k",
         description=__doc__,
         epilog="example:\n  hpo finalize --study mnist_mlp --format json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     p.add_argument(
         "--study", default=DEFAULT_SPEC.stem, help=f"study name (default: {DEFAULT_SPEC.stem})"

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hpo.cli.common import UsageError, add_data_dir, add_device, log
+from hpo.cli.common import ParagraphFormatter, UsageError, add_data_dir, add_device, log
 from hpo.jsonable import finite
 
 
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write one self-contained HTML file (opens offline) and the trials as CSV. "
         "The pictures retrain the best and the tutorial's configurations on all 60,000 "
         "training images once; the models are cached under runs/<study>/models/.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
         epilog="examples:\n"
         "  hpo report                          the default study\n"
         "  hpo report --confirm 5              retrain the top 3 and the baseline over 5 seeds\n"

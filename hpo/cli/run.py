@@ -10,7 +10,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log, stop_once
+from hpo.cli.common import (
+    ParagraphFormatter,
+    UsageError,
+    add_data_dir,
+    add_device,
+    add_precision,
+    log,
+    stop_once,
+)
 from hpo.spec import StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
 from hpo.text import short
@@ -48,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Search lr, momentum, hidden sizes and the lr schedule of the tutorial's MLP; "
         "trial 0 is always the tutorial's own configuration.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=ParagraphFormatter,
     )
     p.add_argument(
         "--trials",
