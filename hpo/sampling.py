@@ -1,9 +1,10 @@
-"""A sampler whose randomness is a function of (study seed, trial number), not of process history.
+"""A sampler whose randomness is a function of (study seed, trial), not of process history.
 
 Workers started with the same seed hold samplers in the same RNG state; seeing the same trials, two
 of them asking at once would propose the same parameters. Trial numbers are unique across every
-worker of a study, so seeding each trial from its number gives every worker its own stream, and a
-one-worker run stays exactly reproducible (its trial numbers, hence its seeds, are the same).
+worker of a study, so seeding each trial from its number (less the re-runs before it: see
+``draw_index``) gives every worker its own stream, and a one-worker run stays exactly
+reproducible, resumed or not.
 
 The inner sampler is built afresh for each trial with that trial's seed: Optuna's samplers keep
 their state in the study (CMA-ES, QMC) or derive it from the stored trials (TPE, random), so a
@@ -20,6 +21,16 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
+
+
+def draw_index(trials: Sequence[FrozenTrial], number: int) -> int:
+    """Trial ``number``'s place among the study's own draws: its number less the re-runs before
+    it (a lost or interrupted trial's parameters queued again, ``origin`` another trial). Seeds
+    come from it, not from the number, so a study resumed after an interruption draws the same
+    sequence as one run straight through: each re-run shifts the later numbers by one."""
+    earlier = (t for t in trials if t.number < number)
+    reruns = sum(int(t.user_attrs.get("origin", t.number)) != t.number for t in earlier)
+    return number - reruns
 
 
 def per_trial_seed(study_seed: int, number: int) -> int:
@@ -41,7 +52,8 @@ class TrialSeededSampler(BaseSampler):
         self._inner = build(seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner = self._build(per_trial_seed(self._seed, trial.number))
+        index = draw_index(study.get_trials(deepcopy=False), trial.number)
+        self._inner = self._build(per_trial_seed(self._seed, index))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(
@@ -73,4 +85,4 @@ class TrialSeededSampler(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
-        pass  # the seed comes from the trial number, already unique per trial
+        pass  # the seed comes from the trial's draw index, already unique per trial

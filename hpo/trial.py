@@ -21,6 +21,7 @@ from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Progress
 from hpo.provenance import library_versions
+from hpo.sampling import draw_index
 from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
 from hpo.spec import StudySpec
 from hpo.storage import INTERRUPTED, requeue
@@ -74,7 +75,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     history: list[EpochMetrics] = []
     state = "fail"
     try:
-        seed = trial_seed(spec.seed, origin)
+        # A re-run trains with its first attempt's seed; both count draws, not trial numbers.
+        seed = trial_seed(spec.seed, draw_index(trial.study.get_trials(deepcopy=False), origin))
         precision = resolve_precision(spec.precision, ctx.device)
         if is_baseline:
             suggest_baseline(trial, spec.space)

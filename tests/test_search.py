@@ -329,6 +329,35 @@ def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
 
 
+def test_a_study_resumed_after_an_interrupt_draws_what_one_run_straight_through_draws(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """The re-run of the interrupted trial takes a trial number of its own, so every later
+    trial's number is one higher than in a run straight through: their sampler and training
+    seeds must not follow the numbers."""
+
+    class InterruptAt(Progress):
+        def epoch(self, number: int, epoch: int) -> None:
+            if number == 1:
+                raise KeyboardInterrupt
+
+    spec = tiny_spec(sampler={"name": "random"})
+    straight = run(spec, tmp_path / "a", 5, mnist=mnist).trials
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, storage, "s", 5, CPU, mnist, InterruptAt(), runs_dir=None, compile=False)
+    run_study(spec, storage, "s", 5, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    resumed = optuna.load_study(study_name="s", storage=storage).trials
+    assert [t.state for t in resumed].count(TrialState.FAIL) == 1  # the interrupted attempt
+    kept = [t for t in resumed if t.state != TrialState.FAIL]
+    assert [t.number for t in kept] == [0, 2, 3, 4, 5]  # numbers shifted by the re-run
+
+    def drawn(trials: list[FrozenTrial]) -> list[tuple[object, ...]]:
+        return [(t.params, t.value, t.user_attrs["seed"], t.state) for t in trials]
+
+    assert drawn(kept) == drawn(straight)
+
+
 def test_a_study_with_another_space_is_refused_and_left_untouched(
     mnist: Mnist, tmp_path: Path
 ) -> None:
