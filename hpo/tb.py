@@ -6,6 +6,7 @@ runs/<study>/tensorboard`` shows every trial as a run and the HPARAMS tab compar
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,20 @@ def tensorboard_dir(runs_dir: Path, study_name: str) -> Path:
 
 def trial_dir(runs_dir: Path, study_name: str, number: int) -> Path:
     return tensorboard_dir(runs_dir, study_name) / f"trial-{number:04d}"
+
+
+def set_aside(runs_dir: Path, study_name: str) -> Path | None:
+    """Move the events of an earlier study of the same name (another storage's, or one deleted)
+    out of the way of a new study's: TensorBoard reads every event file in a trial's folder and
+    would draw two studies' trial 3 as one run, two points a step. Returns where they went
+    (``tensorboard-<UTC time>`` beside it), or None when there were none. Nothing is deleted."""
+    old = tensorboard_dir(runs_dir, study_name)
+    if not any(old.glob("trial-*/events.out.tfevents.*")):
+        return None
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    aside = old.with_name(f"tensorboard-{stamp}")
+    old.rename(aside)
+    return aside
 
 
 class TrialWriter:

@@ -225,6 +225,28 @@ def test_finalize_and_the_report_measure_the_study_against_the_last_runs_trials(
     assert optuna.load_study(study_name="t", storage=url).user_attrs["trials_target"] == 2
 
 
+def test_a_new_study_sets_an_earlier_same_named_studys_tensorboard_events_aside(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two storages, one study name, one runs/ folder: each trial's folder must hold one
+    study's events (TensorBoard drew both as one run, two points a step), and none is lost."""
+    assert hpo_run(tmp_path, synthetic, "--study", "t", "--trials", "2", "--no-finalize") == 0
+    capsys.readouterr()
+    other = f"sqlite:///{tmp_path}/other.db"
+    flags = ("--study", "t", "--trials", "2", "--no-finalize", "--storage", other)
+    assert hpo_run(tmp_path, synthetic, *flags) == 0
+    study = tmp_path / "runs" / "t"
+    (aside,) = study.glob("tensorboard-*")
+    assert f"events of an earlier study named t moved to {aside.relative_to(tmp_path)}" in (
+        capsys.readouterr().err
+    )
+    for folder in (study / "tensorboard", aside):
+        for trial in ("trial-0000", "trial-0001"):
+            assert len(list((folder / trial).glob("events.out.tfevents.*"))) == 1
+    assert hpo_run(tmp_path, synthetic, *flags[:2], "--trials", "3", *flags[4:]) == 0  # resumed
+    assert list(study.glob("tensorboard-*")) == [aside]  # its own events stay where they are
+
+
 def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
     tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -185,7 +185,7 @@ def handler(args: argparse.Namespace) -> int:
         open_storage,
         reporting_loss,
     )
-    from hpo.tb import tensorboard_dir
+    from hpo.tb import set_aside, tensorboard_dir
     from hpo.workers import describe_plan, run_parallel
 
     plan = plan_workers(
@@ -201,7 +201,10 @@ def handler(args: argparse.Namespace) -> int:
     log(f"browse:  {dashboard_command(args.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
-        check_study(spec, storage, study_name)  # refuses a mismatched study before notes or data
+        # refuses a mismatched study before notes or data
+        resuming = check_study(spec, storage, study_name)
+    if not resuming and (aside := set_aside(Path("runs"), study_name)):
+        log(f"note: TensorBoard events of an earlier study named {study_name} moved to {aside}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
