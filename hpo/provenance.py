@@ -1,11 +1,18 @@
-"""What a result was computed with: library versions and hardware, stored beside every result."""
+"""What a result was computed with: library versions, the code and the hardware, stored beside
+every result."""
 
 from __future__ import annotations
 
 import platform
+import subprocess
 import sys
 from functools import cache
 from importlib import metadata
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).resolve().parent  # the hpo package that is running
 
 
 @cache
@@ -16,4 +23,39 @@ def library_versions() -> dict[str, str]:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "absent"
+    # The version is a constant between releases: the commit says which code ran.
+    out["hpo_commit"] = source_commit()
+    out["cpu"] = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"
     return out
+
+
+def source_commit() -> str:
+    """The git commit of the running package's checkout, with "+changes" where its files differ
+    from it; "unknown" outside a git checkout (an installed wheel) or without git."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(SOURCE), *args], capture_output=True, text=True, timeout=10
+        )
+        if done.returncode != 0:
+            raise OSError(done.stderr.strip())
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it, else what the platform module says: the
+    compiled step and precision "auto" depend on its instruction set."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

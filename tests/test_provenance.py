@@ -1,0 +1,50 @@
+"""Every result names the code and the CPU it came from, not only the package's version (a
+constant between releases)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import hpo.provenance
+from hpo.provenance import cpu_model, source_commit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="no git")
+def test_the_commit_of_the_running_checkout_is_recorded_with_its_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert source_commit() in (head, f"{head}+changes")
+    # A checkout of its own: clean, then with a changed file.
+    package = tmp_path / "checkout" / "hpo"
+    package.mkdir(parents=True)
+    (package / "x.py").write_text("a = 1\n")
+    git = ["git", "-C", str(package.parent), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    monkeypatch.setattr(hpo.provenance, "SOURCE", package)
+    assert source_commit() == commit
+    (package / "x.py").write_text("a = 2\n")
+    assert source_commit() == f"{commit}+changes"
+    monkeypatch.setattr(hpo.provenance, "SOURCE", tmp_path)  # not a checkout: an installed wheel
+    assert source_commit() == "unknown"
+
+
+def test_the_cpu_is_named_by_its_model() -> None:
+    model = cpu_model()
+    assert model and model == model.strip()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        assert f": {model}" in cpuinfo.read_text()
