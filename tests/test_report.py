@@ -307,6 +307,8 @@ def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> 
     assert (v.best.val_acc, v.baseline.val_acc) == (0.9835, 0.9650)
     assert v.best.test is not None and v.best.test.mean == FINAL_TEST[BEST]
     assert v.best.test_source == ONE_SEED and "not a claim" in v.headline
+    complete = len(read_study("demo", study_url).complete)
+    assert f"the highest of {complete} trials', which flatters it" in v.headline  # selection
     assert "test 98.41% vs 97.02% (+1.39 pp)" in v.headline
     assert v.best.seconds_per_epoch == pytest.approx(1.13)
     keys = [k for k, _, _ in v.differing]
@@ -345,6 +347,18 @@ def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url
     assert (v.difference.low, v.difference.high) == pytest.approx((0.0018446, 0.0101554), abs=1e-7)
     assert v.kind == "beats" and "+0.60 pp" in v.headline
     assert v.best is not None and v.best.test is not None and v.best.test.n == 3
+
+
+def test_seeds_that_all_tie_give_no_interval_and_no_claim(study_url: str) -> None:
+    runs = [
+        {"trial": n, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
+        for n, a in ((BEST, 0.98), (BASELINE, 0.97))
+        for s in range(2)
+    ]
+    v = decide(read_study("demo", study_url), runs)
+    assert v.kind == "unconfirmed" and v.difference is None  # a zero-width interval said "beats"
+    assert "2 vs 2 seeds, each side's all scoring the same" in v.headline
+    assert "--confirm 4" in v.headline
 
 
 def test_verdict_on_a_study_with_only_pruned_and_failed_trials(tmp_path: Path) -> None:

@@ -91,7 +91,8 @@ def test_an_interval_that_spans_zero_does_not_exclude_it() -> None:
     assert d is not None and d.low < 0 < d.high and not d.excludes_zero
 
 
-def test_no_interval_from_a_single_seed_and_a_point_from_identical_runs() -> None:
+def test_no_interval_from_a_single_seed_or_from_seeds_that_all_tie() -> None:
     assert welch_interval([0.98], [0.97, 0.975]) is None
-    d = welch_interval([0.98, 0.98], [0.97, 0.97])
-    assert d is not None and (d.low, d.high) == pytest.approx((0.01, 0.01))
+    assert welch_interval([0.98, 0.98], [0.97, 0.97]) is None  # not a certain 1-point gain
+    d = welch_interval([0.98, 0.98], [0.97, 0.971])  # one side varies: an interval again
+    assert d is not None and d.low < 0.01 < d.high

@@ -50,15 +50,17 @@ def describe(values: Sequence[float]) -> Sample:
 def welch_interval(
     a: Sequence[float], b: Sequence[float], level: float = 0.95
 ) -> Difference | None:
-    """The interval for mean(a) - mean(b); None when either side has fewer than two values,
-    since then its variance, and so any interval, is unknown."""
+    """The interval for mean(a) - mean(b); None when either side has fewer than two values, or
+    neither side varies at all (the seeds tied: a test accuracy moves in steps of 0.01 points),
+    since then the variance, and so any interval, is unknown: a zero-width interval would claim
+    certainty from two seeds."""
     if len(a) < 2 or len(b) < 2:
         return None
     sa, sb = describe(a), describe(b)
     va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
     diff = sa.mean - sb.mean
-    if va + vb == 0:  # identical runs on both sides: no spread, so the interval is the point
-        return Difference(diff, diff, diff, math.inf, level)
+    if va + vb == 0:
+        return None
     df = (va + vb) ** 2 / (va**2 / (sa.n - 1) + vb**2 / (sb.n - 1))
     half = t_quantile(0.5 + level / 2, df) * math.sqrt(va + vb)
     return Difference(diff, diff - half, diff + half, df, level)

@@ -105,12 +105,24 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
                 f"; test {percent(best.test.mean)} vs {percent(base.test.mean)} "
                 f"({_pp(best.test.mean - base.test.mean)})"
             )
+        seeds = [side.test.n if side.test is not None else 0 for side in (best, base)]
+        if min(seeds) >= 2:  # every seed of each side scored the same
+            why = (
+                f"{seeds[0]} vs {seeds[1]} seeds, each side's all scoring the same: their "
+                f"spread, and any interval, is unknown; `hpo report --confirm {2 * max(seeds)}` "
+                "adds seeds."
+            )
+        else:
+            why = (
+                f"One run each, not a claim (the best's validation score is the highest of "
+                f"{len(data.complete)} trials', which flatters it): `hpo report --confirm 5` "
+                "retrains both over 5 seeds for a verdict."
+            )
         return Verdict(
             "unconfirmed",
             f"Best trial #{best.trial}: {percent(best.val_acc)} "
             f"validation accuracy vs the tutorial's {percent(base.val_acc)} "
-            f"({_pp(gap)}){test}. One run each, not a claim: `hpo report --confirm 5` "
-            "retrains both over 5 seeds for a verdict.",
+            f"({_pp(gap)}){test}. {why}",
             base,
             best,
             None,
