@@ -34,7 +34,8 @@ def finalize(
     log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Retrain the best and the baseline trial on all 60,000 training images for their epochs
-    and evaluate each once on the test set; store and return the study's ``final`` attr.
+    and score each on the test set (the last epoch's score: nothing is chosen by it); store and
+    return the study's ``final`` attr.
 
     A stored result for the same two trials is returned as is unless ``force``."""
     best, base = best_trial(study), baseline_trial(study)
