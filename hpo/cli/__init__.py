@@ -64,13 +64,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name in VERBS:
         if only is not None and name != only:
             continue
-        try:
-            module = importlib.import_module(f"hpo.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"hpo.cli.{name}":
-                continue  # a verb not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"hpo.cli.{name}").register(sub)
     return parser
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hpo.baseline import run_baseline, tutorial_line
 from hpo.cli.common import add_data_dir, add_device, add_precision, log
-from hpo.config import TrainConfig
+from hpo.config import LOADERS, TrainConfig
 from hpo.device import describe, resolve_device, resolve_precision, slow_bf16_note
 from hpo.mnist import Mnist
 
@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="torch seed (default: 0)")
     p.add_argument(
         "--loader",
-        choices=["tensor", "torchvision"],
+        choices=LOADERS,
         default="tensor",
         help="tensor: whole set on the device (fast); torchvision: the tutorial's "
         "DataLoader + transforms",

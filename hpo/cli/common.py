@@ -55,15 +55,9 @@ def known_error(exc: BaseException) -> bool:
     """Errors whose message already says what is wrong and how to fix it."""
     from hpo.data import DataError
     from hpo.device import DeviceError
+    from hpo.errors import HpoError
 
-    known: tuple[type[BaseException], ...] = (DataError, DeviceError)
-    try:
-        from hpo.errors import HpoError
-
-        known += (HpoError,)
-    except ImportError:
-        pass
-    return isinstance(exc, known)
+    return isinstance(exc, DataError | DeviceError | HpoError)
 
 
 class ParagraphFormatter(argparse.HelpFormatter):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from hpo.cli.common import ParagraphFormatter, add_data_dir, add_device, log
-from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, format_summary
+from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, compile_flag, format_summary
 from hpo.errors import HpoError
 
 
@@ -46,7 +46,7 @@ def handler(args: argparse.Namespace) -> int:
         raise HpoError(f"study {args.study!r} was not created by `hpo run`")
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
-    finalize(study, mnist, device, force=True, compile=False if args.no_compile else None, log=log)
+    finalize(study, mnist, device, force=True, compile=compile_flag(args), log=log)
     target = target_of(study.user_attrs) or 0
     print(format_summary(summarize(study, storage, target), args.format))
     return 0
