@@ -133,13 +133,14 @@ def test_an_interrupted_rerun_leaves_the_previous_run_byte_for_byte(
     assert "the previous complete run in its folder, if any, is as it was" in err
 
 
+def _interrupted(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt  # Ctrl-C as fit starts
+
+
 def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(hpo.baseline, "fit", interrupted)
+    monkeypatch.setattr(hpo.baseline, "fit", _interrupted)
     out = tmp_path / "baseline"
     (out / "tensorboard").mkdir(parents=True)
     (out / "metrics.csv").write_text("an earlier run's\n")
@@ -159,10 +160,7 @@ def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
 def test_a_partial_folder_left_by_a_killed_run_is_removed_and_anyone_elses_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(hpo.baseline, "fit", interrupted)
+    monkeypatch.setattr(hpo.baseline, "fit", _interrupted)
     out = tmp_path / "baseline"
     (out / PARTIAL / "tensorboard").mkdir(parents=True)  # as a SIGKILLed run leaves it
     (out / PARTIAL / MARK).touch()
