@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,11 +18,11 @@ from optuna.trial import FrozenTrial
 from hpo.config import TrainConfig
 from hpo.device import describe
 from hpo.errors import HpoError
-from hpo.jsonable import finite
 from hpo.mnist import Mnist
+from hpo.model import parameter_count
+from hpo.retrain import trained
 from hpo.search import baseline_trial, best_trial
 from hpo.storage import last_val_acc
-from hpo.train import fit
 
 
 def finalize(
@@ -31,13 +32,17 @@ def finalize(
     *,
     force: bool = False,
     compile: bool | None = None,
+    cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
     """Retrain the best and the baseline trial on all 60,000 training images for their epochs
     and score each on the test set (the last epoch's score: nothing is chosen by it); store and
     return the study's ``final`` attr.
 
-    A stored result for the same two trials is returned as is unless ``force``."""
+    A stored result for the same two trials is returned as is unless ``force``. With
+    ``cache_dir`` (``hpo.retrain.models_dir``) the two models are cached there, so that
+    ``hpo report`` draws its pictures without training them again; ``force`` trains anew
+    rather than reading the cache."""
     best, base = best_trial(study), baseline_trial(study)
     if best is None:
         raise HpoError(
@@ -58,7 +63,7 @@ def finalize(
             continue
         if t.number not in done:
             log(f"finalize: retraining trial {t.number} ({role}) on the full training set")
-            done[t.number] = _retrain(t, mnist, device, compile)
+            done[t.number] = _retrain(t, mnist, device, compile, cache_dir, refresh=force)
         final[role] = done[t.number]
     final["finalized_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     study.set_user_attr("final", final)
@@ -66,23 +71,26 @@ def finalize(
 
 
 def _retrain(
-    t: FrozenTrial, mnist: Mnist, device: torch.device, compile: bool | None
+    t: FrozenTrial,
+    mnist: Mnist,
+    device: torch.device,
+    compile: bool | None,
+    cache_dir: Path | None,
+    *,
+    refresh: bool,
 ) -> dict[str, Any]:
     config = TrainConfig.from_dict(t.user_attrs["config"])
-    result = fit(config, mnist, device, full=True, compile=compile)
+    # On a CPU the thread count changes the rounding: the report retrains with the same.
+    threads = torch.get_num_threads() if device.type == "cpu" else None
+    done = trained(config, mnist, device, cache_dir, compile=compile, refresh=refresh)
+    epochs = len(done.train_loss)
     return {
         "trial": t.number,
-        "config": config.to_dict(),
+        **done.record(),  # config, test_acc, test_loss, seconds_per_epoch, device, status
         "val_acc": last_val_acc(t),
-        "test_acc": finite(result.final.eval_acc),
-        "test_loss": finite(result.final.eval_loss),
-        "train_seconds": result.train_seconds,
-        "seconds_per_epoch": result.train_seconds / len(result.epochs),
-        "param_count": result.param_count,
-        "device": result.device,
+        "train_seconds": done.seconds_per_epoch * epochs,
+        "param_count": parameter_count(config.hidden1, config.hidden2),
         "device_name": describe(device),
-        # On a CPU the thread count changes the rounding: the report retrains with the same.
-        "threads": torch.get_num_threads() if device.type == "cpu" else None,
-        "epochs": len(result.epochs),
-        "status": result.status,
+        "threads": threads,
+        "epochs": epochs,
     }

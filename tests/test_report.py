@@ -24,7 +24,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 import hpo.report
-import hpo.report.models
+import hpo.retrain
 from hpo.cli import main
 from hpo.config import TrainConfig
 from hpo.data import raw_dir
@@ -34,9 +34,9 @@ from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, t
 from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, parallel, slices
-from hpo.report.models import trained
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
+from hpo.retrain import trained
 from hpo.search import baseline_trial
 from hpo.storage import TARGET_ATTR
 
@@ -551,7 +551,7 @@ def test_trained_models_are_cached_and_reloaded_identically(
 ) -> None:
     config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
     first = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
-    monkeypatch.setattr("hpo.report.models.fit", _no_fit)
+    monkeypatch.setattr("hpo.retrain.fit", _no_fit)
     again = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
     assert again.test_acc == first.test_acc and again.train_loss == first.train_loss
     for a, b in zip(
@@ -565,13 +565,13 @@ def test_a_model_trains_and_is_cached_per_cpu_thread_count(
 ) -> None:
     config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
     seen: list[int] = []
-    real_fit = hpo.report.models.fit
+    real_fit = hpo.retrain.fit
 
     def counting_fit(*args: Any, **kwargs: Any) -> Any:
         seen.append(torch.get_num_threads())
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr("hpo.report.models.fit", counting_fit)
+    monkeypatch.setattr("hpo.retrain.fit", counting_fit)
     before = torch.get_num_threads()
     trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)
     trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)  # cached
@@ -611,7 +611,7 @@ def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(
     # The study's finalize numbers are made up here, so the retrained models cannot match them:
     # the report must say so rather than show two test accuracies for one model silently.
     assert any("finalize stored 98.41%" in n for n in report.notes)
-    monkeypatch.setattr("hpo.report.models.fit", _no_fit)
+    monkeypatch.setattr("hpo.retrain.fit", _no_fit)
     again = build_report(opts, mnist=synthetic_mnist)  # trains nothing: would raise
     assert _pngs(again.html_path.read_text()) == _pngs(page)  # the same models, the same pictures
 

@@ -18,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hpo.device
+import hpo.retrain
 import hpo.search
 import hpo.trial
 from hpo.algorithms import make_pruner
@@ -28,6 +29,7 @@ from hpo.finalize import finalize
 from hpo.idx import write_idx
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
+from hpo.retrain import models_dir, trained
 from hpo.search import (
     StudyMismatchError,
     check_study,
@@ -468,6 +470,27 @@ def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_p
     assert final["best"]["val_acc"] == study.trials[final["best"]["trial"]].value
     # the same two trials again: the stored result is reused, not retrained
     assert finalize(study, mnist, CPU, compile=False)["finalized_at"] == final["finalized_at"]
+
+
+def test_finalize_caches_its_models_where_the_report_finds_them(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = run(tiny_spec(), tmp_path, 3, mnist=mnist)
+    cache = models_dir(tmp_path / "runs", "s")
+    final = finalize(study, mnist, CPU, compile=False, cache_dir=cache)
+    assert len(list(cache.glob("*.pt"))) == len({final["best"]["trial"], 0})
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again: the report would not have found finalize's model")
+
+    monkeypatch.setattr(hpo.retrain, "fit", no_fit)
+    for role in ("best", "baseline"):
+        record = final[role]
+        config = TrainConfig.from_dict(record["config"])
+        model = trained(config, mnist, CPU, cache, threads=record["threads"])  # as the report asks
+        assert model.test_acc == record["test_acc"]
+    with pytest.raises(AssertionError, match="trained again"):  # hpo finalize: anew, not cached
+        finalize(study, mnist, CPU, compile=False, cache_dir=cache, force=True)
 
 
 def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() -> None:

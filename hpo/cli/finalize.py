@@ -4,6 +4,7 @@ images and score each on the test set (hpo run does this at its end)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hpo.cli.common import ParagraphFormatter, add_data_dir, add_device, log
 from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, compile_flag, format_summary
@@ -37,6 +38,7 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.device import resolve_device
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
+    from hpo.retrain import models_dir
     from hpo.search import summarize
     from hpo.storage import load_existing_study, target_of
 
@@ -46,7 +48,9 @@ def handler(args: argparse.Namespace) -> int:
         raise HpoError(f"study {args.study!r} was not created by `hpo run`")
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
-    finalize(study, mnist, device, force=True, compile=compile_flag(args), log=log)
+    models = models_dir(Path("runs"), args.study)  # where hpo report looks
+    compile_ = compile_flag(args)
+    finalize(study, mnist, device, force=True, compile=compile_, cache_dir=models, log=log)
     target = target_of(study.user_attrs) or 0
     print(format_summary(summarize(study, storage, target), args.format))
     return 0

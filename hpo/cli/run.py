@@ -177,6 +177,7 @@ def handler(args: argparse.Namespace) -> int:
     )
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
+    from hpo.retrain import models_dir
     from hpo.search import check_study, open_study, setup_notes, summarize
     from hpo.storage import (
         GRACE_FACTOR,
@@ -244,7 +245,8 @@ def handler(args: argparse.Namespace) -> int:
         mnist = mnist or Mnist.load(args.data_dir)
         with reporting_loss(storage.url):
             study = optuna.load_study(study_name=study_name, storage=storage)
-            finalize(study, mnist, device, compile=compile_, log=log)
+            models = models_dir(Path("runs"), study_name)  # where hpo report looks
+            finalize(study, mnist, device, compile=compile_, cache_dir=models, log=log)
             summary = summarize(study, storage, n_trials, summary.stopped_early)
     print(format_summary(summary, args.format))
     return 0

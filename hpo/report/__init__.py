@@ -24,7 +24,6 @@ from hpo.report.confirm import confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import curves, history, schedules
 from hpo.report.html import Page, render
 from hpo.report.landscape import landscape
-from hpo.report.models import trained
 from hpo.report.pictures import Picture, all_pictures
 from hpo.report.stats import Difference, Sample, describe, t_quantile, welch_interval
 from hpo.report.study import DEFAULT_STUDY, StudyData, read_study
@@ -37,6 +36,7 @@ from hpo.report.tables import (
     trials_frame,
 )
 from hpo.report.verdict import Verdict, decide
+from hpo.retrain import models_dir, trained
 from hpo.storage import DEFAULT_STORAGE
 
 __all__ = [
@@ -82,7 +82,7 @@ class ReportOptions:
 
     @property
     def models_dir(self) -> Path:
-        return self.runs_dir / self.study / "models"
+        return models_dir(self.runs_dir, self.study)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
-from hpo.report.models import trained
 from hpo.report.stats import describe
 from hpo.report.study import StudyData
 from hpo.report.tables import last_val_acc, trial_config
+from hpo.retrain import trained
 
 ATTR = "confirm"
 

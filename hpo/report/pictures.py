@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from hpo.mnist import Mnist
-from hpo.report.models import Trained
+from hpo.retrain import Trained
 from hpo.splits import normalise
 from hpo.train import predict
 

@@ -1,8 +1,8 @@
 """Configurations retrained on all 60,000 training images and scored on the test set, cached.
 
-Both ``--confirm`` and the pictures need such models; a state_dict and its numbers are kept per
-configuration under ``runs/<study>/models/``, so a second report (or an interrupted confirm run)
-trains nothing it already has.
+Finalize, ``hpo report --confirm`` and the report's pictures need such models; a state_dict and
+its numbers are kept per configuration under ``runs/<study>/models/``, so the report after a
+finalized run, a second report, or an interrupted confirm run trains nothing it already has.
 """
 
 from __future__ import annotations
@@ -65,25 +65,32 @@ def cache_key(config: TrainConfig, mnist: Mnist, threads: int | None = None) -> 
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def models_dir(runs_dir: Path, study: str) -> Path:
+    """Where a study's retrained models are cached: finalize writes, the report reads."""
+    return runs_dir / study / "models"
+
+
 def trained(
     config: TrainConfig,
     mnist: Mnist,
     device: torch.device,
-    cache_dir: Path,
+    cache_dir: Path | None,
     *,
     compile: bool | None = None,
     threads: int | None = None,
+    refresh: bool = False,
     log: Callable[[str], None] = lambda _m: None,
 ) -> Trained:
-    """``config`` trained on the full training set, from the cache when it is there. On a
-    CPU, with ``threads`` intra-op threads (None: this process's), so that the model of a
-    configuration finalize trained with some thread count is the same model here."""
+    """``config`` trained on the full training set, from the cache when it is there (None: no
+    cache; ``refresh``: train again and replace the cached one). On a CPU, with ``threads``
+    intra-op threads (None: this process's), so that the model of a configuration finalize
+    trained with some thread count is the same model here."""
     if device.type != "cpu":
         threads = None
     elif threads is None:
         threads = torch.get_num_threads()
-    path = cache_dir / f"{cache_key(config, mnist, threads)}.pt"
-    if path.is_file():
+    path = None if cache_dir is None else cache_dir / f"{cache_key(config, mnist, threads)}.pt"
+    if path is not None and path.is_file() and not refresh:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(config)
         model.load_state_dict(saved["state_dict"])
@@ -108,11 +115,10 @@ def trained(
         result.status,
         result.model,
     )
-    # Plain floats (NaN included: a pickle keeps it) beside the weights.
-    payload = {k: getattr(out, k) for k in _CACHED}
-    _save(
-        path, {**payload, "train_loss": list(out.train_loss), "state_dict": out.model.state_dict()}
-    )
+    if path is not None:  # plain floats (NaN included: a pickle keeps it) beside the weights
+        payload = {k: getattr(out, k) for k in _CACHED}
+        state = {"train_loss": list(out.train_loss), "state_dict": out.model.state_dict()}
+        _save(path, {**payload, **state})
     return out
 
 
