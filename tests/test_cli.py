@@ -35,6 +35,18 @@ def test_a_verb_alone_does_not_import_the_report_stack() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_the_whole_parser_imports_no_torch_and_no_report_stack() -> None:
+    # `hpo --help`, `hpo data --help`: torch alone took about 3 s of a 4 s help page.
+    code = (
+        "import sys; from hpo.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('torch', 'pandas', 'plotly', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
 def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:
     # A --jobs parent imports these modules and trains nothing: torchvision would pull in
     # torch._dynamo (about 1 s). TensorBoard is imported when a trial writes its events.

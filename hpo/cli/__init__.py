@@ -45,9 +45,9 @@ class VerbParser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The whole CLI, or with ``only`` a verb's parser alone: a verb's module imports what it
-    needs (torch, Optuna, pandas, plotly) when it registers, and a worker process or a quick
-    ``hpo data`` should not pay for the others' imports."""
+    """The whole CLI, or with ``only`` a verb's parser alone. Registering imports no torch,
+    pandas or plotly (a verb's handler imports what it needs), so that ``hpo --help`` is quick
+    and a worker process pays only for its own verb's imports."""
     parser = argparse.ArgumentParser(
         prog="hpo",
         description="Hyperparameter search and benchmarking for the PyTorch MNIST MLP tutorial.",

@@ -5,11 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpo.baseline import run_baseline, tutorial_line
-from hpo.cli.common import add_data_dir, add_device, add_precision, log
+from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log
 from hpo.config import LOADERS, TrainConfig
-from hpo.device import describe, resolve_device, resolve_precision, slow_bf16_note
-from hpo.mnist import Mnist
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,7 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from hpo.cli.common import UsageError
+    # torch and matplotlib: imported here, not for --help or the other verbs
+    from hpo.baseline import run_baseline, tutorial_line
+    from hpo.device import describe, resolve_device, resolve_precision, slow_bf16_note
+    from hpo.mnist import Mnist
 
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1 (got {args.epochs})")

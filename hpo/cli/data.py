@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from hpo.cli.common import add_data_dir, log
-from hpo.data import MNIST_FILES, ensure_mnist, raw_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from hpo.data import MNIST_FILES, ensure_mnist, raw_dir  # torch: not for --help
+
     root = ensure_mnist(args.data_dir, download=not args.offline, log=log)
     folder = raw_dir(root)
     for name, (size, md5) in MNIST_FILES.items():

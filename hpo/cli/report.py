@@ -11,8 +11,9 @@ from hpo.jsonable import finite
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hpo.cli.run import add_storage
-    from hpo.report import DEFAULT_STUDY
+    from hpo.cli.run import DEFAULT_SPEC, add_storage
+
+    default_study = DEFAULT_SPEC.stem  # the default spec's study, as hpo run names it
 
     p = sub.add_parser(
         "report",
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  hpo report --confirm 5              retrain the top 3 and the baseline over 5 seeds\n"
         "  hpo report --study s --storage sqlite:///other.db --out /tmp/s.html --no-pictures\n",
     )
-    p.add_argument("--study", default=DEFAULT_STUDY, help=f"study name (default: {DEFAULT_STUDY})")
+    p.add_argument("--study", default=default_study, help=f"study name (default: {default_study})")
     add_storage(p)
     p.add_argument(
         "--out",
