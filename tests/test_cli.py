@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import gc
 import subprocess
 import sys
@@ -22,42 +23,32 @@ def test_the_full_parser_lists_every_verb() -> None:
         assert verb.replace("_", "-") in text
 
 
-def test_a_verb_alone_does_not_import_the_report_stack() -> None:
-    # A --jobs worker is `hpo run --worker I`: it should not pay for pandas and plotly.
-    code = (
-        "import sys; from hpo.cli import build_parser; p = build_parser('run'); "
-        "p.parse_args(['run', '--trials', '3']); "
-        "print(sorted(m for m in ('pandas', 'plotly', 'hpo.report') if m in sys.modules))"
-    )
+def imported_after(statements: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``statements``."""
+    code = f"import sys; {statements}; print([m for m in {modules!r} if m in sys.modules])"
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
-    assert done.stdout.strip() == "[]"
+    return ast.literal_eval(done.stdout.strip())
+
+
+def test_a_verb_alone_does_not_import_the_report_stack() -> None:
+    # A --jobs worker is `hpo run --worker I`: it should not pay for pandas and plotly.
+    run_only = "from hpo.cli import build_parser; build_parser('run').parse_args(['run'])"
+    assert imported_after(run_only, ("pandas", "plotly", "hpo.report")) == []
 
 
 def test_the_whole_parser_imports_no_torch_and_no_report_stack() -> None:
     # `hpo --help`, `hpo data --help`: torch alone took about 3 s of a 4 s help page.
-    code = (
-        "import sys; from hpo.cli import build_parser; build_parser().format_help(); "
-        "print(sorted(m for m in ('torch', 'pandas', 'plotly', 'matplotlib') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    whole = "from hpo.cli import build_parser; build_parser().format_help()"
+    assert imported_after(whole, ("torch", "pandas", "plotly", "matplotlib")) == []
 
 
 def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:
     # A --jobs parent imports these modules and trains nothing: torchvision would pull in
     # torch._dynamo (about 1 s). TensorBoard is imported when a trial writes its events.
-    code = (
-        "import sys; import hpo.cli.run, hpo.search, hpo.finalize, hpo.train; "
-        "print(sorted(m for m in ('torchvision', 'torch.utils.tensorboard') if m in sys.modules))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
-    )
-    assert done.stdout.strip() == "[]"
+    parent = "import hpo.cli.run, hpo.search, hpo.finalize, hpo.train"
+    assert imported_after(parent, ("torchvision", "torch.utils.tensorboard")) == []
 
 
 def test_the_command_exits_with_mains_code_and_skips_the_final_collection(
