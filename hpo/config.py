@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -21,6 +22,30 @@ HEADS: tuple[Head, ...] = get_args(Head)
 LOADERS: tuple[Loader, ...] = get_args(Loader)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
+
+# The fields a study may search, each with (its kind, the check, what the check means): a config
+# is checked against them here, and a spec's values too (hpo.spec.FIELDS, with its own limits).
+Kind = Literal["float", "int", "str"]
+RULES: dict[str, tuple[Kind, Callable[[Any], bool], str]] = {
+    "lr": ("float", lambda v: v > 0, "> 0"),
+    "momentum": ("float", lambda v: 0 <= v < 1, "in [0, 1)"),
+    "hidden1": ("int", lambda v: v >= 1, ">= 1"),
+    "hidden2": ("int", lambda v: v >= 1, ">= 1"),
+    "batch_size": ("int", lambda v: v >= 2, ">= 2 (BatchNorm cannot train on one sample)"),
+    "head": ("str", lambda v: v in HEADS, "one of " + ", ".join(HEADS)),
+    "schedule": ("str", lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
+    "gamma": ("float", lambda v: 0 < v <= 1, "in (0, 1]"),
+    "step_every": ("int", lambda v: v >= 1, ">= 1"),
+}
+
+
+def of_kind(value: Any, kind: Kind) -> bool:
+    """Whether ``value`` has the kind (TOML's and Python's true is no number)."""
+    if kind == "str":
+        return isinstance(value, str)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind == "int" else isinstance(value, int | float)
 
 
 @dataclass(frozen=True)
@@ -67,22 +92,12 @@ class TrainConfig:
 def config_problems(c: TrainConfig) -> list[str]:
     """Every reason ``c`` cannot be trained, each naming the field."""
     out: list[str] = []
-    if not c.lr > 0:
-        out.append(f"lr must be > 0 (got {c.lr})")
-    if not 0 <= c.momentum < 1:
-        out.append(f"momentum must be in [0, 1) (got {c.momentum})")
-    for name in ("hidden1", "hidden2", "batch_size", "epochs", "step_every"):
+    for name, (kind, check, meaning) in RULES.items():
         value = getattr(c, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            out.append(f"{name} must be a positive integer (got {value!r})")
-        elif name == "batch_size" and value < 2:
-            out.append("batch_size must be >= 2: BatchNorm cannot train on one sample (got 1)")
-    if not 0 < c.gamma <= 1:
-        out.append(f"gamma must be in (0, 1] (got {c.gamma})")
-    if c.schedule not in SCHEDULES:
-        out.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {c.schedule!r})")
-    if c.head not in HEADS:
-        out.append(f"head must be one of {', '.join(HEADS)} (got {c.head!r})")
+        if not of_kind(value, kind) or not check(value):
+            out.append(f"{name} must be {meaning} (got {value!r})")
+    if not of_kind(c.epochs, "int") or c.epochs < 1:
+        out.append(f"epochs must be a positive integer (got {c.epochs!r})")
     if c.loader not in LOADERS:
         out.append(f"loader must be one of {', '.join(LOADERS)} (got {c.loader!r})")
     if c.precision not in PRECISIONS:

@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpo.config import HEADS, PRECISION_CHOICES, SCHEDULES, PrecisionChoice, TrainConfig
+from hpo.config import (
+    HEADS,
+    PRECISION_CHOICES,
+    RULES,
+    SCHEDULES,
+    Kind,
+    PrecisionChoice,
+    TrainConfig,
+    of_kind,
+)
 
 
 class SpecError(ValueError):
@@ -61,24 +70,17 @@ class Fixed:
 
 Dim = FloatRange | IntRange | Choice | Fixed
 
-# The searchable TrainConfig fields: (kind, check, what the check means). Everything else in
-# TrainConfig (epochs, seed, loader) belongs to the study, not the space.
-_FLOAT, _INT, _STR = "float", "int", "str"
-_ARTICLE = {_FLOAT: "a number", _INT: "an integer", _STR: "a string"}
-FIELDS: dict[str, tuple[str, Any, str]] = {
-    "lr": (_FLOAT, lambda v: v > 0, "> 0"),
-    "momentum": (_FLOAT, lambda v: 0 <= v < 1, "in [0, 1)"),
-    "hidden1": (_INT, lambda v: v >= 1, ">= 1"),
-    "hidden2": (_INT, lambda v: v >= 1, ">= 1"),
+# The searchable TrainConfig fields (hpo.config.RULES); everything else in TrainConfig (epochs,
+# seed, loader) belongs to the study, not the space. A batch can hold at most the 50,000 images
+# tuning trains on.
+_ARTICLE: dict[Kind, str] = {"float": "a number", "int": "an integer", "str": "a string"}
+FIELDS: dict[str, tuple[Kind, Any, str]] = {
+    **RULES,
     "batch_size": (
-        _INT,
+        "int",
         lambda v: 2 <= v <= 50_000,
         "in [2, 50000] (BatchNorm needs two samples; tuning trains on 50,000 images)",
     ),
-    "head": (_STR, lambda v: v in HEADS, "one of " + ", ".join(HEADS)),
-    "schedule": (_STR, lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),
-    "gamma": (_FLOAT, lambda v: 0 < v <= 1, "in (0, 1]"),
-    "step_every": (_INT, lambda v: v >= 1, ">= 1"),
 }
 # Conditional parameters: sampled only for the schedules that use them.
 USED_BY: dict[str, tuple[str, ...]] = {
@@ -180,9 +182,9 @@ class StudySpec:
             problems.append(
                 f"--precision must be {'|'.join(PRECISION_CHOICES)} (got {precision!r})"
             )
-        if epochs is not None and (_not_int(epochs) or epochs < 1):
+        if epochs is not None and (not of_kind(epochs, "int") or epochs < 1):
             problems.append(f"--epochs must be an integer >= 1 (got {epochs!r})")
-        if seed is not None and (_not_int(seed) or seed < 0):
+        if seed is not None and (not of_kind(seed, "int") or seed < 0):
             problems.append(f"--seed must be an integer >= 0 (got {seed!r})")
         if problems:
             raise SpecError("; ".join(problems))
@@ -282,10 +284,6 @@ def _unused_conditionals(space: SearchSpace) -> list[str]:
     return out
 
 
-def _not_int(value: Any) -> bool:
-    return not isinstance(value, int) or isinstance(value, bool)  # TOML's true is no integer
-
-
 def _describe(value: Any) -> str:
     kind = {
         bool: "boolean",
@@ -305,7 +303,7 @@ def _unknown(table: Mapping[str, Any], allowed: set[str], prefix: str, out: list
 
 def _int(data: Mapping[str, Any], key: str, default: int, low: int, out: list[str]) -> int:
     value = data.get(key, default)
-    if _not_int(value) or value < low:
+    if not of_kind(value, "int") or value < low:
         out.append(f"{key}: expected an integer >= {low}, got {_describe(value)}")
         return default
     return int(value)
@@ -330,7 +328,7 @@ def _component(
     options = []
     for option, (kind, fallback) in allowed.items():
         value = raw.get(option, fallback)
-        bad = _not_int(value) or value < 0 if kind is int else not isinstance(value, kind)
+        bad = not of_kind(value, "int") or value < 0 if kind is int else not isinstance(value, kind)
         if bad:
             want = "an integer >= 0" if kind is int else f"a {kind.__name__}"
             out.append(f"{key}.{option}: expected {want}, got {_describe(value)}")
@@ -363,16 +361,10 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
     fallback = Fixed(getattr(TrainConfig(), name))
 
     def value_ok(value: Any, where: str) -> bool:
-        if kind == _STR:
-            type_ok = isinstance(value, str)
-        elif kind == _INT:
-            type_ok = not _not_int(value)
-        else:
-            type_ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if not type_ok:
+        if not of_kind(value, kind):
             out.append(f"{where}: expected {_ARTICLE[kind]}, got {_describe(value)}")
             return False
-        if kind == _FLOAT and not math.isfinite(value):  # TOML has inf and nan
+        if kind == "float" and not math.isfinite(value):  # TOML has inf and nan
             out.append(f"{where}: must be a finite number, got {value!r}")
             return False
         if not check(value):
@@ -381,7 +373,7 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
         return True
 
     if not isinstance(raw, dict):
-        return Fixed(float(raw) if kind == _FLOAT else raw) if value_ok(raw, key) else fallback
+        return Fixed(float(raw) if kind == "float" else raw) if value_ok(raw, key) else fallback
     if "choices" in raw:
         if {"low", "high", "log"} & set(raw):
             out.append(f"{key}: give a range (low, high) or choices, not both")
@@ -395,7 +387,7 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
             out.append(f"{key}.choices: has duplicates: {choices!r}")
         good = all([value_ok(c, f"{key}.choices[{i}]") for i, c in enumerate(choices)])
         return Choice(tuple(choices)) if good else fallback
-    if kind == _STR:
+    if kind == "str":
         choices = ", ".join(f'"{c}"' for c in (SCHEDULES if name == "schedule" else HEADS))
         out.append(f"{key}: a text field takes a value or {{choices = [{choices}]}}, not a range")
         return fallback
@@ -422,4 +414,4 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
     if log and low <= 0:
         out.append(f"{key}: a log range needs low > 0 (got {low!r}); raise low or drop log")
         return fallback
-    return IntRange(low, high, log) if kind == _INT else FloatRange(float(low), float(high), log)
+    return IntRange(low, high, log) if kind == "int" else FloatRange(float(low), float(high), log)

@@ -53,7 +53,7 @@ def test_config_rejects_impossible_values_naming_the_field() -> None:
         TrainConfig(momentum=1.5)
     with pytest.raises(ValueError, match="hidden1"):
         TrainConfig(hidden1=0)
-    with pytest.raises(ValueError, match="batch_size must be >= 2: BatchNorm"):
+    with pytest.raises(ValueError, match=r"batch_size must be >= 2 \(BatchNorm cannot train"):
         TrainConfig(batch_size=1)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="linear")  # type: ignore[arg-type]
