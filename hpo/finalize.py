@@ -82,7 +82,9 @@ def _retrain(
     config = TrainConfig.from_dict(t.user_attrs["config"])
     # On a CPU the thread count changes the rounding: the report retrains with the same.
     threads = torch.get_num_threads() if device.type == "cpu" else None
-    done = trained(config, mnist, device, cache_dir, compile=compile, refresh=refresh)
+    done = trained(
+        config, mnist, device, cache_dir, compile=compile, threads=threads, refresh=refresh
+    )
     epochs = len(done.train_loss)
     return {
         "trial": t.number,

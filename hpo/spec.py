@@ -68,6 +68,9 @@ class Fixed:
         return {"value": self.value}
 
 
+# The study `hpo run` runs by default; its name (the file's stem) is every command's default study.
+DEFAULT_SPEC = Path("studies/mnist_mlp.toml")
+
 Dim = FloatRange | IntRange | Choice | Fixed
 
 # The searchable TrainConfig fields (hpo.config.RULES); everything else in TrainConfig (epochs,

@@ -7,8 +7,9 @@ import argparse
 from pathlib import Path
 
 from hpo.cli.common import ParagraphFormatter, add_data_dir, add_device, log
-from hpo.cli.run import DEFAULT_SPEC, add_format, add_storage, compile_flag, format_summary
+from hpo.cli.run import add_format, add_storage, compile_flag, format_summary
 from hpo.errors import HpoError
+from hpo.spec import DEFAULT_SPEC
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

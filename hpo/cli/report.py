@@ -11,9 +11,10 @@ from hpo.jsonable import finite
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hpo.cli.run import DEFAULT_SPEC, add_storage
+    from hpo.cli.run import add_storage
+    from hpo.spec import DEFAULT_SPEC
 
-    default_study = DEFAULT_SPEC.stem  # the default spec's study, as hpo run names it
+    default_study = DEFAULT_SPEC.stem  # hpo.report.DEFAULT_STUDY, without the report's imports
 
     p = sub.add_parser(
         "report",

@@ -19,7 +19,7 @@ from hpo.cli.common import (
     log,
     stop_once,
 )
-from hpo.spec import StudySpec
+from hpo.spec import DEFAULT_SPEC, StudySpec
 from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
 from hpo.text import short
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # for annotations only
     from hpo.mnist import Mnist
     from hpo.search import StudySummary
 
-DEFAULT_SPEC = Path("studies/mnist_mlp.toml")
 
 EXAMPLES = """\
 examples:

@@ -10,9 +10,10 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.spec import DEFAULT_SPEC
 from hpo.storage import baseline_of, load_existing_study, mask_url, target_of
 
-DEFAULT_STUDY = "mnist_mlp"
+DEFAULT_STUDY = DEFAULT_SPEC.stem
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
 
 
