@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,32 +73,59 @@ def run_baseline(
     so is ``out_dir`` if this run made it and left it empty."""
     config = config or TrainConfig()
     made = not out_dir.exists()
-    staging = _fresh_staging(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _sole_writer(out_dir):
+        staging = _fresh_staging(out_dir)
+        try:
+            with SummaryWriter(log_dir=str(staging / "tensorboard")) as writer:
+
+                def record(m: EpochMetrics) -> None:
+                    # One point per epoch per metric (the tutorial logged ~938 points per
+                    # epoch), a trial's tags with its evaluation named for what it is here: the
+                    # test set.
+                    for tag, name in SCALARS.items():
+                        writer.add_scalar(tag.replace("val/", "test/"), getattr(m, name), m.epoch)
+                    writer.flush()
+                    if on_epoch is not None:
+                        on_epoch(m)
+
+                result = fit(config, mnist, device, record, full=True)
+            csv_name, json_name, digits_name, loss_name = OUTPUTS
+            _write_csv(result, staging / csv_name)
+            _write_json(result, device, staging / json_name)
+            save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, staging / digits_name)
+            save_loss_curve([e.train_loss for e in result.epochs], staging / loss_name)
+        except BaseException:  # KeyboardInterrupt too: the cut-short run is not kept
+            shutil.rmtree(staging, ignore_errors=True)
+            if made:
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()  # only if empty
+            raise
+        return BaselineRun(result, out_dir, _install(staging, out_dir))
+
+
+@contextlib.contextmanager
+def _sole_writer(out_dir: Path) -> Iterator[None]:
+    """One ``hpo baseline`` at a time per folder: a second would take the first's partial/ for a
+    leftover and remove it. The lock is on the folder itself (no lock file to clean up), and the
+    kernel drops it when the process ends, even when killed outright."""
+    if sys.platform == "win32":  # no flock; one run at a time is then the user's to keep
+        yield
+        return
+    import fcntl
+
+    fd = os.open(out_dir, os.O_RDONLY)
     try:
-        with SummaryWriter(log_dir=str(staging / "tensorboard")) as writer:
-
-            def record(m: EpochMetrics) -> None:
-                # One point per epoch per metric (the tutorial logged ~938 points per epoch),
-                # a trial's tags with its evaluation named for what it is here: the test set.
-                for tag, name in SCALARS.items():
-                    writer.add_scalar(tag.replace("val/", "test/"), getattr(m, name), m.epoch)
-                writer.flush()
-                if on_epoch is not None:
-                    on_epoch(m)
-
-            result = fit(config, mnist, device, record, full=True)
-        csv_name, json_name, digits_name, loss_name = OUTPUTS
-        _write_csv(result, staging / csv_name)
-        _write_json(result, device, staging / json_name)
-        save_digits(mnist.arrays.test_images, mnist.arrays.test_labels, staging / digits_name)
-        save_loss_curve([e.train_loss for e in result.epochs], staging / loss_name)
-    except BaseException:  # KeyboardInterrupt too: the cut-short run is not kept
-        shutil.rmtree(staging, ignore_errors=True)
-        if made:
-            with contextlib.suppress(OSError):
-                out_dir.rmdir()  # only if empty
-        raise
-    return BaselineRun(result, out_dir, _install(staging, out_dir))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise HpoError(
+                f"another hpo baseline is writing into {out_dir} now: wait for it to finish, "
+                "or give this one another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _fresh_staging(out_dir: Path) -> Path:

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any, Protocol
 
 from hpo.config import Precision, TrainConfig
-from hpo.spec import USED_BY, Choice, Dim, Fixed, FloatRange, IntRange, SearchSpace
+from hpo.spec import USED_BY, Choice, Dim, Fixed, FloatRange, IntRange, SearchSpace, in_use
 
 
 class Suggester(Protocol):
@@ -99,8 +99,7 @@ def _in_use(name: str, space: SearchSpace, params: dict[str, Any]) -> bool:
     if name not in USED_BY:
         return True
     schedule_dim = space["schedule"]
-    schedule = params.get("schedule", getattr(schedule_dim, "value", None))
-    return schedule in USED_BY[name]
+    return in_use(name, params.get("schedule", getattr(schedule_dim, "value", None)))
 
 
 def _suggest_one(trial: Suggester, name: str, dim: Dim) -> Any:

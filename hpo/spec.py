@@ -92,6 +92,11 @@ USED_BY: dict[str, tuple[str, ...]] = {
 }
 
 
+def in_use(name: str, schedule: object) -> bool:
+    """Whether a config field has an effect under this schedule (gamma does not under cosine)."""
+    return name not in USED_BY or schedule in USED_BY[name]
+
+
 @dataclass(frozen=True)
 class SearchSpace:
     """One Dim per searchable field, in FIELDS order; a field the spec omits is Fixed at the

@@ -237,10 +237,12 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
             "exits, and --jobs workers, optuna-dashboard and hpo report cannot open it; name a "
             f"file instead, e.g. {DEFAULT_STORAGE}"
         )
+    if path is not None:
+        _check_folder(path, given)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(exist_ok=True)
             with warnings.catch_warnings():
                 # heartbeat_interval and the retry callback are marked experimental by Optuna.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -264,6 +266,17 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
                 f"{_driver_words(exc, url)} {_open_hint(url, exc)}"
             ) from None
     raise AssertionError("unreachable")
+
+
+def _check_folder(path: Path, given: str) -> None:
+    """The database's own folder is made (runs/ in a fresh checkout), but not the folders above
+    it: a mistyped path would otherwise leave a tree of empty folders behind."""
+    if not path.parent.parent.is_dir():
+        raise StorageError(
+            f"cannot open storage {given!r}: the folder {path.parent.parent} does not exist. "
+            f"Check the path (sqlite:///FILE is relative, sqlite:////FILE absolute) or create it "
+            f"first: mkdir -p {path.parent}"
+        )
 
 
 def load_existing_study(url: str, name: str) -> tuple[RDBStorage, optuna.Study]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import hpo.baseline
+import hpo.cli.baseline
 from hpo.baseline import MARK, OUTPUTS, PARTIAL, tutorial_line
 from hpo.cli import main
 from hpo.config import TrainConfig
@@ -155,6 +157,45 @@ def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
     first = tmp_path / "first"
     assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(first)]) == 130
     assert not first.exists()
+
+
+@pytest.mark.mnist
+def test_ctrl_c_after_the_run_is_stored_says_it_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ctrl_c_at_the_summary(message: str) -> None:
+        if message.startswith("train time"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.cli.baseline, "log", ctrl_c_at_the_summary)
+    out = tmp_path / "baseline"
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted; the baseline run is complete and stored in {out}" in err
+    assert "not kept" not in err and all((out / name).is_file() for name in OUTPUTS)
+
+
+def test_a_second_baseline_into_a_folder_in_use_is_refused_and_takes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hpo.baseline, "fit", _interrupted)  # it must not get as far as training
+    out = tmp_path / "baseline"
+    (out / PARTIAL).mkdir(parents=True)
+    (out / PARTIAL / MARK).touch()
+    (out / PARTIAL / "metrics.csv").write_text("the first run's, in progress\n")
+    before = files_under(out)
+    first = os.open(out, os.O_RDONLY)  # the first run's hold on the folder
+    try:
+        fcntl.flock(first, fcntl.LOCK_EX)
+        assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 1
+    finally:
+        os.close(first)
+    err = capsys.readouterr().err
+    assert f"another hpo baseline is writing into {out} now" in err and "--out" in err
+    assert files_under(out) == before  # the first run's partial/ is untouched
+    # With the first run gone (its lock went with it), its leftover is cleared as before.
+    assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(out)]) == 130
+    assert not (out / PARTIAL).exists()
 
 
 def test_a_partial_folder_left_by_a_killed_run_is_removed_and_anyone_elses_is_refused(

@@ -20,7 +20,7 @@ import hpo.data
 import hpo.device
 from hpo.cli import main
 from hpo.data import file_digests, make_synthetic_mnist, raw_dir
-from hpo.storage import dashboard_command, mask_text
+from hpo.storage import dashboard_command, mask_text, open_storage
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 
@@ -102,6 +102,20 @@ def test_a_storage_url_hpo_cannot_open_says_what_to_do_for_its_kind(
     assert main(["run", "--spec", spec, "--storage", url]) == 1
     err = capsys.readouterr().err
     assert said in err and "hpo[postgres]" not in err and ":pw@" not in err
+
+
+def test_a_sqlite_path_under_missing_folders_is_refused_and_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = str(write_spec(tmp_path / "tiny.toml", trials=3))
+    typo = tmp_path / "tpyo" / "deeper" / "hpo.db"
+    assert main(["run", "--spec", spec, "--storage", f"sqlite:///{typo}"]) == 1
+    err = capsys.readouterr().err
+    assert f"the folder {tmp_path / 'tpyo'} does not exist" in err and "mkdir -p" in err
+    assert not (tmp_path / "tpyo").exists()
+    # The database's own folder is still made: runs/ in a fresh checkout.
+    open_storage(f"sqlite:///{tmp_path / 'runs' / 'hpo.db'}")
+    assert (tmp_path / "runs" / "hpo.db").is_file()
 
 
 def test_the_dashboard_command_printed_can_be_pasted_without_showing_a_password(

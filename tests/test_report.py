@@ -254,6 +254,9 @@ def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
         "logits",
     )
     assert row["param_count"] == parameter_count(512, 128)
+    assert (row["gamma"], row["step_every"]) == (0.5, 2)
+    # Trial 1's cosine schedule uses neither: its config's defaults would read as chosen values.
+    assert frame.set_index("trial").loc[1, ["gamma", "step_every"]].isna().all()
     assert not row["compiled"] and row["cuda_graph"]  # as the fixture's trials record them
     assert row["seconds_per_epoch"] == pytest.approx(1.5 + BEST / 10)
     pruned = frame.set_index("trial").loc[5]
@@ -675,6 +678,17 @@ def test_cli_writes_html_and_csv_and_prints_json(
     assert result["html_bytes"] == out.stat().st_size
     assert (result["best_trial"], result["baseline_trial"]) == (BEST, BASELINE)
     assert result["verdict"] == "unconfirmed"
+
+
+def test_reports_written_into_one_folder_keep_their_own_tables(
+    tmp_path: Path, study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("first", "second"):
+        args = ["report", "--study", "demo", "--storage", study_url, "--no-pictures"]
+        assert main([*args, "--out", str(tmp_path / f"{name}.html"), "--device", "cpu"]) == 0
+    tables = sorted(path.name for path in tmp_path.glob("*.csv"))
+    assert tables == ["first-trials.csv", "second-trials.csv"]
+    assert ReportOptions(study="s").csv_path == Path("runs/s/trials.csv")
 
 
 def test_cli_rejects_a_one_seed_confirm_and_a_top_without_confirm_as_usage_errors(

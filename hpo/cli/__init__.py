@@ -97,9 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
         ended = isinstance(exc, Terminated)
+        # A handler sets args.after_interrupt once what it said above stops being true.
+        after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(
+            verb, "nothing was changed. Rerun the same command"
+        )
         return fail(
-            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; "
-            + AFTER_INTERRUPT.get(verb, "nothing was changed. Rerun the same command"),
+            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; {after}",
             EXIT_TERMINATED if ended else 130,
         )
     except Exception as exc:

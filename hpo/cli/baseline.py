@@ -73,6 +73,7 @@ def handle(args: argparse.Namespace) -> int:
     run = run_baseline(
         mnist, device, args.out, config, on_epoch=lambda m: print(tutorial_line(m), flush=True)
     )
+    args.after_interrupt = f"the baseline run is complete and stored in {run.out_dir}"
     r = run.result
     log(
         f"train time {r.train_seconds:.1f} s ({r.train_seconds / len(r.epochs):.2f} s/epoch), "

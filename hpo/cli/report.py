@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="HTML file to write (default: runs/<study>/report.html); "
-        "trials.csv is written beside it",
+        "the trials' table is written beside it (trials.csv beside report.html, "
+        "NAME-trials.csv beside NAME.html)",
     )
     p.add_argument(
         "--confirm",

@@ -63,7 +63,7 @@ Log = Callable[[str], None]
 class ReportOptions:
     study: str = DEFAULT_STUDY
     storage: str = DEFAULT_STORAGE
-    out: Path | None = None  # default: <runs_dir>/<study>/report.html, trials.csv beside it
+    out: Path | None = None  # default: <runs_dir>/<study>/report.html
     runs_dir: Path = Path("runs")
     confirm: int = 0  # seeds per configuration; 0 reuses what earlier --confirm runs stored
     top_k: int = 3
@@ -78,7 +78,10 @@ class ReportOptions:
 
     @property
     def csv_path(self) -> Path:
-        return self.html_path.with_name("trials.csv")
+        """trials.csv beside report.html; <name>-trials.csv beside any other <name>.html, so that
+        two reports written into one folder do not share (and overwrite) one table."""
+        html = self.html_path
+        return html.with_name("trials.csv" if html.stem == "report" else f"{html.stem}-trials.csv")
 
     @property
     def models_dir(self) -> Path:

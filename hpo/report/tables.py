@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.config import TrainConfig
 from hpo.model import parameter_count
 from hpo.report.study import StudyData
+from hpo.spec import in_use
 from hpo.storage import curve, last_val_acc
 
 CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
@@ -22,6 +23,8 @@ _CONFIG_DOCS = {
     "seed": "training config: seed (initial weights and batch order)",
     "precision": "training config: fp32, or bf16 (the hidden layers' matmuls in bfloat16); "
     "what the trial trained in, an `auto` spec resolved on its device",
+    "gamma": "training config: gamma; empty where the schedule does not use it",
+    "step_every": "training config: step_every; empty where the schedule does not use it",
 }
 # The CSV's columns, in order; the README documents them from this table.
 TRIAL_COLUMNS: dict[str, str] = {
@@ -76,7 +79,8 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
         "val_acc": val[-1] if val else math.nan,
         "best_val_acc": max(val) if val else math.nan,
         "epochs_run": run,
-        **{k: config.get(k) for k in CONFIG_KEYS},
+        # A value the schedule ignores (the default gamma of a cosine trial) would read as chosen.
+        **{k: config.get(k) if in_use(k, config.get("schedule")) else None for k in CONFIG_KEYS},
         "train_seconds": sum(train) if train else math.nan,
         "seconds_per_epoch": sum(train) / len(train) if train else math.nan,
         "wall_seconds": trial.user_attrs.get("wall_seconds", _duration(trial)),

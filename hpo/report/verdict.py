@@ -16,7 +16,7 @@ from hpo.report.confirm import seed_accuracies
 from hpo.report.stats import Difference, Sample, describe, welch_interval
 from hpo.report.study import StudyData
 from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
-from hpo.spec import USED_BY
+from hpo.spec import in_use
 
 ONE_SEED = "1 seed (hpo finalize): not a claim"
 NOT_FINALIZED = "not finalized: run `hpo finalize`"
@@ -202,8 +202,7 @@ def _differing(base: dict[str, Any], best: dict[str, Any]) -> tuple[tuple[str, A
     for key in CONFIG_KEYS:
         if key == "seed" or base.get(key) == best.get(key):
             continue
-        used = [key not in USED_BY or c.get("schedule") in USED_BY[key] for c in (base, best)]
-        if any(used):
+        if any(in_use(key, c.get("schedule")) for c in (base, best)):
             out.append((key, base.get(key), best.get(key)))
     return tuple(out)
 
