@@ -3,8 +3,8 @@
 Workers started with the same seed hold samplers in the same RNG state; seeing the same trials, two
 of them asking at once would propose the same parameters. Trial numbers are unique across every
 worker of a study, so seeding each trial from its number (less the re-runs before it: see
-``draw_index``) gives every worker its own stream, and a one-worker run stays exactly
-reproducible, resumed or not.
+``draw_index``; a re-run takes its first attempt's) gives every worker its own stream, and a
+one-worker run stays exactly reproducible, resumed or not.
 
 The inner sampler is built afresh for each trial with that trial's seed: Optuna's samplers keep
 their state in the study (CMA-ES, QMC) or derive it from the stored trials (TPE, random), so a
@@ -52,7 +52,12 @@ class TrialSeededSampler(BaseSampler):
         self._inner = build(seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        index = draw_index(study.get_trials(deepcopy=False), trial.number)
+        # Every trial of the study: under Hyperband ``study`` is Optuna's per-bracket view, whose
+        # get_trials() leaves out the re-runs of other brackets (and so shifts the count).
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        # A re-run draws what its first attempt drew (and trains with its seed, hpo.trial): by
+        # its own number it would share an index with the next new trial, and its draws.
+        index = draw_index(trials, int(trial.user_attrs.get("origin", trial.number)))
         self._inner = self._build(per_trial_seed(self._seed, index))
         self._inner.before_trial(study, trial)
 

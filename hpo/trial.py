@@ -89,6 +89,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         record = {
             "config": config.to_dict(),
             "seed": seed,
+            # The study's attrs name the sampler and pruner it was made with; a resumed run may
+            # change them, so each trial names its own (the report lists them per trial range).
+            "sampler": spec.sampler.to_dict(),
+            "pruner": spec.pruner.to_dict(),
             "is_baseline": is_baseline,
             "origin": origin,
             "curves": curves_of(()),
@@ -120,7 +124,10 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             ctx.progress.epoch(number, m.epoch)
             # Not after the last epoch: stopping there saves nothing, and would throw away a
             # finished result (the pruner may rank it low: a median of longer runs, say).
-            if m.epoch + 1 < total and trial.should_prune():
+            # Never the baseline: pruned, it is finished and never runs again, and the study has
+            # nothing to compare its winners with (with --jobs it can meet other trials' rungs
+            # first). It is still asked, so Hyperband's rungs record its values as anyone's.
+            if m.epoch + 1 < total and trial.should_prune() and not is_baseline:
                 raise optuna.TrialPruned(f"pruned at epoch {m.epoch + 1} of {total}")
 
         def on_prepared(kind: StepKind) -> None:

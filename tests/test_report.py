@@ -283,6 +283,23 @@ def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> N
     assert summary.wall_seconds == pytest.approx(8 * 60 + 7)  # trial 0 start to trial 8 end
 
 
+def test_the_summary_names_each_sampler_and_pruner_with_the_trials_it_ran(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)  # its trials record none: the study's own, by name
+    rows = dict(summary_frame(data, summarise(data)).itertuples(index=False))
+    assert (rows["sampler"], rows["pruner"]) == (data.attrs["sampler"], data.attrs["pruner"])
+    trials = copy.deepcopy(data.trials)
+    for t in trials:  # a run resumed at trial 5 with another sampler, the same pruner
+        late = t.number >= 5
+        t.user_attrs["sampler"] = {"name": "random"} if late else {"name": "tpe", "seeds": 4}
+        t.user_attrs["pruner"] = {"name": "median", "n_warmup_steps": 1}
+    resumed = dataclasses.replace(data, trials=trials)
+    rows = dict(summary_frame(resumed, summarise(resumed)).itertuples(index=False))
+    assert rows["sampler"] == "tpe (seeds=4) for trials 0-4; random for trials 5-8"
+    assert rows["pruner"] == "median (n_warmup_steps=1)"
+
+
 def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ(
     study_url: str,
 ) -> None:
@@ -362,6 +379,20 @@ def test_seeds_that_all_tie_give_no_interval_and_no_claim(study_url: str) -> Non
     assert v.kind == "unconfirmed" and v.difference is None  # a zero-width interval said "beats"
     assert "2 vs 2 seeds, each side's all scoring the same" in v.headline
     assert "--confirm 4" in v.headline
+
+
+def test_seeds_on_one_side_only_give_no_interval_and_say_which_side_lacks_them(
+    study_url: str,
+) -> None:
+    runs = [{"trial": BEST, "seed": 0, "test_acc": 0.98, "seconds_per_epoch": 1.0}]
+    runs += [
+        {"trial": BASELINE, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
+        for s, a in enumerate([0.975, 0.977, 0.976])
+    ]
+    v = decide(read_study("demo", study_url), runs)
+    assert v.kind == "unconfirmed" and v.difference is None
+    assert "1 vs 3 seeds: an interval needs two or more on each side" in v.headline
+    assert "--confirm 3" in v.headline and "One run each" not in v.headline
 
 
 def test_verdict_on_a_study_with_only_pruned_and_failed_trials(tmp_path: Path) -> None:

@@ -164,15 +164,18 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
 
 
 @pytest.mark.parametrize("epochs", [1, 2])
-def test_a_trial_is_never_pruned_after_its_last_epoch(
+def test_a_trial_is_never_pruned_after_its_last_epoch_nor_the_baseline_at_all(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epochs: int
 ) -> None:
     monkeypatch.setattr(hpo.search, "make_pruner", lambda spec: _AlwaysPrune())
     study = run(tiny_spec(epochs=epochs), tmp_path, 3, mnist=mnist)
+    assert study.trials[0].user_attrs["is_baseline"]
     if epochs == 1:  # its only epoch is its last: a finished result, kept
         assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
-    else:
-        assert [t.user_attrs["reason"] for t in study.trials] == ["pruned at epoch 1 of 2"] * 3
+    else:  # the baseline runs on: pruned, it would be gone for good, and the comparison with it
+        assert study.trials[0].state == TrialState.COMPLETE
+        assert sorted(study.trials[0].intermediate_values) == [0, 1]  # reported all the same
+        assert [t.user_attrs["reason"] for t in study.trials[1:]] == ["pruned at epoch 1 of 2"] * 2
 
 
 @pytest.mark.parametrize(
@@ -235,6 +238,20 @@ def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -
     ]
     assert len({repr(t.params) for t in a}) == 5  # the sampler did explore
     assert [t.user_attrs["seed"] for t in a] == [trial_seed(0, n) for n in range(5)]
+
+
+def test_each_trial_records_the_sampler_and_pruner_that_ran_it_across_a_resume(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    first = tiny_spec(sampler={"name": "random"})
+    run(first, tmp_path, 2, mnist=mnist)
+    second = tiny_spec(pruner={"name": "median", "n_startup_trials": 1})
+    study = run(second, tmp_path, 3, mnist=mnist)  # resumed with other algorithms: allowed
+    recorded = [(t.user_attrs["sampler"], t.user_attrs["pruner"]) for t in study.trials]
+    old = (first.sampler.to_dict(), first.pruner.to_dict())
+    assert recorded == [old, old, (second.sampler.to_dict(), second.pruner.to_dict())]
+    assert recorded[2][0]["name"] == "tpe" and recorded[2][1]["n_startup_trials"] == 1
+    assert study.user_attrs["sampler"] == "random"  # the study's: what it was made with
 
 
 def test_a_different_seed_samples_differently(mnist: Mnist, tmp_path: Path) -> None:

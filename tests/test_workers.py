@@ -196,6 +196,38 @@ def test_the_wrapper_builds_its_sampler_from_each_trials_number() -> None:
     assert built == [11] + [per_trial_seed(11, n) for n in range(3)]
 
 
+@pytest.mark.parametrize("hyperband", [False, True], ids=["median", "hyperband"])
+def test_a_rerun_takes_its_first_attempts_seed_and_no_new_trial_shares_one(
+    hyperband: bool,
+) -> None:
+    """Trials 2, 5 and 8 re-run 1, 4 and 7 (as storage.requeue queues them). Under Hyperband
+    the sampler is handed a per-bracket view of the study, which hides other brackets' re-runs."""
+    built: list[int] = []
+
+    def build(seed: int) -> optuna.samplers.BaseSampler:
+        built.append(seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+
+    pruner = (
+        optuna.pruners.HyperbandPruner(min_resource=1, max_resource=20, reduction_factor=3)
+        if hyperband
+        else optuna.pruners.MedianPruner()
+    )
+    study = optuna.create_study(sampler=TrialSeededSampler(build, 11), pruner=pruner)
+    x: dict[str, BaseDistribution] = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for number in range(12):
+        if number in (2, 5, 8):
+            study.enqueue_trial({}, user_attrs={"origin": number - 1})
+        trial = study.ask(x)
+        trial.report(0.5, 0)
+        trial.should_prune()  # Hyperband files the trial in its bracket here
+        study.tell(trial, 0.0)
+    draws = [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 8]  # each re-run repeats the draw before it
+    assert built[1:] == [per_trial_seed(11, i) for i in draws]
+    xs = [t.params["x"] for t in study.trials]
+    assert len(set(xs)) == 9 and all(xs[n] == xs[n - 1] for n in (2, 5, 8))
+
+
 # ---------------------------------------------------------------------- the exact target
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hpo.config import PRECISION_CHOICES
+from hpo.storage import DEFAULT_STORAGE, STORAGE_ENV, default_storage
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -124,3 +125,25 @@ def device_default(args: argparse.Namespace) -> str | None:
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"$HPO_DEVICE: {exc}; or unset it") from None
     return f"$HPO_DEVICE={env}"
+
+
+def add_storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--storage",
+        default=default_storage(),
+        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}, relative to "
+        "the current dir); the password is masked in everything printed",
+    )
+
+
+def add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="summary format on stdout (default: table)",
+    )
+
+
+def compile_flag(args: argparse.Namespace) -> bool | None:
+    return False if args.no_compile else None  # None: compile where the device supports it

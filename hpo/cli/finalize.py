@@ -6,8 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpo.cli.common import ParagraphFormatter, add_data_dir, add_device, log
-from hpo.cli.run import add_format, add_storage, compile_flag, format_summary
+from hpo.cli.common import (
+    ParagraphFormatter,
+    add_data_dir,
+    add_device,
+    add_format,
+    add_storage,
+    compile_flag,
+    log,
+)
+from hpo.cli.summary import format_summary
 from hpo.errors import HpoError
 from hpo.spec import DEFAULT_SPEC
 

@@ -6,12 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from hpo.cli.common import ParagraphFormatter, UsageError, add_data_dir, add_device, log
+from hpo.cli.common import (
+    ParagraphFormatter,
+    UsageError,
+    add_data_dir,
+    add_device,
+    add_storage,
+    log,
+)
 from hpo.jsonable import finite
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from hpo.cli.run import add_storage
     from hpo.spec import DEFAULT_SPEC
 
     default_study = DEFAULT_SPEC.stem  # hpo.report.DEFAULT_STUDY, without the report's imports

@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from hpo.cli.common import (
     ParagraphFormatter,
     UsageError,
     add_data_dir,
     add_device,
+    add_format,
     add_precision,
+    add_storage,
+    compile_flag,
     log,
     stop_once,
 )
+from hpo.cli.summary import format_summary
 from hpo.spec import DEFAULT_SPEC, StudySpec
-from hpo.storage import DEFAULT_STORAGE, HEARTBEAT_INTERVAL, STORAGE_ENV, default_storage
-from hpo.text import short
+from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only
     import torch
     from optuna.storages import RDBStorage
 
+    from hpo.device import WorkerPlan
     from hpo.mnist import Mnist
     from hpo.search import StudySummary
 
@@ -112,24 +115,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=handler)
 
 
-def add_storage(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--storage",
-        default=default_storage(),
-        help=f"Optuna storage URL (default: ${STORAGE_ENV}, else {DEFAULT_STORAGE}, relative to "
-        "the current dir); the password is masked in everything printed",
-    )
-
-
-def add_format(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="summary format on stdout (default: table)",
-    )
-
-
 def load_spec_args(args: argparse.Namespace) -> StudySpec:
     from hpo.spec import SpecError, load_spec
 
@@ -142,6 +127,60 @@ def load_spec_args(args: argparse.Namespace) -> StudySpec:
 
 
 def handler(args: argparse.Namespace) -> int:
+    _check_flags(args)
+    spec = load_spec_args(args)
+    study_name = args.spec.stem if args.study is None else args.study
+    if not study_name.strip():
+        raise UsageError("--study must not be empty")
+    n_trials = args.trials or spec.trials
+    if args.worker is not None:
+        return _worker(args, spec, study_name, n_trials)
+
+    import optuna
+
+    from hpo.device import (
+        mps_available,
+        plan_workers,
+        resolve_device,
+        usable_cpus,
+        visible_cuda_devices,
+    )
+    from hpo.finalize import finalize
+    from hpo.mnist import Mnist
+    from hpo.retrain import models_dir
+    from hpo.search import summarize
+    from hpo.storage import open_storage, reporting_loss
+
+    plan = plan_workers(
+        args.device,
+        args.jobs,
+        cuda_count=visible_cuda_devices(),
+        cpu_count=usable_cpus(),
+        mps=mps_available(),
+    )
+    devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
+    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
+    inherited = _prepare(args, spec, storage, study_name, n_trials, plan, devices)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
+    device = devices[plan.devices[0]]
+    mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
+    if plan.jobs == 1:
+        mnist = Mnist.load(args.data_dir, log=log)
+        summary = search(args, spec, storage, study_name, n_trials, device, mnist, sys.stderr)
+    else:
+        summary = _run_workers(args, spec, storage, study_name, n_trials, plan, inherited)
+    if not args.no_finalize and summary.best is not None:
+        mnist = mnist or Mnist.load(args.data_dir)
+        with reporting_loss(storage.url):
+            study = optuna.load_study(study_name=study_name, storage=storage)
+            models = models_dir(Path("runs"), study_name)  # where hpo report looks
+            finalize(study, mnist, device, compile=compile_flag(args), cache_dir=models, log=log)
+            summary = summarize(study, storage, n_trials, summary.stopped_early)
+    print(format_summary(summary, args.format))
+    return 0
+
+
+def _check_flags(args: argparse.Namespace) -> None:
     if args.trials is not None and args.trials < 1:
         raise UsageError(
             f"--trials must be >= 1 (got {args.trials}): the number of finished "
@@ -153,55 +192,29 @@ def handler(args: argparse.Namespace) -> int:
         raise UsageError(f"--heartbeat must be >= 1 second (got {args.heartbeat})")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1 (got {args.jobs})")
-    spec = load_spec_args(args)
-    study_name = args.spec.stem if args.study is None else args.study
-    if not study_name.strip():
-        raise UsageError("--study must not be empty")
-    n_trials = args.trials or spec.trials
-    if args.worker is not None:
-        return _worker(args, spec, study_name, n_trials)
 
-    import optuna
 
-    from hpo.data import ensure_mnist
-    from hpo.device import (
-        crowded_note,
-        mps_available,
-        plan_workers,
-        resolve_device,
-        resolve_precision,
-        slow_bf16_note,
-        usable_cpus,
-        visible_cuda_devices,
-    )
-    from hpo.finalize import finalize
-    from hpo.mnist import Mnist
-    from hpo.retrain import models_dir
-    from hpo.search import check_study, open_study, setup_notes, summarize
-    from hpo.storage import (
-        GRACE_FACTOR,
-        dashboard_command,
-        mask_url,
-        open_storage,
-        reporting_loss,
-    )
+def _prepare(
+    args: argparse.Namespace,
+    spec: StudySpec,
+    storage: RDBStorage,
+    study_name: str,
+    n_trials: int,
+    plan: WorkerPlan,
+    devices: dict[str, torch.device],
+) -> dict[str, str]:
+    """Everything before the first trial: the study checked against the spec (a mismatch is
+    refused before any note), the notes, and on a CPU the ahead-of-time package. Returns the
+    environment the workers inherit (a failed package build, not to be retried by each)."""
+    from hpo.device import resolve_precision, slow_bf16_note
+    from hpo.search import check_study, setup_notes
+    from hpo.storage import dashboard_command, mask_url, reporting_loss
     from hpo.tb import set_aside, tensorboard_dir
-    from hpo.workers import describe_plan, run_parallel
 
-    plan = plan_workers(
-        args.device,
-        args.jobs,
-        cuda_count=visible_cuda_devices(),
-        cpu_count=usable_cpus(),
-        mps=mps_available(),
-    )
-    devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
-    storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
     log(f"browse:  {dashboard_command(args.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
-        # refuses a mismatched study before notes or data
         resuming = check_study(spec, storage, study_name)
     if not resuming and (aside := set_aside(Path("runs"), study_name)):
         log(f"note: TensorBoard events of an earlier study named {study_name} moved to {aside}")
@@ -211,48 +224,46 @@ def handler(args: argparse.Namespace) -> int:
     slow = {slow_bf16_note(device, spec.precision) for device in devices.values()}
     for note in [*setup_notes(spec), *sorted(n for n in slow if n)]:
         log(f"note: {note}")
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
-    compile_ = compile_flag(args)
-    inherited: dict[str, str] = {}  # for the workers: a failed package build, not to be retried
-    if compile_ is not False and "cpu" in plan.devices:
-        from hpo.aot_step import prepare
+    if compile_flag(args) is False or "cpu" not in plan.devices:
+        return {}
+    from hpo.aot_step import prepare
 
-        # For the workers' thread count and the study's precision; before any trial starts.
-        inherited = prepare(plan.threads, log, precisions["cpu"])
-    device = devices[plan.devices[0]]
-    mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
-    if plan.jobs == 1:
-        mnist = Mnist.load(args.data_dir, log=log)
-        summary = search(args, spec, storage, study_name, n_trials, device, mnist, sys.stderr)
-    else:
-        ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
-        with reporting_loss(storage.url):
-            study = open_study(spec, storage, study_name)  # once, before the workers load it
-            log(describe_plan(plan.devices, plan.threads))
-            if crowded := crowded_note(plan, usable_cpus()):
-                log(f"note: {crowded}")
-            argvs = [
-                worker_argv(args, study_name, n_trials, i, d, plan.jobs)
-                for i, d in enumerate(plan.devices)
-            ]
-            grace = GRACE_FACTOR * args.heartbeat
-            run_parallel(argvs, plan, study, n_trials, args.storage, grace, env=inherited)
-            summary = summarize(study, storage, n_trials)
-            if args.timeout is not None and summary.finished < n_trials:
-                summary = dataclasses.replace(summary, stopped_early="timeout")
-    if not args.no_finalize and summary.best is not None:
-        mnist = mnist or Mnist.load(args.data_dir)
-        with reporting_loss(storage.url):
-            study = optuna.load_study(study_name=study_name, storage=storage)
-            models = models_dir(Path("runs"), study_name)  # where hpo report looks
-            finalize(study, mnist, device, compile=compile_, cache_dir=models, log=log)
-            summary = summarize(study, storage, n_trials, summary.stopped_early)
-    print(format_summary(summary, args.format))
-    return 0
+    # For the workers' thread count and the study's precision; before any trial starts.
+    return prepare(plan.threads, log, precisions["cpu"])
 
 
-def compile_flag(args: argparse.Namespace) -> bool | None:
-    return False if args.no_compile else None  # None: compile where the device supports it
+def _run_workers(
+    args: argparse.Namespace,
+    spec: StudySpec,
+    storage: RDBStorage,
+    study_name: str,
+    n_trials: int,
+    plan: WorkerPlan,
+    inherited: dict[str, str],
+) -> StudySummary:
+    """``--jobs`` worker processes share the study; this process draws their progress."""
+    from hpo.data import ensure_mnist
+    from hpo.device import crowded_note, usable_cpus
+    from hpo.search import open_study, summarize
+    from hpo.storage import GRACE_FACTOR, reporting_loss
+    from hpo.workers import describe_plan, run_parallel
+
+    ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
+    with reporting_loss(storage.url):
+        study = open_study(spec, storage, study_name)  # once, before the workers load it
+        log(describe_plan(plan.devices, plan.threads))
+        if crowded := crowded_note(plan, usable_cpus()):
+            log(f"note: {crowded}")
+        argvs = [
+            worker_argv(args, study_name, n_trials, i, d, plan.jobs)
+            for i, d in enumerate(plan.devices)
+        ]
+        grace = GRACE_FACTOR * args.heartbeat
+        run_parallel(argvs, plan, study, n_trials, args.storage, grace, env=inherited)
+        summary = summarize(study, storage, n_trials)
+    if args.timeout is not None and summary.finished < n_trials:
+        summary = dataclasses.replace(summary, stopped_early="timeout")
+    return summary
 
 
 def search(
@@ -334,46 +345,3 @@ def _worker(args: argparse.Namespace, spec: StudySpec, study_name: str, n_trials
         traceback.print_exception(error)  # to this worker's stderr, which the parent shows
     print(outcome.to_json(), flush=True)
     return code
-
-
-def format_summary(s: StudySummary, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(s.to_dict(), indent=2)
-    saved = 1 - s.epochs_run / s.epochs_without_pruning if s.epochs_without_pruning else 0.0
-    lines = [
-        f"study     {s.study_name}  ({s.storage})",
-        f"trials    {s.finished} finished of {s.target}: {s.complete} complete, "
-        f"{s.pruned} pruned; {s.failed} failed" + (f"; {s.running} running" if s.running else ""),
-        f"epochs    {s.epochs_run} run of {s.epochs_without_pruning} without pruning "
-        f"({saved:.0%} saved; {s.epochs} per trial)",
-    ]
-    if s.stopped_early:
-        lines.append(f"stopped   early ({s.stopped_early}); rerun the same command to go on")
-    if s.best is not None:
-        params = "  ".join(f"{k}={short(v)}" for k, v in s.best.params.items())
-        lines.append(f"best      trial {s.best.number}: {params}")
-    final = s.final or {}
-    rows = [("best", s.best), ("baseline", s.baseline)]
-    lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
-    for role, brief in rows:
-        if brief is None:
-            continue
-        done = final.get(role) or {}
-        if done.get("trial") != brief.number:
-            done = {}
-        lines.append(
-            f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}"
-            f"{_pct(done.get('test_acc')):>10}"
-            f"{_num(done.get('seconds_per_epoch')):>9}"
-        )
-    if not final:
-        lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
-    return "\n".join(lines)
-
-
-def _pct(v: Any) -> str:
-    return f"{v:.2%}" if isinstance(v, int | float) else "-"
-
-
-def _num(v: Any) -> str:
-    return f"{v:.2f}" if isinstance(v, int | float) else "-"

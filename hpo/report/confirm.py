@@ -30,7 +30,7 @@ ATTR = "confirm"
 
 
 def candidates(data: StudyData, top_k: int) -> list[FrozenTrial]:
-    """The top ``top_k`` trials by validation accuracy, then the baseline if not among them."""
+    """The top ``top_k`` trials by the study's objective, then the baseline if not among them."""
     chosen = data.ranked()[:top_k]
     baseline = data.baseline
     if baseline is not None and all(t.number != baseline.number for t in chosen):

@@ -181,8 +181,8 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
             f"{summary.trial_seconds / 60:.1f} min)",
         ),
         ("device", ", ".join(devices) or "unknown"),
-        ("sampler", attrs.get("sampler", "unknown")),
-        ("pruner", attrs.get("pruner", "unknown")),
+        ("sampler", algorithms(data, "sampler")),
+        ("pruner", algorithms(data, "pruner")),
         ("seed", attrs.get("seed", "unknown")),
         ("epochs per trial", attrs.get("epochs", "unknown")),
         ("precision", precision),
@@ -191,6 +191,38 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown"),
     ]
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
+
+
+def algorithms(data: StudyData, key: str) -> str:
+    """The sampler (or pruner) each trial records, with its options, and the trials it ran where
+    a resumed run changed it: "tpe (n_startup_trials=10) for trials 0-9; random for 10-19".
+    Trials from before hpo recorded it count as the study's own (the one it was made with)."""
+    made_with = data.attrs.get(key)
+    runs: dict[str, list[int]] = {}
+    for t in data.trials:
+        recorded = t.user_attrs.get(key)
+        if isinstance(recorded, dict):
+            options = {k: v for k, v in recorded.items() if k != "name"}
+            label = str(recorded.get("name")) + (
+                f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
+            )
+        else:
+            label = str(made_with or "unknown")
+        runs.setdefault(label, []).append(t.number)
+    if len(runs) <= 1:
+        return next(iter(runs), str(made_with or "unknown"))
+    return "; ".join(f"{label} for trials {_ranges(numbers)}" for label, numbers in runs.items())
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> "0-2, 5, 7-8"."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def top_frame(data: StudyData, k: int = 10) -> pd.DataFrame:

@@ -112,6 +112,12 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
                 f"spread, and any interval, is unknown; `hpo report --confirm {2 * max(seeds)}` "
                 "adds seeds."
             )
+        elif max(seeds) >= 2:  # the top trial changed since a --confirm, say
+            why = (
+                f"{seeds[0]} vs {seeds[1]} seeds: an interval needs two or more on each side; "
+                f"`hpo report --confirm {max(seeds)}` trains the missing ones (stored seeds "
+                "are reused)."
+            )
         else:
             why = (
                 f"One run each, not a claim (the best's validation score is the highest of "

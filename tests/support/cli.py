@@ -57,6 +57,8 @@ USER_ATTRS = {
     "seed",
     "is_baseline",
     "origin",
+    "sampler",
+    "pruner",
     "curves",
     "epochs_run",
     "device",

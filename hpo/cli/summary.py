@@ -1,0 +1,54 @@
+"""The study summary ``hpo run`` and ``hpo finalize`` print last: a table, or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from hpo.text import short
+
+if TYPE_CHECKING:  # for annotations only: the parser is built without importing Optuna
+    from hpo.search import StudySummary
+
+
+def format_summary(s: StudySummary, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(s.to_dict(), indent=2)
+    saved = 1 - s.epochs_run / s.epochs_without_pruning if s.epochs_without_pruning else 0.0
+    lines = [
+        f"study     {s.study_name}  ({s.storage})",
+        f"trials    {s.finished} finished of {s.target}: {s.complete} complete, "
+        f"{s.pruned} pruned; {s.failed} failed" + (f"; {s.running} running" if s.running else ""),
+        f"epochs    {s.epochs_run} run of {s.epochs_without_pruning} without pruning "
+        f"({saved:.0%} saved; {s.epochs} per trial)",
+    ]
+    if s.stopped_early:
+        lines.append(f"stopped   early ({s.stopped_early}); rerun the same command to go on")
+    if s.best is not None:
+        params = "  ".join(f"{k}={short(v)}" for k, v in s.best.params.items())
+        lines.append(f"best      trial {s.best.number}: {params}")
+    final = s.final or {}
+    rows = [("best", s.best), ("baseline", s.baseline)]
+    lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
+    for role, brief in rows:
+        if brief is None:
+            continue
+        done = final.get(role) or {}
+        if done.get("trial") != brief.number:
+            done = {}
+        lines.append(
+            f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}"
+            f"{_pct(done.get('test_acc')):>10}"
+            f"{_num(done.get('seconds_per_epoch')):>9}"
+        )
+    if not final:
+        lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
+    return "\n".join(lines)
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.2%}" if isinstance(v, int | float) else "-"
+
+
+def _num(v: Any) -> str:
+    return f"{v:.2f}" if isinstance(v, int | float) else "-"
