@@ -77,38 +77,8 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     try:
         # A re-run trains with its first attempt's seed; both count draws, not trial numbers.
         seed = trial_seed(spec.seed, draw_index(trial.study.get_trials(deepcopy=False), origin))
-        precision = resolve_precision(spec.precision, ctx.device)
-        if is_baseline:
-            suggest_baseline(trial, spec.space)
-            config = baseline_config(epochs=spec.epochs, seed=seed, precision=precision)
-        else:
-            params = suggest(trial, spec.space)
-            config = config_from_params(
-                spec.space, params, epochs=spec.epochs, seed=seed, precision=precision
-            )
-        record = {
-            "config": config.to_dict(),
-            "seed": seed,
-            # The study's attrs name the sampler and pruner it was made with; a resumed run may
-            # change them, so each trial names its own (the report lists them per trial range).
-            "sampler": spec.sampler.to_dict(),
-            "pruner": spec.pruner.to_dict(),
-            "is_baseline": is_baseline,
-            "origin": origin,
-            "curves": curves_of(()),
-            "epochs_run": 0,
-            "device": str(ctx.device),
-            "device_name": describe(ctx.device),
-            "versions": library_versions(),
-            # compiled, aot, cuda_graph: a first guess; fit says what it does (on_prepared).
-            "compiled": use_compile(ctx.device, ctx.compile),
-            "aot": False,
-            "cuda_graph": use_graph(ctx.device, None),
-            "param_count": parameter_count(config.hidden1, config.hidden2),
-            "reason": UNFINISHED,
-            "wall_seconds": 0.0,
-        }
-        for key, value in record.items():
+        config = _config_of(trial, ctx, seed, is_baseline=is_baseline)
+        for key, value in _first_record(ctx, config, is_baseline, origin).items():
             trial.set_user_attr(key, value)
         if ctx.runs_dir is not None:
             writer = TrialWriter(trial_dir(ctx.runs_dir, ctx.study_name, number))
@@ -176,6 +146,50 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         finally:  # the events file is complete even when the storage went away
             if writer is not None and config is not None:
                 writer.close(config, number=number, is_baseline=is_baseline, state=state)
+
+
+def _config_of(
+    trial: optuna.Trial, ctx: TrialContext, seed: int, *, is_baseline: bool
+) -> TrainConfig:
+    """The trial's parameters, asked of the sampler (the baseline's through the same
+    distributions, so the sampler learns from it), as the config it trains."""
+    spec = ctx.spec
+    precision = resolve_precision(spec.precision, ctx.device)
+    if is_baseline:
+        suggest_baseline(trial, spec.space)
+        return baseline_config(epochs=spec.epochs, seed=seed, precision=precision)
+    return config_from_params(
+        spec.space, suggest(trial, spec.space), epochs=spec.epochs, seed=seed, precision=precision
+    )
+
+
+def _first_record(
+    ctx: TrialContext, config: TrainConfig, is_baseline: bool, origin: int
+) -> dict[str, Any]:
+    """Every user attribute, set before the first epoch: a trial killed at any point has them
+    all (``reason`` says it never finished until it does)."""
+    return {
+        "config": config.to_dict(),
+        "seed": config.seed,
+        # The study's attrs name the sampler and pruner it was made with; a resumed run may
+        # change them, so each trial names its own (the report lists them per trial range).
+        "sampler": ctx.spec.sampler.to_dict(),
+        "pruner": ctx.spec.pruner.to_dict(),
+        "is_baseline": is_baseline,
+        "origin": origin,
+        "curves": curves_of(()),
+        "epochs_run": 0,
+        "device": str(ctx.device),
+        "device_name": describe(ctx.device),
+        "versions": library_versions(),
+        # compiled, aot, cuda_graph: a first guess; fit says what it does (on_prepared).
+        "compiled": use_compile(ctx.device, ctx.compile),
+        "aot": False,
+        "cuda_graph": use_graph(ctx.device, None),
+        "param_count": parameter_count(config.hidden1, config.hidden2),
+        "reason": UNFINISHED,
+        "wall_seconds": 0.0,
+    }
 
 
 def objective_of(spec: StudySpec, m: EpochMetrics) -> float:
