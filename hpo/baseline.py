@@ -11,9 +11,7 @@ import csv
 import json
 import os
 import shutil
-import signal
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from torch.utils.tensorboard import SummaryWriter
 from hpo.config import TrainConfig
 from hpo.device import describe
 from hpo.errors import HpoError
+from hpo.interrupts import signals_held
 from hpo.mnist import Mnist
 from hpo.provenance import library_versions
 from hpo.tb import SCALARS
@@ -151,7 +150,7 @@ def _install(staging: Path, out_dir: Path) -> tuple[Path, ...]:
     folder would hold one run's metrics beside another's curves."""
     events = out_dir / "tensorboard"
     events.mkdir(exist_ok=True)
-    with _signals_held():
+    with signals_held():
         for old in events.glob(EVENTS):
             old.unlink()
         for new in sorted((staging / "tensorboard").glob(EVENTS)):
@@ -160,27 +159,6 @@ def _install(staging: Path, out_dir: Path) -> tuple[Path, ...]:
             os.replace(staging / name, out_dir / name)
         shutil.rmtree(staging, ignore_errors=True)  # its mark and an empty tensorboard/
     return tuple(out_dir / name for name in OUTPUTS)
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM are ignored for the block (a few renames, milliseconds): the run is
-    complete by then, and ends as a complete run. Only the main thread can set handlers;
-    elsewhere, and where a handler was not set from Python, the block runs as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if any(handler is None for handler in held.values()):
-        yield
-        return
-    for sig in held:
-        signal.signal(sig, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        for sig, handler in held.items():
-            signal.signal(sig, handler)
 
 
 def _write_csv(result: FitResult, path: Path) -> Path:

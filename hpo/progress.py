@@ -136,14 +136,25 @@ class Progress:
             line=True,
         )
 
-    def lost(self, numbers: list[int], grace_s: int, max_reruns: int) -> None:
-        trials = ", ".join(f"#{n}" for n in numbers)
-        self._emit(
-            f"trial(s) {trials} lost: no heartbeat for {grace_s} s (their run was killed or "
-            f"crashed); failed, and their parameters queued again (up to {max_reruns} re-runs "
-            "each)",
-            line=True,
-        )
+    def lost(self, numbers: list[int], dropped: list[int], grace_s: int, max_reruns: int) -> None:
+        """Trials failed for a silent heartbeat; ``dropped``, those of them not queued again."""
+        queued = [n for n in numbers if n not in dropped]
+        said = f"no heartbeat for {grace_s} s (their run was killed or crashed); failed"
+        if queued:
+            trials = ", ".join(f"#{n}" for n in queued)
+            self._emit(
+                f"trial(s) {trials} lost: {said}, and their parameters queued again (up to "
+                f"{max_reruns} re-runs each)",
+                line=True,
+            )
+        if dropped:
+            trials = ", ".join(f"#{n}" for n in dropped)
+            self._emit(
+                f"trial(s) {trials} lost: {said}, and NOT queued again: their parameters were "
+                f"lost {max_reruns + 1} times (a crash each time? see the worker's output). The "
+                "next `hpo run` queues a lost baseline once more",
+                line=True,
+            )
 
     def close(self) -> None:
         if self._tty and self._drawn and self._stream is not None:

@@ -29,6 +29,7 @@ from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
 from hpo.storage import (
     GRACE_FACTOR,
+    INTERRUPTED,
     MAX_RETRY,
     TARGET_ATTR,
     Heartbeat,
@@ -36,6 +37,7 @@ from hpo.storage import (
     baseline_of,
     last_val_acc,
     mask_url,
+    not_requeued,
     reporting_loss,
 )
 from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
@@ -192,6 +194,32 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
         study.set_user_attr(key, value)
 
 
+def restore_baseline(storage: RDBStorage, study_name: str) -> str | None:
+    """Queue the baseline once more where every attempt at it was lost (its runs killed more
+    often than ``requeue`` retries): every study carries its baseline, and a user rerunning
+    ``hpo run`` asks for the study to be finished. One that failed by itself (diverged, an
+    error) would fail again: it is left, and said. Returns a note for the user, or None."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    attempts = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("is_baseline")]
+    if not attempts or any(t.state != TrialState.FAIL for t in attempts):
+        return None
+    last = attempts[-1]
+    reason = str(last.user_attrs.get("reason", ""))
+    if not all(
+        str(t.user_attrs.get("reason", "")).startswith((UNFINISHED, INTERRUPTED)) for t in attempts
+    ):
+        return (
+            f"the baseline failed ({reason}): the study has no baseline to compare its winners with"
+        )
+    params = {**last.system_attrs.get("fixed_params", {}), **last.params}
+    origin = int(last.user_attrs.get("origin", last.number))
+    study.enqueue_trial(params, user_attrs={"is_baseline": True, "origin": origin})
+    return (
+        f"the baseline's {len(attempts)} attempts were all lost (their runs killed); it is "
+        "queued again, to run first"
+    )
+
+
 def setup_notes(spec: StudySpec) -> list[str]:
     outside = baseline_outside_space(spec.space)
     notes = [f"baseline (trial 0) runs the tutorial's {note}" for note in outside]
@@ -335,7 +363,7 @@ def _loop(
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             if lost := _lost(before, trials):
-                progress.lost(lost, grace, MAX_RETRY)
+                progress.lost(lost, not_requeued(trials, lost), grace, MAX_RETRY)
             now = counts_of(trials, n_trials, study.direction)
             if now.finished >= n_trials:
                 return ""
@@ -347,7 +375,8 @@ def _loop(
                     progress.waiting(running, grace, now)
                     waited_on = running
                 if orphans is not None and (ended := orphans.sweep()):  # queued again
-                    progress.lost(ended, grace, MAX_RETRY)
+                    dropped = not_requeued(study.get_trials(deepcopy=False), ended)
+                    progress.lost(ended, dropped, grace, MAX_RETRY)
                     continue
                 time.sleep(min(interval, WAIT_POLL_S))
                 continue

@@ -95,11 +95,11 @@ def last_val_acc(trial: FrozenTrial) -> float | None:
     return finite[-1] if finite else None
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
+def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     """Queue a lost or interrupted trial's parameters again, keeping its baseline mark and its
     ``origin`` (so the re-run trains with the same seed); nothing once ``MAX_RETRY`` re-runs of it
     exist, not counting attempts stopped by Ctrl-C or SIGTERM (else interrupting the baseline
-    four times would lose it for good). Used instead of Optuna's
+    four times would lose it for good); says whether it queued them. Used instead of Optuna's
     RetryHeartbeatStaleTrialCallback, which rebuilds the trial with ``create_trial``: that rejects
     a value outside its range, as the baseline's may be."""
     origin = int(trial.user_attrs.get("origin", trial.number))
@@ -109,11 +109,28 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> None:
         for t in study.get_trials(deepcopy=False)
     )
     if attempts > MAX_RETRY:
-        return
+        return False
     # The values it was queued with count too: a trial lost before it asked for them has none.
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     keep = {"is_baseline": bool(trial.user_attrs.get("is_baseline", False)), "origin": origin}
     study.enqueue_trial(params, user_attrs=keep)
+    return True
+
+
+def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    requeue(study, trial)  # Optuna's callback returns nothing; the search loop tells the user
+
+
+def not_requeued(trials: Iterable[FrozenTrial], numbers: Iterable[int]) -> list[int]:
+    """Of the failed trials ``numbers``, those with no later attempt at their parameters: the
+    re-runs ``requeue`` gave up on."""
+    trials = list(trials)
+    origin = {t.number: int(t.user_attrs.get("origin", t.number)) for t in trials}
+    return [
+        n
+        for n in numbers
+        if not any(t.number > n and origin[t.number] == origin.get(n, n) for t in trials)
+    ]
 
 
 class Orphans:
@@ -251,7 +268,7 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
                     engine_kwargs=_engine_kwargs(url),
                     heartbeat_interval=heartbeat_interval,
                     grace_period=GRACE_FACTOR * heartbeat_interval,
-                    heartbeat_stale_trial_callback=requeue,
+                    heartbeat_stale_trial_callback=_requeue_stale,
                 )
             if url.startswith("sqlite"):
                 _serialize_sqlite(storage.engine)

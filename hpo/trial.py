@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 from hpo.config import TrainConfig
 from hpo.cuda_graph import use_graph
 from hpo.device import describe, resolve_precision
+from hpo.interrupts import signals_held
 from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
@@ -127,10 +128,15 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         raise
     except KeyboardInterrupt:
         # Optuna marks the trial FAIL; queue its parameters so that rerunning finishes the job.
-        frozen = trial.storage.get_trial(trial._trial_id)
-        if frozen.state == TrialState.RUNNING:  # else a worker took it for lost and queued it
-            trial.set_user_attr("reason", f"{INTERRUPTED}; its parameters were queued again")
-            requeue(trial.study, frozen)
+        # A second Ctrl-C a moment after the first must not stop this half-way: the reason
+        # would say "queued again" with nothing queued.
+        with signals_held():
+            frozen = trial.storage.get_trial(trial._trial_id)
+            if frozen.state == TrialState.RUNNING:  # else a worker took it for lost, queued it
+                # The reason first: requeue counts the attempts not stopped by an interrupt.
+                trial.set_user_attr("reason", f"{INTERRUPTED}; its parameters were queued again")
+                if not requeue(trial.study, frozen):  # its earlier attempts were lost too often
+                    trial.set_user_attr("reason", f"{INTERRUPTED}; not queued again")
         raise
     except (Diverged, optuna.exceptions.UpdateFinishedTrialError):
         # The latter: a worker took this trial for lost (its heartbeat late: a stalled or

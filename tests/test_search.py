@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import math
+import signal
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import optuna
 import pytest
 import torch
 from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -34,12 +36,13 @@ from hpo.search import (
     StudyMismatchError,
     check_study,
     open_study,
+    restore_baseline,
     run_study,
     setup_notes,
 )
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
-from hpo.storage import INTERRUPTED, open_storage, requeue
+from hpo.storage import INTERRUPTED, not_requeued, open_storage, requeue
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch
 from hpo.trial import CURVE_KEYS, UNFINISHED, trial_seed
@@ -613,13 +616,83 @@ def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
         )
         study.add_trial(lost)
         before = len(study.get_trials(states=(TrialState.WAITING,)))
-        requeue(study, study.trials[-1])
+        told = requeue(study, study.trials[-1])
         queued = study.get_trials(states=(TrialState.WAITING,))
         # attempts so far: the FAIL ones plus those already queued
-        assert len(queued) == before + (attempt + before <= 3)
+        assert len(queued) == before + (attempt + before <= 3) == before + told
     first = study.get_trials(states=(TrialState.WAITING,))[0]
     assert first.user_attrs == {"origin": 0, "is_baseline": True}
     assert first.system_attrs["fixed_params"] == {"x": 1.5}
+    # The last attempt has no later one at its parameters: given up, as the user is told.
+    failed = [t.number for t in study.trials if t.state == TrialState.FAIL]
+    assert not_requeued(study.trials, failed) == failed[-1:]
+
+
+def test_a_lost_trial_given_up_is_said_so_not_said_queued() -> None:
+    said = io.StringIO()
+    Progress(said).lost([3, 4], [4], 3, 3)
+    lines = said.getvalue().splitlines()
+    assert lines[0].startswith("trial(s) #3 lost") and "queued again (up to 3" in lines[0]
+    assert lines[1].startswith("trial(s) #4 lost") and "NOT queued again" in lines[1]
+
+
+def lost_baseline_study(storage: RDBStorage, reasons: list[str]) -> optuna.Study:
+    study = open_study(tiny_spec(), storage, "s")
+    for reason in reasons:  # each attempt popped from the queue and lost
+        with pytest.warns(UserWarning):  # hidden1=300: outside the tiny space
+            trial = study.ask()
+        trial.set_user_attr("origin", 0)
+        trial.set_user_attr("reason", reason)
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        if reason == UNFINISHED and len(study.trials) <= 3:
+            requeue(study, study._storage.get_trial(trial._trial_id))
+    return study
+
+
+def test_a_baseline_lost_past_its_reruns_is_queued_again_by_the_next_run(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = lost_baseline_study(storage, [UNFINISHED] * 4)
+    assert not study.get_trials(states=(TrialState.WAITING,))  # requeue gave up
+    note = restore_baseline(storage, "s")
+    assert note is not None and "4 attempts were all lost" in note
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.user_attrs == {"is_baseline": True, "origin": 0}
+    assert queued.system_attrs["fixed_params"]["hidden1"] == 300
+    assert restore_baseline(storage, "s") is None  # queued now: nothing more to do
+
+
+def test_a_baseline_that_failed_by_itself_is_not_queued_again(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = lost_baseline_study(storage, ["diverged: train loss nan at epoch 1 of 2"])
+    note = restore_baseline(storage, "s")
+    assert note is not None and "the baseline failed (diverged" in note
+    assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+def test_a_second_ctrl_c_while_the_first_queues_the_trial_again_loses_nothing(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class InterruptAt(Progress):
+        def epoch(self, number: int, epoch: int) -> None:
+            if number == 1:
+                raise KeyboardInterrupt
+
+    real = hpo.trial.requeue
+
+    def ctrl_c_again_then_requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
+        signal.raise_signal(signal.SIGINT)  # would raise KeyboardInterrupt here, unheld
+        return real(study, trial)
+
+    monkeypatch.setattr(hpo.trial, "requeue", ctrl_c_again_then_requeue)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_spec(), storage, "s", 3, CPU, mnist, InterruptAt(), runs_dir=None)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[1].user_attrs["reason"].endswith("its parameters were queued again")
+    (queued,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.user_attrs["origin"] == 1 and queued.params == {}  # fixed_params: trial 1's
+    assert queued.system_attrs["fixed_params"] == trials[1].params
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again
 
 
 def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> None:

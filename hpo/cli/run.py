@@ -207,7 +207,7 @@ def _prepare(
     refused before any note), the notes, and on a CPU the ahead-of-time package. Returns the
     environment the workers inherit (a failed package build, not to be retried by each)."""
     from hpo.device import resolve_precision, slow_bf16_note
-    from hpo.search import check_study, setup_notes
+    from hpo.search import check_study, restore_baseline, setup_notes
     from hpo.storage import dashboard_command, mask_url, reporting_loss
     from hpo.tb import set_aside, tensorboard_dir
 
@@ -216,6 +216,8 @@ def _prepare(
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
         resuming = check_study(spec, storage, study_name)
+        if resuming and (restored := restore_baseline(storage, study_name)):
+            log(f"note: {restored}")
     if not resuming and (aside := set_aside(Path("runs"), study_name)):
         log(f"note: TensorBoard events of an earlier study named {study_name} moved to {aside}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
