@@ -178,9 +178,14 @@ def default_storage() -> str:
     return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
+# A password in the URL's user part (user:pw@host) or its query (?password=pw, libpq's name).
+_URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", re.IGNORECASE)
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for everything printed or stored."""
-    return re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    url = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#\s]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def mask_text(text: str, url: str) -> str:
@@ -189,13 +194,15 @@ def mask_text(text: str, url: str) -> str:
     occurrence of it: a short password would turn the message's words into asterisks, and the
     pattern of asterisks would spell the password out."""
     text = " ".join(text.split())
-    found = re.search(r"://[^/:@\s]*:([^@/\s]+)@", url)
-    if not found:
-        return text
-    for password in {found.group(1), urllib.parse.unquote(found.group(1))}:
-        quoted = re.escape(password)
-        text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
-        text = re.sub(rf"(password\s*=\s*['\"]?){quoted}(?=['\"]?(\s|$|[,;)]))", r"\1***", text)
+    for found in _URL_PASSWORD.finditer(url):
+        given = found.group(1) or found.group(2)
+        if not given:
+            continue
+        for password in {given, urllib.parse.unquote(given)}:
+            quoted = re.escape(password)
+            text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
+            text = re.sub(rf"([?&]password=){quoted}(?=[&#\s]|$)", r"\1***", text, flags=re.I)
+            text = re.sub(rf"(password\s*=\s*['\"]?){quoted}(?=['\"]?(\s|$|[,;)]))", r"\1***", text)
     return text
 
 

@@ -84,6 +84,19 @@ def test_unreachable_storage_exits_1_with_the_password_masked(
     assert "that the database server is up and reachable" in err and "sqlalche.me" not in err
 
 
+def test_a_password_in_the_urls_query_is_masked_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql://nobody@127.0.0.1:1/x?sslmode=disable&Password=top%40secret"
+    spec = str(write_spec(tmp_path / "tiny.toml", trials=3))
+    for argv in (["run", "--spec", spec], ["report"], ["finalize"]):
+        assert main([*argv, "--storage", url]) == 1
+        err = capsys.readouterr().err
+        assert "cannot open storage" in err and "Password=***" in err, err
+        assert "secret" not in err
+    assert "secret" not in dashboard_command(url)
+
+
 @pytest.mark.parametrize(
     ("url", "said"),
     [
