@@ -304,13 +304,16 @@ def _check_folder(path: Path, given: str) -> None:
 
 
 def load_existing_study(url: str, name: str) -> tuple[RDBStorage, optuna.Study]:
-    """A study that must exist already (``hpo report``, ``hpo finalize``): a missing storage or
-    study is an error naming what exists, and a missing SQLite file is not created (with its
-    folder) as opening it would."""
+    """A study ``hpo run`` made, that must exist already (``hpo report``, ``hpo finalize``): a
+    missing storage or study is an error naming what exists, another tool's study one saying so,
+    and a missing SQLite file is not created (with its folder) as opening it would."""
     path = sqlite_path(with_driver(url))
-    if path is not None and not path.is_file():
+    # A missing file, and an empty one (which opening would make into an empty storage: a
+    # read-only command writes nothing).
+    if path is not None and (not path.is_file() or path.stat().st_size == 0):
         raise StorageError(
-            f"no study storage at {path}: run `hpo run` first, or pass --storage URL"
+            f"no study storage at {path}{'' if not path.is_file() else ' (an empty file)'}: run "
+            "`hpo run` first, or pass --storage URL"
         )
     storage = open_storage(url)  # its errors name the masked URL and the fix
     names = optuna.get_all_study_names(storage)
@@ -320,7 +323,14 @@ def load_existing_study(url: str, name: str) -> tuple[RDBStorage, optuna.Study]:
             f"no study named {name!r} in {mask_url(url)}; studies there: {there}. Pass --study "
             "NAME (and --storage URL)"
         )
-    return storage, optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    if "spec_hash" not in study.user_attrs:  # hpo run writes it last, when the study is whole
+        raise StorageError(
+            f"study {name!r} in {mask_url(url)} was not made by `hpo run` (or its making was cut "
+            "short): hpo reads only its own studies, whose trials record their training config. "
+            f"Browse it with optuna-dashboard instead"
+        )
+    return storage, study
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:

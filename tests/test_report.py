@@ -496,6 +496,7 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     ]:
         add_trial(study, number, state, loss, {}, EPOCHS if loss else 2)
     study.set_user_attr("objective", "val_loss")
+    study.set_user_attr("spec_hash", "abc123")
     data = read_study("demo", url)
     fig = history(data).figure
     assert fig is not None
@@ -675,12 +676,32 @@ def test_cli_refuses_a_missing_study_listing_the_names_there(
     assert not (tmp_path / "r.html").exists()
 
 
+def test_cli_refuses_a_study_hpo_did_not_make_and_leaves_it_as_it_was(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    plain = optuna.create_study(storage=url, study_name="plain")
+    plain.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    optuna.create_study(storage=url, study_name="multi", directions=["maximize", "minimize"])
+    for verb, name in (("report", "plain"), ("report", "multi"), ("finalize", "plain")):
+        code = main([verb, "--study", name, "--storage", url, "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 1 and f"study {name!r} in {url} was not made by `hpo run`" in err, err
+        assert "Traceback" not in err and "optuna-dashboard" in err
+    assert optuna.load_study(study_name="plain", storage=url).trials == plain.trials
+    assert not list(tmp_path.glob("**/*.html"))
+
+
 def test_cli_refuses_a_missing_storage_file_without_creating_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "absent.db"
     code = main(["report", "--storage", f"sqlite:///{db}", "--no-pictures"])
     assert code == 1 and "no study storage at" in capsys.readouterr().err and not db.exists()
+    db.touch()  # an empty file: opening it would write Optuna's tables into it
+    code = main(["report", "--storage", f"sqlite:///{db}", "--no-pictures"])
+    assert code == 1 and "(an empty file)" in capsys.readouterr().err
+    assert db.stat().st_size == 0
 
 
 def test_cli_writes_html_and_csv_and_prints_json(

@@ -16,7 +16,6 @@ from hpo.cli.common import (
     log,
 )
 from hpo.cli.summary import format_summary
-from hpo.errors import HpoError
 from hpo.spec import DEFAULT_SPEC
 
 
@@ -53,8 +52,6 @@ def handler(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)
-    if "spec_hash" not in study.user_attrs:
-        raise HpoError(f"study {args.study!r} was not created by `hpo run`")
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
     models = models_dir(Path("runs"), args.study)  # where hpo report looks
