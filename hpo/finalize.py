@@ -62,8 +62,7 @@ def finalize(
         if t is None:
             continue
         if t.number not in done:
-            log(f"finalize: retraining trial {t.number} ({role}) on the full training set")
-            done[t.number] = _retrain(t, mnist, device, compile, cache_dir, refresh=force)
+            done[t.number] = _retrain(t, role, mnist, device, compile, cache_dir, force, log)
         final[role] = done[t.number]
     final["finalized_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     study.set_user_attr("final", final)
@@ -72,19 +71,23 @@ def finalize(
 
 def _retrain(
     t: FrozenTrial,
+    role: str,
     mnist: Mnist,
     device: torch.device,
     compile: bool | None,
     cache_dir: Path | None,
-    *,
     refresh: bool,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
     config = TrainConfig.from_dict(t.user_attrs["config"])
     # On a CPU the thread count changes the rounding: the report retrains with the same.
     threads = torch.get_num_threads() if device.type == "cpu" else None
+    log(f"finalize: trial {t.number} ({role}) on the full training set")
     done = trained(
         config, mnist, device, cache_dir, compile=compile, threads=threads, refresh=refresh
     )
+    if done.cached:  # trained the same way before (the same config, seed, threads, compile)
+        log(f"finalize: trial {t.number}: its model and scores from the cache, {cache_dir}")
     epochs = len(done.train_loss)
     return {
         "trial": t.number,
@@ -94,5 +97,7 @@ def _retrain(
         "param_count": parameter_count(config.hidden1, config.hidden2),
         "device_name": describe(device),
         "threads": threads,
+        "compile": compile,  # as requested (None: the device's default); the report asks alike
+        "cached": done.cached,
         "epochs": epochs,
     }

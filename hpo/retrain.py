@@ -37,6 +37,7 @@ class Trained:
     device: str
     status: str
     model: Net = field(repr=False, compare=False)
+    cached: bool = field(default=False, compare=False)  # read from the cache, not trained now
 
     def record(self) -> dict[str, object]:
         """The JSON-able part, as stored on the study; a non-finite number (a diverged run's
@@ -51,7 +52,9 @@ class Trained:
         }
 
 
-def cache_key(config: TrainConfig, mnist: Mnist, threads: int | None = None) -> str:
+def cache_key(
+    config: TrainConfig, mnist: Mnist, threads: int | None = None, compile: bool | None = None
+) -> str:
     # The data's size is in the key so models of a small test set never pass for real ones.
     ident = {
         "config": config.to_dict(),
@@ -61,6 +64,9 @@ def cache_key(config: TrainConfig, mnist: Mnist, threads: int | None = None) -> 
         # A CPU's thread count splits the matmuls' sums differently, and so the rounding: the
         # same config and seed train to other weights with another count.
         "threads": threads,
+        # Eager and compiled steps round differently too (--no-compile against the default).
+        # The device is not in the key: the report, on a CPU, reads a GPU finalize's models.
+        "compile": compile,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -89,13 +95,15 @@ def trained(
         threads = None
     elif threads is None:
         threads = torch.get_num_threads()
-    path = None if cache_dir is None else cache_dir / f"{cache_key(config, mnist, threads)}.pt"
+    key = cache_key(config, mnist, threads, compile)
+    path = None if cache_dir is None else cache_dir / f"{key}.pt"
     if path is not None and path.is_file() and not refresh:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         model = build_model(config)
         model.load_state_dict(saved["state_dict"])
         fields = {k: saved[k] for k in _CACHED}
-        return Trained(config, **fields, train_loss=tuple(saved["train_loss"]), model=model.eval())
+        train_loss = tuple(saved["train_loss"])
+        return Trained(config, **fields, train_loss=train_loss, model=model.eval(), cached=True)
     log(f"report: training {_describe(config)} on the full training set ({device})")
     before = torch.get_num_threads()
     if threads is not None:

@@ -595,24 +595,27 @@ def test_trained_models_are_cached_and_reloaded_identically(
         assert a.equal(b)
 
 
-def test_a_model_trains_and_is_cached_per_cpu_thread_count(
+def test_a_model_trains_and_is_cached_per_cpu_thread_count_and_compile_mode(
     tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
-    seen: list[int] = []
+    seen: list[tuple[int, bool | None]] = []
     real_fit = hpo.retrain.fit
 
-    def counting_fit(*args: Any, **kwargs: Any) -> Any:
-        seen.append(torch.get_num_threads())
-        return real_fit(*args, **kwargs)
+    def counting_fit(*args: Any, compile: bool | None = None, **kwargs: Any) -> Any:
+        seen.append((torch.get_num_threads(), compile))
+        return real_fit(*args, compile=False, **kwargs)  # eager all the same: quick
 
     monkeypatch.setattr("hpo.retrain.fit", counting_fit)
     before = torch.get_num_threads()
     trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)
     trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=1)  # cached
     trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False, threads=before + 1)
-    assert seen == [1, before + 1] and torch.get_num_threads() == before
-    assert len(list(tmp_path.glob("*.pt"))) == 2  # one model per thread count
+    # Compiled steps round otherwise than eager ones: an eager model does not stand in.
+    trained(config, synthetic_mnist, _cpu(), tmp_path, compile=None, threads=1)
+    assert seen == [(1, False), (before + 1, False), (1, None)]
+    assert torch.get_num_threads() == before
+    assert len(list(tmp_path.glob("*.pt"))) == 3  # one model per thread count and mode
 
 
 def test_the_pictures_retrain_with_the_thread_count_finalize_used(

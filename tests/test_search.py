@@ -507,8 +507,16 @@ def test_finalize_caches_its_models_where_the_report_finds_them(
     for role in ("best", "baseline"):
         record = final[role]
         config = TrainConfig.from_dict(record["config"])
-        model = trained(config, mnist, CPU, cache, threads=record["threads"])  # as the report asks
-        assert model.test_acc == record["test_acc"]
+        threads, compile_ = record["threads"], record["compile"]  # as the report asks
+        model = trained(config, mnist, CPU, cache, threads=threads, compile=compile_)
+        assert model.test_acc == record["test_acc"] and model.cached
+    # A finalize that finds the same models cached (a study of this name in another storage,
+    # say) says that its scores come from there, rather than that it retrained.
+    said: list[str] = []
+    study.set_user_attr("final", None)
+    again = finalize(study, mnist, CPU, compile=False, cache_dir=cache, log=said.append)
+    assert again["best"]["cached"] and any("from the cache" in line for line in said), said
+    assert again["best"]["test_acc"] == final["best"]["test_acc"]
     with pytest.raises(AssertionError, match="trained again"):  # hpo finalize: anew, not cached
         finalize(study, mnist, CPU, compile=False, cache_dir=cache, force=True)
 

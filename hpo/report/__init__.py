@@ -193,8 +193,9 @@ def _pictures(
             mnist,
             options.device,
             options.models_dir,
-            compile=options.compile,
-            threads=(final or {}).get("threads"),  # as finalize trained it, where recorded
+            # as finalize trained it, where recorded
+            compile=(final or {}).get("compile", options.compile),
+            threads=(final or {}).get("threads"),
             log=log,
         )
         stored = (final or {}).get("test_acc")
