@@ -65,6 +65,9 @@ def test_trials_zero_or_negative_is_a_usage_error(capsys: pytest.CaptureFixture[
     for n in ("0", "-3"):
         assert main(["run", "--trials", n]) == 2
         assert f"--trials must be >= 1 (got {n})" in capsys.readouterr().err
+    for t in ("0", "-1", "nan", "inf"):  # nan read as "no timeout"
+        assert main(["run", "--timeout", t]) == 2
+        assert "--timeout must be a number of seconds > 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("password", ["secret", "e"])  # "e": in most words of the message
@@ -174,8 +177,15 @@ def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
         main(["run", "--spec", spec, "--device", "tpu"])
     assert exit_.value.code == 2
     assert "unknown device 'tpu': use auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
-    assert main(["run", "--spec", spec, "--study", ""]) == 2
-    assert "--study must not be empty" in capsys.readouterr().err
+    (tmp_path / "tensorboard").mkdir()  # the user's own, which --study .. once moved aside
+    for verb in (["run", "--spec", spec], ["report"], ["finalize"]):
+        for name, said in (("", "must not be empty"), ("..", "cannot contain /"), ("a/b", "/")):
+            with pytest.raises(SystemExit) as exit_:
+                main([*verb, "--study", name])
+            assert exit_.value.code == 2 and said in capsys.readouterr().err
+    (odd := tmp_path / "...toml").write_text(Path(spec).read_text())  # its stem is ".."
+    assert main(["run", "--spec", str(odd)]) == 2 and "--study: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["...toml", "tensorboard", "tiny.toml"]
     if not torch.cuda.is_available():  # an absent GPU: refused before the storage is opened
         assert main(["run", "--spec", spec, "--device", "cuda"]) == 1
         assert "no CUDA GPU is visible here; use --device cpu" in capsys.readouterr().err

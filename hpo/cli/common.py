@@ -147,3 +147,16 @@ def add_format(p: argparse.ArgumentParser) -> None:
 
 def compile_flag(args: argparse.Namespace) -> bool | None:
     return False if args.no_compile else None  # None: compile where the device supports it
+
+
+def study_arg(text: str) -> str:
+    """An argparse type: a study's name is also its folder under runs/ (TensorBoard events,
+    models, the report), so it must name one folder there, not a path out of it."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a study name must not be empty")
+    if "/" in text or "\\" in text or text in (".", "..") or "\0" in text:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a study name hpo can use: it is also the study's folder under "
+            "runs/, so it cannot contain / or \\ or be . or ..; e.g. mnist_mlp-2"
+        )
+    return text

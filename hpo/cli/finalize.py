@@ -14,6 +14,7 @@ from hpo.cli.common import (
     add_storage,
     compile_flag,
     log,
+    study_arg,
 )
 from hpo.cli.summary import format_summary
 from hpo.spec import DEFAULT_SPEC
@@ -28,7 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=ParagraphFormatter,
     )
     p.add_argument(
-        "--study", default=DEFAULT_SPEC.stem, help=f"study name (default: {DEFAULT_SPEC.stem})"
+        "--study",
+        type=study_arg,
+        default=DEFAULT_SPEC.stem,
+        help=f"study name (default: {DEFAULT_SPEC.stem})",
     )
     add_storage(p)
     add_device(p)

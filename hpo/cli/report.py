@@ -13,6 +13,7 @@ from hpo.cli.common import (
     add_device,
     add_storage,
     log,
+    study_arg,
 )
 from hpo.jsonable import finite
 
@@ -34,7 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "  hpo report --confirm 5              retrain the top 3 and the baseline over 5 seeds\n"
         "  hpo report --study s --storage sqlite:///other.db --out /tmp/s.html --no-pictures\n",
     )
-    p.add_argument("--study", default=default_study, help=f"study name (default: {default_study})")
+    p.add_argument(
+        "--study",
+        type=study_arg,
+        default=default_study,
+        help=f"study name (default: {default_study})",
+    )
     add_storage(p)
     p.add_argument(
         "--out",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import signal
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from hpo.cli.common import (
     compile_flag,
     log,
     stop_once,
+    study_arg,
 )
 from hpo.cli.summary import format_summary
 from hpo.spec import DEFAULT_SPEC, StudySpec
@@ -72,7 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_SPEC,
         help=f"study spec, TOML (default: {DEFAULT_SPEC}, relative to the current dir)",
     )
-    p.add_argument("--study", default=None, help="study name (default: the spec file's stem)")
+    p.add_argument(
+        "--study",
+        type=study_arg,
+        default=None,
+        help="study name (default: the spec file's stem)",
+    )
     add_storage(p)
     add_device(p)
     p.add_argument(
@@ -129,9 +136,10 @@ def load_spec_args(args: argparse.Namespace) -> StudySpec:
 def handler(args: argparse.Namespace) -> int:
     _check_flags(args)
     spec = load_spec_args(args)
-    study_name = args.spec.stem if args.study is None else args.study
-    if not study_name.strip():
-        raise UsageError("--study must not be empty")
+    try:  # the spec's stem is checked as a --study would be
+        study_name = study_arg(args.spec.stem if args.study is None else args.study)
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"--study: {exc}") from None
     n_trials = args.trials or spec.trials
     if args.worker is not None:
         return _worker(args, spec, study_name, n_trials)
@@ -186,8 +194,8 @@ def _check_flags(args: argparse.Namespace) -> None:
             f"--trials must be >= 1 (got {args.trials}): the number of finished "
             "trials wanted in the study in total"
         )
-    if args.timeout is not None and args.timeout <= 0:
-        raise UsageError(f"--timeout must be > 0 seconds (got {args.timeout})")
+    if args.timeout is not None and not (0 < args.timeout < math.inf):  # nan too
+        raise UsageError(f"--timeout must be a number of seconds > 0 (got {args.timeout})")
     if args.heartbeat < 1:
         raise UsageError(f"--heartbeat must be >= 1 second (got {args.heartbeat})")
     if args.jobs is not None and args.jobs < 1:
