@@ -145,4 +145,14 @@ def load(path: Path) -> dict[str, Any]:
         raise BenchFileError(f"{path} is not JSON ({exc}): {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise BenchFileError(f'{path} is not a pytest-benchmark file (no "benchmarks" list): {fix}')
+    for i, b in enumerate(data["benchmarks"]):
+        stats = b.get("stats") if isinstance(b, dict) else None
+        numbers = isinstance(stats, dict) and all(
+            isinstance(stats.get(k), int | float) for k in ("median", "min", "rounds")
+        )
+        if not (isinstance(b, dict) and isinstance(b.get("name"), str) and numbers):
+            raise BenchFileError(
+                f"{path}: benchmark {i} has no name or no stats (median, min, rounds), as "
+                f"pytest-benchmark writes them: {fix}"
+            )
     return data

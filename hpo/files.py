@@ -9,6 +9,7 @@ any module may use them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,12 @@ def replacing(
             dir=path.parent, prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix
         )
     except OSError as exc:
+        # A file where a folder must be: mkdir says "File exists", naming the path asked for.
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise NotADirectoryError(
+                errno.ENOTDIR, "a file is in the way, where a folder must be", str(blocker)
+            ) from None
         raise _about(exc, path) from None
     os.close(fd)  # the block writes by path: some writers (torch.save, inductor) take only one
     tmp = Path(name)

@@ -99,10 +99,25 @@ def test_the_cli_refuses_a_file_that_is_not_benchmark_json(
 def test_an_output_path_that_cannot_be_written_is_named_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    out = tmp_path / "missing" / "folder" / "table.md"
-    assert main(["bench-report", str(SAMPLE), "--out", str(out)]) == 1
+    out = tmp_path / "missing" / "folder" / "table.md"  # folders are made, as for hpo report
+    assert main(["bench-report", str(SAMPLE), "--out", str(out)]) == 0 and out.is_file()
+    (tmp_path / "notes.md").write_text("a file")
+    assert main(["bench-report", str(SAMPLE), "--out", str(tmp_path / "notes.md" / "t.md")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("hpo: error: No such file or directory: ") and str(out) in err
+    said = f"a file is in the way, where a folder must be: {tmp_path / 'notes.md'}"
+    assert said in err and "Traceback" not in err and "File exists" not in err
+    assert (tmp_path / "notes.md").read_text() == "a file"
+
+
+@pytest.mark.parametrize("entry", [{"name": "x"}, {"name": "x", "stats": {"median": "?"}}, 3])
+def test_a_benchmark_without_its_stats_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: object
+) -> None:
+    wrong = tmp_path / "b.json"
+    wrong.write_text(json.dumps({"benchmarks": [entry]}))
+    assert main(["bench-report", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert "benchmark 0 has no name or no stats" in err and "Traceback" not in err
 
 
 def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:

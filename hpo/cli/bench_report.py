@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hpo.bench_report import BenchFileError, load, markdown
+from hpo.files import replacing
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +41,8 @@ def handle(args: argparse.Namespace) -> int:
         )
     text = markdown(load(args.json))
     if args.out:
-        args.out.write_text(text)
+        with replacing(args.out) as tmp:  # its folders made, as hpo report --out does
+            tmp.write_text(text)
     else:
         print(text, end="")
     return 0
