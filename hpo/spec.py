@@ -383,8 +383,11 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
     if not isinstance(raw, dict):
         return Fixed(float(raw) if kind == "float" else raw) if value_ok(raw, key) else fallback
     if "choices" in raw:
-        if {"low", "high", "log"} & set(raw):
+        if {"low", "high"} & set(raw):
             out.append(f"{key}: give a range (low, high) or choices, not both")
+            return fallback
+        if "log" in raw:  # a log scale is a range's: choices are drawn as given
+            out.append(f"{key}.log: only a range (low, high) has a log scale; drop it")
             return fallback
         _unknown(raw, {"choices"}, f"{key}.", out)
         choices = raw["choices"]

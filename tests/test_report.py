@@ -328,7 +328,7 @@ def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> 
     assert v.best.test is not None and v.best.test.mean == FINAL_TEST[BEST]
     assert v.best.test_source == ONE_SEED and "not a claim" in v.headline
     complete = len(read_study("demo", study_url).complete)
-    assert f"the highest of {complete} trials', which flatters it" in v.headline  # selection
+    assert f"the best of {complete} trials', which flatters it" in v.headline  # selection
     assert "test 98.41% vs 97.02% (+1.39 pp)" in v.headline
     assert v.best.seconds_per_epoch == pytest.approx(1.13)
     keys = [k for k, _, _ in v.differing]

@@ -98,6 +98,9 @@ def test_a_space_with_nothing_to_search_is_refused() -> None:
 def test_a_range_and_choices_together_and_a_pruner_resource_of_zero_are_named() -> None:
     both = {"space": {"momentum": {"low": 0.5, "high": 0.9, "choices": [0.9]}}}
     assert "space.momentum: give a range (low, high) or choices, not both" in refused(both)
+    logged = {"space": {"schedule": {"choices": ["step", "cosine"], "log": True}}}
+    assert "space.schedule.log: only a range (low, high) has a log scale" in refused(logged)
+    assert "not both" not in refused(logged)  # it gave no range
     zero = {"pruner": {"name": "hyperband", "min_resource": 0}}
     assert "pruner.min_resource: must be >= 1, got 0" in refused(zero)
 

@@ -137,7 +137,7 @@ def _verdict(v: Verdict) -> str:
     if pair and pair[0].seconds_per_epoch and pair[1].seconds_per_epoch:
         speed = f"{pair[1].seconds_per_epoch / pair[0].seconds_per_epoch:.2f}x the tutorial's"
     row(
-        "Training time per epoch (one measurement)",
+        "Training time per epoch",  # each cell says where it comes from
         "seconds_per_epoch",
         [
             _num(

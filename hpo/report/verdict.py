@@ -120,7 +120,7 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
             )
         else:
             why = (
-                f"One run each, not a claim (the best's validation score is the highest of "
+                f"One run each, not a claim (the best's validation score is the best of "
                 f"{len(data.complete)} trials', which flatters it): `hpo report --confirm 5` "
                 "retrains both over 5 seeds for a verdict."
             )
