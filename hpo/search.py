@@ -108,7 +108,8 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
             raise StudyMismatchError(f"{where} was not created by hpo (no spec_hash); {fix}")
         if summary.direction.name.lower() != spec.direction:  # the one setting it has already
             raise StudyMismatchError(
-                f"{where} is being created to {summary.direction.name.lower()} its objective, "
+                f"{where} has no hpo setup yet (another hpo run is creating it, or another "
+                f"tool made it) and is set to {summary.direction.name.lower()} its objective; "
                 f"this spec's is to {spec.direction}; {fix}"
             )
         return True  # being created by another process, or left so by one that died

@@ -398,6 +398,14 @@ def test_a_study_with_another_space_is_refused_and_left_untouched(
     assert after.trials == trials and after.user_attrs == attrs
 
 
+def test_an_empty_study_of_another_direction_is_refused_naming_both(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    optuna.create_study(study_name="s", storage=storage, direction="minimize")  # another tool's
+    said = r"no hpo setup yet .* is set to minimize its objective; this spec's is to maximize"
+    with pytest.raises(StudyMismatchError, match=said):
+        check_study(tiny_spec(), storage, "s")
+
+
 def test_a_study_made_before_precisions_existed_is_taken_as_fp32(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     study = open_study(tiny_spec(), storage, "s")
