@@ -16,7 +16,8 @@ import argparse
 import datetime as dt
 import statistics
 
-import optuna
+from hpo.errors import HpoError
+from hpo.storage import load_existing_study
 
 
 def time_split(
@@ -28,11 +29,8 @@ def time_split(
 ) -> dict[str, float]:
     """``wall``: the command's seconds; ``launched``: when it started, in local time as Optuna
     stamps trials."""
-    trials = [
-        t
-        for t in optuna.load_study(study_name=study, storage=storage).trials
-        if "curves" in t.user_attrs and t.datetime_start is not None
-    ]
+    _, loaded = load_existing_study(storage, study)  # a missing file is an error, not created
+    trials = [t for t in loaded.trials if "curves" in t.user_attrs and t.datetime_start is not None]
     train = [s for t in trials for s in t.user_attrs["curves"]["train_seconds"]]
     evals = [sum(t.user_attrs["curves"]["eval_seconds"]) for t in trials]
     overheads = [
@@ -63,5 +61,9 @@ if __name__ == "__main__":
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--wall", type=float, default=None, help="the study's wall seconds")
     args = parser.parse_args()
-    for key, value in time_split(args.storage, args.study, args.jobs, args.wall).items():
+    try:
+        split = time_split(args.storage, args.study, args.jobs, args.wall)
+    except HpoError as exc:
+        raise SystemExit(f"time_split: {exc}") from None
+    for key, value in split.items():
         print(f"{key}: {value}")

@@ -10,6 +10,7 @@ import pytest
 
 from hpo.bench_report import load, markdown, ratios
 from hpo.cli import main
+from hpo.errors import HpoError
 
 SAMPLE = Path(__file__).parent / "data" / "bench_sample.json"
 
@@ -129,6 +130,7 @@ def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
 
     storage = f"sqlite:///{tmp_path / 's.db'}"
     study = optuna.create_study(study_name="s", storage=storage)
+    study.set_user_attr("spec_hash", "abc")  # as hpo run marks its studies
     start = dt.datetime(2026, 1, 1, 12, 0, 0)
     # (train seconds per epoch, eval seconds per epoch, the trial's wall seconds)
     for k, (train, evals, wall) in enumerate([([1.0, 2.0], [0.5, 0.5], 5.0), ([3.0], [1.0], 4.5)]):
@@ -162,3 +164,7 @@ def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
         "end_s": 3.0,  # the last trial ended 15 s after that, 27 s into the 30
     }
     assert "start_s" not in time_split(storage, "s", wall=30.0)  # no launch time, no split
+    absent = tmp_path / "absent.db"
+    with pytest.raises(HpoError, match="no study storage at"):  # not created, then a KeyError
+        time_split(f"sqlite:///{absent}", "s")
+    assert not absent.exists()
