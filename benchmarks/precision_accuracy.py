@@ -20,7 +20,7 @@ import torch
 
 from hpo.config import PRECISIONS, TrainConfig
 from hpo.mnist import Mnist
-from hpo.report.stats import describe, welch_interval
+from hpo.report.stats import sample_of, welch_interval
 from hpo.train import fit
 
 CONFIGS = {
@@ -67,7 +67,7 @@ def main(names: list[str], seeds: int, epochs: int) -> None:
         print(f"{name}: {config.hidden1}/{config.hidden2}, {epochs} epochs, seeds 0-{seeds - 1}")
         acc = accuracies(config, seeds, mnist)
         for precision, values in acc.items():
-            s = describe(values)
+            s = sample_of(values)
             print(
                 f"  {precision}: mean {s.mean:.2f}% sd {s.std:.2f} "
                 f"({min(values):.2f}-{max(values):.2f})"

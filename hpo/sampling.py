@@ -33,10 +33,12 @@ def draw_index(trials: Sequence[FrozenTrial], number: int) -> int:
     return number - reruns
 
 
-def per_trial_seed(study_seed: int, number: int) -> int:
+def sampler_seed(study_seed: int, index: int) -> int:
+    """The sampler's seed for the trial at draw ``index`` (``draw_index``); the training seed
+    is ``hpo.trial.training_seed``."""
     # SeedSequence mixes both words, so (0, 1) and (1, 0) do not share a stream; stable across
     # numpy versions and platforms.
-    return int(np.random.SeedSequence([study_seed, number]).generate_state(1)[0])
+    return int(np.random.SeedSequence([study_seed, index]).generate_state(1)[0])
 
 
 class TrialSeededSampler(BaseSampler):
@@ -58,7 +60,7 @@ class TrialSeededSampler(BaseSampler):
         # A re-run draws what its first attempt drew (and trains with its seed, hpo.trial): by
         # its own number it would share an index with the next new trial, and its draws.
         index = draw_index(trials, int(trial.user_attrs.get("origin", trial.number)))
-        self._inner = self._build(per_trial_seed(self._seed, index))
+        self._inner = self._build(sampler_seed(self._seed, index))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(

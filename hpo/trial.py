@@ -46,9 +46,10 @@ class Diverged(Exception):
     """The training loss went NaN or inf: the trial is recorded FAIL and the study goes on."""
 
 
-def trial_seed(study_seed: int, number: int) -> int:
+def training_seed(study_seed: int, index: int) -> int:
+    """The seed the trial at draw ``index`` trains with (initial weights, batch order)."""
     # Hash-free and stable across Python versions and processes.
-    return study_seed * 100_003 + number
+    return study_seed * 100_003 + index
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
     state = "fail"
     try:
         # A re-run trains with its first attempt's seed; both count draws, not trial numbers.
-        seed = trial_seed(spec.seed, draw_index(trial.study.get_trials(deepcopy=False), origin))
+        seed = training_seed(spec.seed, draw_index(trial.study.get_trials(deepcopy=False), origin))
         config = _config_of(trial, ctx, seed, is_baseline=is_baseline)
         for key, value in _first_record(ctx, config, is_baseline, origin).items():
             trial.set_user_attr(key, value)

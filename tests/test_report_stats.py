@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from hpo.report.stats import betainc, describe, t_cdf, t_quantile, welch_interval
+from hpo.report.stats import betainc, sample_of, t_cdf, t_quantile, welch_interval
 
 # Two-sided 95% critical values of Student's t (any printed t table, to its 3 decimals;
 # the full digits are scipy.stats.t.ppf(0.975, df)).
@@ -56,11 +56,11 @@ def test_incomplete_beta_equals_the_binomial_sum() -> None:
     assert (betainc(3, 5, 0.0), betainc(3, 5, 1.0)) == (0.0, 1.0)
 
 
-def test_describe_mean_and_sample_std() -> None:
-    s = describe([2, 4, 4, 4, 5, 5, 7, 9])
+def test_sample_of_mean_and_sample_std() -> None:
+    s = sample_of([2, 4, 4, 4, 5, 5, 7, 9])
     assert (s.mean, s.n) == (5.0, 8)
     assert s.std == pytest.approx(math.sqrt(32 / 7))  # squares sum to 32; n - 1 = 7
-    one = describe([0.98])
+    one = sample_of([0.98])
     assert one.mean == 0.98 and math.isnan(one.std)
 
 

@@ -45,7 +45,7 @@ from hpo.spec import StudySpec, parse_spec
 from hpo.storage import INTERRUPTED, not_requeued, open_storage, requeue
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch
-from hpo.trial import CURVE_KEYS, UNFINISHED, trial_seed
+from hpo.trial import CURVE_KEYS, UNFINISHED, training_seed
 from tests.support.cli import USER_ATTRS
 
 CPU = torch.device("cpu")
@@ -240,7 +240,7 @@ def test_same_spec_and_seed_give_the_same_trials(mnist: Mnist, tmp_path: Path) -
         t.user_attrs["curves"]["val_loss"] for t in b
     ]
     assert len({repr(t.params) for t in a}) == 5  # the sampler did explore
-    assert [t.user_attrs["seed"] for t in a] == [trial_seed(0, n) for n in range(5)]
+    assert [t.user_attrs["seed"] for t in a] == [training_seed(0, n) for n in range(5)]
 
 
 def test_each_trial_records_the_sampler_and_pruner_that_ran_it_across_a_resume(
@@ -347,7 +347,7 @@ def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
     trials = optuna.load_study(study_name="s", storage=storage).trials
     again = trials[3]  # the queued re-run comes first
     assert again.params == trials[2].params and again.user_attrs["origin"] == 2
-    assert again.user_attrs["seed"] == trials[2].user_attrs["seed"] == trial_seed(0, 2)
+    assert again.user_attrs["seed"] == trials[2].user_attrs["seed"] == training_seed(0, 2)
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
 
 

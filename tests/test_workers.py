@@ -20,7 +20,7 @@ import hpo.workers
 from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
 from hpo.progress import Counts, Progress, Running
-from hpo.sampling import TrialSeededSampler, per_trial_seed
+from hpo.sampling import TrialSeededSampler, sampler_seed
 from hpo.search import open_study, run_one, surplus
 from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
@@ -177,10 +177,10 @@ def test_plain_seeded_samplers_do_collide_which_is_what_the_reseeding_prevents(
 
 
 def test_the_per_trial_seed_depends_on_both_the_study_seed_and_the_trial_number() -> None:
-    seeds = {per_trial_seed(s, n) for s in range(5) for n in range(50)}
+    seeds = {sampler_seed(s, n) for s in range(5) for n in range(50)}
     assert len(seeds) == 250
-    assert per_trial_seed(0, 1) != per_trial_seed(1, 0)
-    assert per_trial_seed(3, 7) == per_trial_seed(3, 7)
+    assert sampler_seed(0, 1) != sampler_seed(1, 0)
+    assert sampler_seed(3, 7) == sampler_seed(3, 7)
 
 
 def test_the_wrapper_builds_its_sampler_from_each_trials_number() -> None:
@@ -193,7 +193,7 @@ def test_the_wrapper_builds_its_sampler_from_each_trials_number() -> None:
     study = optuna.create_study(sampler=TrialSeededSampler(build, 11))
     for _ in range(3):
         study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.0)
-    assert built == [11] + [per_trial_seed(11, n) for n in range(3)]
+    assert built == [11] + [sampler_seed(11, n) for n in range(3)]
 
 
 @pytest.mark.parametrize("hyperband", [False, True], ids=["median", "hyperband"])
@@ -223,7 +223,7 @@ def test_a_rerun_takes_its_first_attempts_seed_and_no_new_trial_shares_one(
         trial.should_prune()  # Hyperband files the trial in its bracket here
         study.tell(trial, 0.0)
     draws = [0, 1, 1, 2, 3, 3, 4, 5, 5, 6, 7, 8]  # each re-run repeats the draw before it
-    assert built[1:] == [per_trial_seed(11, i) for i in draws]
+    assert built[1:] == [sampler_seed(11, i) for i in draws]
     xs = [t.params["x"] for t in study.trials]
     assert len(set(xs)) == 9 and all(xs[n] == xs[n - 1] for n in (2, 5, 8))
 

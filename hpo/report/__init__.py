@@ -25,7 +25,7 @@ from hpo.report.figures import curves, history, schedules
 from hpo.report.html import Page, render
 from hpo.report.landscape import landscape
 from hpo.report.pictures import Picture, all_pictures
-from hpo.report.stats import Difference, Sample, describe, t_quantile, welch_interval
+from hpo.report.stats import Difference, Sample, sample_of, t_quantile, welch_interval
 from hpo.report.study import DEFAULT_STUDY, StudyData, read_study
 from hpo.report.tables import (
     TRIAL_COLUMNS,
@@ -49,8 +49,8 @@ __all__ = [
     "StudyData",
     "Verdict",
     "build_report",
-    "describe",
     "read_study",
+    "sample_of",
     "t_quantile",
     "trials_frame",
     "welch_interval",

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
-from hpo.report.stats import describe
+from hpo.report.stats import sample_of
 from hpo.report.study import StudyData
 from hpo.report.tables import last_val_acc, trial_config
 from hpo.retrain import trained
@@ -110,7 +110,7 @@ def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
     for number in sorted({r["trial"] for r in runs}):
         accs = seed_accuracies(runs, number)
         spe = [float(r["seconds_per_epoch"]) for r in runs if r["trial"] == number]
-        sample, trial = describe(accs), by_number.get(number)
+        sample, trial = sample_of(accs), by_number.get(number)
         rows.append(
             {
                 "trial": number,
@@ -121,7 +121,7 @@ def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "test_acc_sd_pp": sample.std * 100,
                 "test_acc_min": min(accs),
                 "test_acc_max": max(accs),
-                "s/epoch": describe(spe).mean,
+                "s/epoch": sample_of(spe).mean,
             }
         )
     # In the search's order (its objective, in its direction), not by test score: the test set

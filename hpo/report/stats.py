@@ -38,10 +38,10 @@ class Difference:
         return self.low > 0 or self.high < 0
 
 
-def describe(values: Sequence[float]) -> Sample:
+def sample_of(values: Sequence[float]) -> Sample:
     n = len(values)
     if n == 0:
-        raise ValueError("describe() needs at least one value")
+        raise ValueError("sample_of() needs at least one value")
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     return Sample(mean, std, n)
@@ -56,7 +56,7 @@ def welch_interval(
     certainty from two seeds."""
     if len(a) < 2 or len(b) < 2:
         return None
-    sa, sb = describe(a), describe(b)
+    sa, sb = sample_of(a), sample_of(b)
     va, vb = sa.std**2 / sa.n, sb.std**2 / sb.n
     diff = sa.mean - sb.mean
     if va + vb == 0:

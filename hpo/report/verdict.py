@@ -13,7 +13,7 @@ from typing import Any
 from optuna.trial import FrozenTrial
 
 from hpo.report.confirm import seed_accuracies
-from hpo.report.stats import Difference, Sample, describe, welch_interval
+from hpo.report.stats import Difference, Sample, sample_of, welch_interval
 from hpo.report.study import StudyData
 from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
 from hpo.spec import in_use
@@ -160,7 +160,7 @@ def _side(data: StudyData, trial: FrozenTrial, role: str, runs: list[dict[str, A
     test: Sample | None = None
     accs = seed_accuracies(runs, trial.number)
     if accs:
-        test = describe(accs)
+        test = sample_of(accs)
         source = f"{len(accs)} seed{'s' if len(accs) > 1 else ''}, full training set (--confirm)"
     elif final is not None and final.get("test_acc") is not None:
         test, source = Sample(float(final["test_acc"]), math.nan, 1), ONE_SEED
@@ -193,7 +193,7 @@ def _seconds_per_epoch(
         return float(final["seconds_per_epoch"]), f"finalize, {final.get('device', '?')}"
     mine = [r for r in runs if r.get("trial") == trial and r.get("seconds_per_epoch") is not None]
     if mine:
-        mean = describe([float(r["seconds_per_epoch"]) for r in mine]).mean
+        mean = sample_of([float(r["seconds_per_epoch"]) for r in mine]).mean
         return mean, f"--confirm mean, {mine[0].get('device', '?')}"
     value = row["seconds_per_epoch"]
     if value is None or math.isnan(value):
