@@ -154,7 +154,7 @@ def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.
                 storage=storage,
                 sampler=sampler,
                 pruner=pruner,
-                direction="maximize" if spec.direction == "maximize" else "minimize",
+                direction=spec.direction,
             )
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: wait for it below

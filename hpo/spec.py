@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from hpo.config import (
     HEADS,
@@ -147,7 +147,8 @@ PRUNERS: dict[str, dict[str, tuple[type, Any]]] = {
     },
     "none": {},
 }
-OBJECTIVES = {"val_acc": "maximize", "val_loss": "minimize"}
+Direction = Literal["maximize", "minimize"]
+OBJECTIVES: dict[str, Direction] = {"val_acc": "maximize", "val_loss": "minimize"}
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,16 @@ class StudySpec:
     epochs: int = 20
     seed: int = 0
     objective: str = "val_acc"
-    direction: str = "maximize"
     sampler: Component = Component("tpe", (("n_startup_trials", 10), ("multivariate", True)))
     pruner: Component = Component("median", (("n_startup_trials", 5), ("n_warmup_steps", 2)))
     # Every trial's, the baseline's too; "auto" is resolved on each trial's device.
     precision: PrecisionChoice = "fp32"
     source: str = field(default="<spec>", compare=False)
+
+    @property
+    def direction(self) -> Direction:
+        """The objective's: a spec may spell it out, but only as this (``parse_spec``)."""
+        return OBJECTIVES[self.objective]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -266,9 +271,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
         )
     if problems:
         raise SpecError(f"{source}: invalid spec:\n  - " + "\n  - ".join(problems))
-    return StudySpec(
-        space, trials, epochs, seed, objective, direction, sampler, pruner, precision, source
-    )
+    return StudySpec(space, trials, epochs, seed, objective, sampler, pruner, precision, source)
 
 
 def _unused_conditionals(space: SearchSpace) -> list[str]:
