@@ -20,9 +20,9 @@ from hpo.device import describe
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
+from hpo.records import last_val_acc
 from hpo.retrain import trained
 from hpo.search import baseline_trial, best_trial
-from hpo.storage import last_val_acc
 
 
 def finalize(

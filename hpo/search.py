@@ -25,21 +25,19 @@ from hpo.algorithms import make_pruner, make_sampler
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
+from hpo.records import TARGET_ATTR, baseline_of, last_val_acc
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
 from hpo.storage import (
     GRACE_FACTOR,
     INTERRUPTED,
     MAX_RETRY,
-    TARGET_ATTR,
     Heartbeat,
     Orphans,
-    baseline_of,
-    last_val_acc,
-    mask_url,
     not_requeued,
     reporting_loss,
 )
+from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
@@ -306,7 +304,7 @@ def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> 
 def baseline_trial(
     study: optuna.Study, trials: list[FrozenTrial] | None = None
 ) -> FrozenTrial | None:
-    """``study``'s baseline (``hpo.storage.baseline_of``), from ``trials`` when already read."""
+    """``study``'s baseline (``hpo.records.baseline_of``), from ``trials`` when already read."""
     return baseline_of(study.get_trials(deepcopy=False) if trials is None else trials)
 
 

@@ -13,14 +13,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib.util
-import math
-import os
 import random
 import re
 import threading
 import time
-import urllib.parse
 import warnings
 import weakref
 from collections.abc import Iterable, Iterator
@@ -33,12 +29,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from hpo.errors import HpoError
+from hpo.storage_url import DEFAULT_STORAGE, mask_text, mask_url, sqlite_path, with_driver
 
-# Relative to the current directory, like runs/ itself; optuna-dashboard 0.21 serves it offline.
-DEFAULT_STORAGE = "sqlite:///runs/hpo.db"
-# Read when --storage is not given: keeps a database password off the command line (and out of
-# `ps`), and is how `hpo run --jobs N` hands the URL to its workers.
-STORAGE_ENV = "HPO_STORAGE"
 HEARTBEAT_INTERVAL = 10  # seconds; each beat is one small write
 GRACE_FACTOR = 3  # beats missed before a trial counts as lost
 MAX_RETRY = 3
@@ -57,42 +49,6 @@ OPEN_ATTEMPTS = 3
 
 class StorageError(HpoError):
     """The storage URL is malformed or the database cannot be reached."""
-
-
-# The finished trials the last ``hpo run`` asked for (--trials, else the spec's): what
-# ``hpo finalize`` and the report measure the study against.
-TARGET_ATTR = "trials_target"
-
-
-def target_of(attrs: dict[str, Any]) -> int | None:
-    """A study's target from its user attrs: ``TARGET_ATTR``, else its spec's ``trials``
-    (studies from before the attr)."""
-    spec = attrs.get("spec")
-    for value in (attrs.get(TARGET_ATTR), spec.get("trials") if isinstance(spec, dict) else None):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def baseline_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:
-    """The baseline: the first complete trial marked ``is_baseline`` (an interrupted attempt is
-    queued again with the mark). One definition for the CLI, finalize and the report: a pruned or
-    failed attempt is no baseline, its curve stops short of the tutorial's 20 epochs."""
-    done = (t for t in trials if t.state == TrialState.COMPLETE)
-    return next((t for t in done if t.user_attrs.get("is_baseline")), None)
-
-
-def curve(trial: FrozenTrial, key: str) -> list[float]:
-    """A per-epoch list; a non-finite value, stored as null (JSON has no NaN), comes back NaN."""
-    values = (trial.user_attrs.get("curves") or {}).get(key) or []
-    return [math.nan if v is None else float(v) for v in values]
-
-
-def last_val_acc(trial: FrozenTrial) -> float | None:
-    """Validation accuracy at the last finite epoch: the trial's value when that is the
-    objective. One definition for hpo run's summary, finalize and the report."""
-    finite = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
-    return finite[-1] if finite else None
 
 
 def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -172,68 +128,6 @@ class Orphans:
             requeue(self._study, trial)
             ended.append(trial.number)
         return ended
-
-
-def default_storage() -> str:
-    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
-
-
-# A password in the URL's user part (user:pw@host) or its query (?password=pw, libpq's name).
-_URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", re.IGNORECASE)
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for everything printed or stored."""
-    url = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&#\s]*", r"\1***", url, flags=re.IGNORECASE)
-
-
-def mask_text(text: str, url: str) -> str:
-    """``text`` (a driver's error message, say) on one line, with the URL's password masked
-    where a driver writes one: in a URL (``:pw@``) or a DSN (``password=pw``). Not every
-    occurrence of it: a short password would turn the message's words into asterisks, and the
-    pattern of asterisks would spell the password out."""
-    text = " ".join(text.split())
-    for found in _URL_PASSWORD.finditer(url):
-        given = found.group(1) or found.group(2)
-        if not given:
-            continue
-        for password in {given, urllib.parse.unquote(given)}:
-            quoted = re.escape(password)
-            text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
-            text = re.sub(rf"([?&]password=){quoted}(?=[&#\s]|$)", r"\1***", text, flags=re.I)
-            text = re.sub(rf"(password\s*=\s*['\"]?){quoted}(?=['\"]?(\s|$|[,;)]))", r"\1***", text)
-    return text
-
-
-def dashboard_command(url: str) -> str:
-    """How to browse the storage. The printed URL has its password masked, so pasting it would
-    fail: where the URL came from $HPO_STORAGE the command names the variable instead."""
-    masked = mask_url(url)
-    if masked == url:
-        return f"optuna-dashboard {url}"
-    if os.environ.get(STORAGE_ENV) == url:
-        return f'optuna-dashboard "${STORAGE_ENV}"'
-    return f"optuna-dashboard {masked}  (with your password for ***)"
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite URL (None for other back-ends and in-memory SQLite)."""
-    match = re.match(r"sqlite:///(.*)$", url)
-    if not match or match.group(1) in ("", ":memory:"):
-        return None
-    return Path(match.group(1))
-
-
-def with_driver(url: str) -> str:
-    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 (what the postgres extra installs); where
-    only psycopg2 is installed, a plain URL is pointed at it instead."""
-    scheme, sep, rest = url.partition("://")
-    if scheme not in ("postgresql", "postgres") or not sep:
-        return url
-    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
-        return f"postgresql+psycopg2://{rest}"
-    return url
 
 
 # Every engine this process opened, closed at exit: the ``hpo`` command skips Python's final

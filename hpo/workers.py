@@ -32,7 +32,8 @@ from optuna.trial import TrialState
 from hpo.device import WorkerPlan
 from hpo.errors import HpoError
 from hpo.progress import Progress, Running
-from hpo.storage import STORAGE_ENV, StorageError, storage_failure
+from hpo.storage import StorageError, storage_failure
+from hpo.storage_url import STORAGE_ENV
 
 POLL_S = 1.0  # how often the parent reads the study for its display
 TAIL = 3000  # characters of a crashed worker's stderr shown

@@ -30,6 +30,7 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
+from hpo.records import TARGET_ATTR
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import history
@@ -38,7 +39,6 @@ from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
 from hpo.search import baseline_trial
-from hpo.storage import TARGET_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

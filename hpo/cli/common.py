@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from hpo.config import PRECISION_CHOICES
-from hpo.storage import DEFAULT_STORAGE, STORAGE_ENV, default_storage
+from hpo.storage_url import DEFAULT_STORAGE, STORAGE_ENV, default_storage
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

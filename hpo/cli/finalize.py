@@ -50,9 +50,10 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.device import resolve_device
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
+    from hpo.records import target_of
     from hpo.retrain import models_dir
     from hpo.search import summarize
-    from hpo.storage import load_existing_study, target_of
+    from hpo.storage import load_existing_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)

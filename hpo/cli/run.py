@@ -216,7 +216,8 @@ def _prepare(
     environment the workers inherit (a failed package build, not to be retried by each)."""
     from hpo.device import resolve_precision, slow_bf16_note
     from hpo.search import check_study, restore_baseline, setup_notes
-    from hpo.storage import dashboard_command, mask_url, reporting_loss
+    from hpo.storage import reporting_loss
+    from hpo.storage_url import dashboard_command, mask_url
     from hpo.tb import set_aside, tensorboard_dir
 
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")

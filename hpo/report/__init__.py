@@ -37,7 +37,7 @@ from hpo.report.tables import (
 )
 from hpo.report.verdict import Verdict, decide
 from hpo.retrain import models_dir, trained
-from hpo.storage import DEFAULT_STORAGE
+from hpo.storage_url import DEFAULT_STORAGE
 
 __all__ = [
     "DEFAULT_STUDY",

@@ -10,8 +10,10 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.records import baseline_of, target_of
 from hpo.spec import DEFAULT_SPEC
-from hpo.storage import baseline_of, load_existing_study, mask_url, target_of
+from hpo.storage import load_existing_study
+from hpo.storage_url import mask_url
 
 DEFAULT_STUDY = DEFAULT_SPEC.stem
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -76,7 +78,7 @@ class StudyData:
 
     @cached_property
     def baseline(self) -> FrozenTrial | None:
-        """The tutorial's own configuration, complete (``hpo.storage.baseline_of``): what
+        """The tutorial's own configuration, complete (``hpo.records.baseline_of``): what
         ``hpo run`` and finalize call the baseline too."""
         return baseline_of(self.trials)
 

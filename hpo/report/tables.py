@@ -12,9 +12,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import TrainConfig
 from hpo.model import parameter_count
+from hpo.records import curve, last_val_acc
 from hpo.report.study import StudyData
 from hpo.spec import in_use
-from hpo.storage import curve, last_val_acc
 
 CONFIG_KEYS: tuple[str, ...] = tuple(TrainConfig.__dataclass_fields__)
 

@@ -1,0 +1,80 @@
+"""Storage URLs as text: the default and $HPO_STORAGE, a password masked in all that is printed,
+the SQLite file a URL names, the PostgreSQL driver. No database library: the CLI's flags use it
+before anything is opened.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import urllib.parse
+from pathlib import Path
+
+# Relative to the current directory, like runs/ itself; optuna-dashboard 0.21 serves it offline.
+DEFAULT_STORAGE = "sqlite:///runs/hpo.db"
+# Read when --storage is not given: keeps a database password off the command line (and out of
+# `ps`), and is how `hpo run --jobs N` hands the URL to its workers.
+STORAGE_ENV = "HPO_STORAGE"
+
+
+def default_storage() -> str:
+    return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+# A password in the URL's user part (user:pw@host) or its query (?password=pw, libpq's name).
+_URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ***, for everything printed or stored."""
+    url = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#\s]*", r"\1***", url, flags=re.IGNORECASE)
+
+
+def mask_text(text: str, url: str) -> str:
+    """``text`` (a driver's error message, say) on one line, with the URL's password masked
+    where a driver writes one: in a URL (``:pw@``) or a DSN (``password=pw``). Not every
+    occurrence of it: a short password would turn the message's words into asterisks, and the
+    pattern of asterisks would spell the password out."""
+    text = " ".join(text.split())
+    for found in _URL_PASSWORD.finditer(url):
+        given = found.group(1) or found.group(2)
+        if not given:
+            continue
+        for password in {given, urllib.parse.unquote(given)}:
+            quoted = re.escape(password)
+            text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
+            text = re.sub(rf"([?&]password=){quoted}(?=[&#\s]|$)", r"\1***", text, flags=re.I)
+            text = re.sub(rf"(password\s*=\s*['\"]?){quoted}(?=['\"]?(\s|$|[,;)]))", r"\1***", text)
+    return text
+
+
+def dashboard_command(url: str) -> str:
+    """How to browse the storage. The printed URL has its password masked, so pasting it would
+    fail: where the URL came from $HPO_STORAGE the command names the variable instead."""
+    masked = mask_url(url)
+    if masked == url:
+        return f"optuna-dashboard {url}"
+    if os.environ.get(STORAGE_ENV) == url:
+        return f'optuna-dashboard "${STORAGE_ENV}"'
+    return f"optuna-dashboard {masked}  (with your password for ***)"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a sqlite URL (None for other back-ends and in-memory SQLite)."""
+    match = re.match(r"sqlite:///(.*)$", url)
+    if not match or match.group(1) in ("", ":memory:"):
+        return None
+    return Path(match.group(1))
+
+
+def with_driver(url: str) -> str:
+    """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 (what the postgres extra installs); where
+    only psycopg2 is installed, a plain URL is pointed at it instead."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return url
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return f"postgresql+psycopg2://{rest}"
+    return url
