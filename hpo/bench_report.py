@@ -155,4 +155,20 @@ def load(path: Path) -> dict[str, Any]:
                 f"{path}: benchmark {i} has no name or no stats (median, min, rounds), as "
                 f"pytest-benchmark writes them: {fix}"
             )
+        if not isinstance(b.get("extra_info", {}), dict):
+            raise BenchFileError(f"{path}: benchmark {i}'s extra_info is not an object: {fix}")
+    for outer, inner in (("machine_info", "cpu"), ("hpo_machine", "versions")):
+        part = data.get(outer, {})
+        if not isinstance(part, dict) or not isinstance(part.get(inner, {}), dict):
+            raise BenchFileError(f"{path}: {outer} or its {inner} is not an object: {fix}")
+    found = data.get("hpo_ratios") or []
+    if not isinstance(found, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("label"), str) and _number(r.get("ratio"))
+        for r in found
+    ):
+        raise BenchFileError(f"{path}: hpo_ratios is not a list of labelled ratios: {fix}")
     return data
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -150,9 +150,9 @@ class Progress:
         if dropped:
             trials = ", ".join(f"#{n}" for n in dropped)
             self._emit(
-                f"trial(s) {trials} lost: {said}, and NOT queued again: their parameters were "
-                f"lost {max_reruns + 1} times (a crash each time? see the worker's output). The "
-                "next `hpo run` queues a lost baseline once more",
+                f"trial(s) {trials} lost: {said}, and NOT queued again: their parameters have "
+                f"had their {max_reruns} re-runs (a crash each time? see the worker's output). "
+                "The next `hpo run` queues a lost baseline once more",
                 line=True,
             )
 

@@ -65,7 +65,6 @@ def cache_key(
         # same config and seed train to other weights with another count.
         "threads": threads,
         # Eager and compiled steps round differently too (--no-compile against the default).
-        # The device is not in the key: the report, on a CPU, reads a GPU finalize's models.
         "compile": compile,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

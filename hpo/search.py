@@ -102,6 +102,10 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
     attrs, where = summary.user_attrs, f"study {study_name!r} in {mask_url(storage.url)}"
     fix = "use another --study name for this spec, or rerun with the study's own spec"
     if "spec_hash" not in attrs:
+        if len(summary.directions) > 1:  # another tool's: hpo's studies have one objective
+            raise StudyMismatchError(
+                f"{where} has {len(summary.directions)} objectives, and hpo's studies one; {fix}"
+            )
         if not _half_made(storage, study_name):
             raise StudyMismatchError(f"{where} was not created by hpo (no spec_hash); {fix}")
         if summary.direction.name.lower() != spec.direction:  # the one setting it has already
@@ -193,30 +197,41 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
         study.set_user_attr(key, value)
 
 
-def restore_baseline(storage: RDBStorage, study_name: str) -> str | None:
+def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple[str | None, int]:
     """Queue the baseline once more where every attempt at it was lost (its runs killed more
     often than ``requeue`` retries): every study carries its baseline, and a user rerunning
     ``hpo run`` asks for the study to be finished. One that failed by itself (diverged, an
-    error) would fail again: it is left, and said. Returns a note for the user, or None."""
+    error) would fail again: it is left, and said. Returns a note for the user (or None) and
+    the run's target: one more than the finished trials where the study had reached it, so
+    that the queued baseline runs rather than waits."""
+    if study_name not in optuna.get_all_study_names(storage):
+        return None, target
     study = optuna.load_study(study_name=study_name, storage=storage)
-    attempts = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("is_baseline")]
+    trials = study.get_trials(deepcopy=False)
+    attempts = [t for t in trials if t.user_attrs.get("is_baseline")]
     if not attempts or any(t.state != TrialState.FAIL for t in attempts):
-        return None
+        return None, target
     last = attempts[-1]
-    reason = str(last.user_attrs.get("reason", ""))
-    if not all(
-        str(t.user_attrs.get("reason", "")).startswith((UNFINISHED, INTERRUPTED)) for t in attempts
-    ):
-        return (
-            f"the baseline failed ({reason}): the study has no baseline to compare its winners with"
+    # No reason at all: lost before run_trial recorded one (an orphan: Orphans.sweep).
+    reasons = [str(t.user_attrs.get("reason") or UNFINISHED) for t in attempts]
+    if not all(r.startswith((UNFINISHED, INTERRUPTED)) for r in reasons):
+        said = next(r for r in reversed(reasons) if not r.startswith((UNFINISHED, INTERRUPTED)))
+        note = (
+            f"the baseline failed ({said}): the study has no baseline to compare its winners with"
         )
+        return note, target
     params = {**last.system_attrs.get("fixed_params", {}), **last.params}
     origin = int(last.user_attrs.get("origin", last.number))
     study.enqueue_trial(params, user_attrs={"is_baseline": True, "origin": origin})
-    return (
+    note = (
         f"the baseline's {len(attempts)} attempts were all lost (their runs killed); it is "
         "queued again, to run first"
     )
+    finished = sum(t.state in FINISHED for t in trials)
+    if finished >= target:
+        target = finished + 1
+        note += f"; the target goes to {target} trials so that it runs"
+    return note, target
 
 
 def setup_notes(spec: StudySpec) -> list[str]:

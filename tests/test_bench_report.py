@@ -110,6 +110,28 @@ def test_an_output_path_that_cannot_be_written_is_named_without_a_traceback(
     assert (tmp_path / "notes.md").read_text() == "a file"
 
 
+OK = {"name": "x", "stats": {"median": 1.0, "min": 1.0, "rounds": 1}}
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ({"machine_info": None}, "machine_info or its cpu is not an object"),
+        ({"hpo_machine": {"versions": []}}, "hpo_machine or its versions is not an object"),
+        ({"hpo_ratios": [{"ratio": 2.0}]}, "hpo_ratios is not a list of labelled ratios"),
+        ({"benchmarks": [{**OK, "extra_info": None}]}, "benchmark 0's extra_info is not an object"),
+    ],
+)
+def test_a_file_with_a_part_of_the_wrong_shape_is_refused_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], data: dict[str, Any], said: str
+) -> None:
+    wrong = tmp_path / "b.json"
+    wrong.write_text(json.dumps({"benchmarks": [OK], **data}))
+    assert main(["bench-report", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("entry", [{"name": "x"}, {"name": "x", "stats": {"median": "?"}}, 3])
 def test_a_benchmark_without_its_stats_is_refused_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], entry: object

@@ -42,6 +42,10 @@ def test_the_whole_parser_imports_no_torch_and_no_report_stack() -> None:
     # `hpo --help`, `hpo data --help`: torch alone took about 3 s of a 4 s help page.
     whole = "from hpo.cli import build_parser; build_parser().format_help()"
     assert imported_after(whole, ("torch", "pandas", "plotly", "matplotlib")) == []
+    # The verbs that never open a storage do not pay for Optuna's and SQLAlchemy's imports.
+    for verb in ("data", "baseline", "bench_report"):
+        alone = f"from hpo.cli import build_parser; build_parser({verb!r}).format_help()"
+        assert imported_after(alone, ("optuna", "sqlalchemy")) == [], verb
 
 
 def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:

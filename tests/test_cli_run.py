@@ -185,7 +185,8 @@ def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
                 main([*verb, "--study", name])
             assert exit_.value.code == 2 and said in capsys.readouterr().err
     (odd := tmp_path / "...toml").write_text(Path(spec).read_text())  # its stem is ".."
-    assert main(["run", "--spec", str(odd)]) == 2 and "--study: " in capsys.readouterr().err
+    assert main(["run", "--spec", str(odd)]) == 2
+    assert f"the study's name, the stem of {odd}: " in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["...toml", "tensorboard", "tiny.toml"]
     if not torch.cuda.is_available():  # an absent GPU: refused before the storage is opened
         assert main(["run", "--spec", spec, "--device", "cuda"]) == 1

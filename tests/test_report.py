@@ -298,6 +298,16 @@ def test_the_summary_names_each_sampler_and_pruner_with_the_trials_it_ran(
     rows = dict(summary_frame(resumed, summarise(resumed)).itertuples(index=False))
     assert rows["sampler"] == "tpe (seeds=4) for trials 0-4; random for trials 5-8"
     assert rows["pruner"] == "median (n_warmup_steps=1)"
+    # A trial with no record (lost before it made one) is the study's by name, not a change;
+    # a queued trial never ran and counts for neither.
+    del trials[3].user_attrs["sampler"], trials[3].user_attrs["pruner"]
+    queued = copy.deepcopy(trials[4])
+    queued.state, queued.number, queued.user_attrs = TrialState.WAITING, 9, {}
+    attrs = {**data.attrs, "sampler": "tpe", "pruner": "median"}
+    tpe = dataclasses.replace(data, trials=(*trials, queued), attrs=attrs)
+    rows = dict(summary_frame(tpe, summarise(tpe)).itertuples(index=False))
+    assert rows["sampler"] == "tpe (seeds=4) for trials 0-4; random for trials 5-8"
+    assert rows["pruner"] == "median (n_warmup_steps=1)"
 
 
 def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ(
@@ -618,24 +628,26 @@ def test_a_model_trains_and_is_cached_per_cpu_thread_count_and_compile_mode(
     assert len(list(tmp_path.glob("*.pt"))) == 3  # one model per thread count and mode
 
 
-def test_the_pictures_retrain_with_the_thread_count_finalize_used(
+def test_the_pictures_retrain_with_the_thread_count_and_compile_mode_finalize_used(
     tmp_path: Path, study_url: str, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     study = optuna.load_study(study_name="demo", storage=study_url)
     final = study.user_attrs["final"]
     for role in ("best", "baseline"):
         final[role]["threads"] = 1
+    final["best"]["compile"] = False  # as `hpo run --no-compile` finalizes
     study.set_user_attr("final", final)
-    asked: list[int | None] = []
+    asked: list[tuple[int | None, bool | None]] = []
     real = hpo.report.trained
 
     def recording(*args: Any, **kwargs: Any) -> Any:
-        asked.append(kwargs.get("threads"))
-        return real(*args, **kwargs)
+        asked.append((kwargs.get("threads"), kwargs.get("compile")))
+        return real(*args, **{**kwargs, "compile": False})  # eager all the same: quick
 
     monkeypatch.setattr(hpo.report, "trained", recording)
-    build_report(options(tmp_path, study_url, pictures=True), mnist=synthetic_mnist)
-    assert asked == [1, 1]
+    opts = dataclasses.replace(options(tmp_path, study_url, pictures=True), compile=None)
+    build_report(opts, mnist=synthetic_mnist)
+    assert asked == [(1, False), (1, None)]  # the baseline's record has no mode: the report's
 
 
 def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(

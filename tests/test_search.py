@@ -404,6 +404,9 @@ def test_an_empty_study_of_another_direction_is_refused_naming_both(tmp_path: Pa
     said = r"no hpo setup yet .* is set to minimize its objective; this spec's is to maximize"
     with pytest.raises(StudyMismatchError, match=said):
         check_study(tiny_spec(), storage, "s")
+    optuna.create_study(study_name="two", storage=storage, directions=["maximize", "minimize"])
+    with pytest.raises(StudyMismatchError, match="has 2 objectives, and hpo's studies one"):
+        check_study(tiny_spec(), storage, "two")  # a RuntimeError traceback before
 
 
 def test_a_study_made_before_precisions_existed_is_taken_as_fp32(tmp_path: Path) -> None:
@@ -669,18 +672,35 @@ def test_a_baseline_lost_past_its_reruns_is_queued_again_by_the_next_run(tmp_pat
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     study = lost_baseline_study(storage, [UNFINISHED] * 4)
     assert not study.get_trials(states=(TrialState.WAITING,))  # requeue gave up
-    note = restore_baseline(storage, "s")
-    assert note is not None and "4 attempts were all lost" in note
+    note, target = restore_baseline(storage, "s", 4)
+    assert note is not None and "4 attempts were all lost" in note and target == 4
     (queued,) = study.get_trials(states=(TrialState.WAITING,))
     assert queued.user_attrs == {"is_baseline": True, "origin": 0}
     assert queued.system_attrs["fixed_params"]["hidden1"] == 300
-    assert restore_baseline(storage, "s") is None  # queued now: nothing more to do
+    assert restore_baseline(storage, "s", 4) == (None, 4)  # queued now: nothing more to do
+    assert restore_baseline(storage, "absent", 4) == (None, 4)  # a new study: nothing to do
+
+
+def test_a_restored_baseline_runs_where_the_study_had_reached_its_target(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = lost_baseline_study(storage, [UNFINISHED] * 3 + [""])  # the last: an orphan's
+    for _ in range(2):  # two trials finished meanwhile: the study's target of 2 is reached
+        trial = study.ask()
+        study.tell(trial, 0.5)
+    note, target = restore_baseline(storage, "s", 2)
+    assert note is not None and "the target goes to 3 trials so that it runs" in note
+    run_study(tiny_spec(), storage, "s", target, CPU, mnist, Progress(), runs_dir=None)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    done = [t for t in trials if t.user_attrs.get("is_baseline") and t.state.is_finished()]
+    assert done[-1].state == TrialState.COMPLETE
 
 
 def test_a_baseline_that_failed_by_itself_is_not_queued_again(tmp_path: Path) -> None:
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     study = lost_baseline_study(storage, ["diverged: train loss nan at epoch 1 of 2"])
-    note = restore_baseline(storage, "s")
+    note, _ = restore_baseline(storage, "s", 4)
     assert note is not None and "the baseline failed (diverged" in note
     assert not study.get_trials(states=(TrialState.WAITING,))
 

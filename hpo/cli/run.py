@@ -139,7 +139,9 @@ def handler(args: argparse.Namespace) -> int:
     try:  # the spec's stem is checked as a --study would be
         study_name = study_arg(args.spec.stem if args.study is None else args.study)
     except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--study: {exc}") from None
+        raise UsageError(
+            f"the study's name, the stem of {args.spec}: {exc}; or pass --study"
+        ) from None
     n_trials = args.trials or spec.trials
     if args.worker is not None:
         return _worker(args, spec, study_name, n_trials)
@@ -156,7 +158,7 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.retrain import models_dir
-    from hpo.search import summarize
+    from hpo.search import restore_baseline, summarize
     from hpo.storage import open_storage, reporting_loss
 
     plan = plan_workers(
@@ -169,6 +171,10 @@ def handler(args: argparse.Namespace) -> int:
     devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
     storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
     inherited = _prepare(args, spec, storage, study_name, n_trials, plan, devices)
+    with reporting_loss(storage.url):
+        restored, n_trials = restore_baseline(storage, study_name, n_trials)
+    if restored:
+        log(f"note: {restored}")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress line reports trials
     device = devices[plan.devices[0]]
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
@@ -215,7 +221,7 @@ def _prepare(
     refused before any note), the notes, and on a CPU the ahead-of-time package. Returns the
     environment the workers inherit (a failed package build, not to be retried by each)."""
     from hpo.device import resolve_precision, slow_bf16_note
-    from hpo.search import check_study, restore_baseline, setup_notes
+    from hpo.search import check_study, setup_notes
     from hpo.storage import reporting_loss
     from hpo.storage_url import dashboard_command, mask_url
     from hpo.tb import set_aside, tensorboard_dir
@@ -225,8 +231,6 @@ def _prepare(
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
         resuming = check_study(spec, storage, study_name)
-        if resuming and (restored := restore_baseline(storage, study_name)):
-            log(f"note: {restored}")
     if not resuming and (aside := set_aside(Path("runs"), study_name)):
         log(f"note: TensorBoard events of an earlier study named {study_name} moved to {aside}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}

@@ -194,24 +194,37 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
 
 
 def algorithms(data: StudyData, key: str) -> str:
-    """The sampler (or pruner) each trial records, with its options, and the trials it ran where
-    a resumed run changed it: "tpe (n_startup_trials=10) for trials 0-9; random for 10-19".
-    Trials from before hpo recorded it count as the study's own (the one it was made with)."""
-    made_with = data.attrs.get(key)
-    runs: dict[str, list[int]] = {}
+    """The sampler (or pruner) each trial records, and the trials it ran where a resumed run
+    changed it: "tpe (n_startup_trials=10) for trials 0-9; random for trials 10-19". A trial
+    that records none (from before hpo recorded it, or lost before its first record) counts as
+    the study's own, by name; trials that never started are left out."""
+    made_with = str(data.attrs.get(key) or "unknown")
+    runs: list[tuple[int, str, str | None]] = []  # (trial, name, options as text or None)
     for t in data.trials:
+        if t.state == TrialState.WAITING:
+            continue
         recorded = t.user_attrs.get(key)
         if isinstance(recorded, dict):
-            options = {k: v for k, v in recorded.items() if k != "name"}
-            label = str(recorded.get("name")) + (
-                f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else ""
-            )
+            text = ", ".join(f"{k}={v}" for k, v in recorded.items() if k != "name")
+            runs.append((t.number, str(recorded.get("name")), text))
         else:
-            label = str(made_with or "unknown")
-        runs.setdefault(label, []).append(t.number)
-    if len(runs) <= 1:
-        return next(iter(runs), str(made_with or "unknown"))
-    return "; ".join(f"{label} for trials {_ranges(numbers)}" for label, numbers in runs.items())
+            runs.append((t.number, made_with, None))
+    if not runs:
+        return made_with
+    # One name with one set of options: that label for all its trials, recorded or not.
+    variants = {name: {o for _, n, o in runs if n == name and o is not None} for _, name, _ in runs}
+
+    def label(name: str, options: str | None) -> str:
+        if options is None:
+            options = next(iter(variants[name])) if len(variants[name]) == 1 else ""
+        return f"{name} ({options})" if options else name
+
+    groups: dict[str, list[int]] = {}
+    for number, name, given in runs:
+        groups.setdefault(label(name, given), []).append(number)
+    if len(groups) == 1:
+        return next(iter(groups))
+    return "; ".join(f"{text} for trials {_ranges(numbers)}" for text, numbers in groups.items())
 
 
 def _ranges(numbers: list[int]) -> str:
