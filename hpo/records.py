@@ -9,6 +9,9 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+# Trials that count towards a study's target.
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
 # The finished trials the last ``hpo run`` asked for (--trials, else the spec's): what
 # ``hpo finalize`` and the report measure the study against.
 TARGET_ATTR = "trials_target"

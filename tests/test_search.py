@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import hpo.device
 import hpo.retrain
-import hpo.search
+import hpo.study_setup
 import hpo.trial
 from hpo.algorithms import make_pruner
 from hpo.config import TrainConfig
@@ -32,17 +32,17 @@ from hpo.idx import write_idx
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
-from hpo.search import (
+from hpo.search import run_study
+from hpo.space import baseline_params, config_from_params, suggest
+from hpo.spec import StudySpec, parse_spec
+from hpo.storage import INTERRUPTED, not_requeued, open_storage, requeue
+from hpo.study_setup import (
     StudyMismatchError,
     check_study,
     open_study,
     restore_baseline,
-    run_study,
     setup_notes,
 )
-from hpo.space import baseline_params, config_from_params, suggest
-from hpo.spec import StudySpec, parse_spec
-from hpo.storage import INTERRUPTED, not_requeued, open_storage, requeue
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch
 from hpo.trial import CURVE_KEYS, UNFINISHED, training_seed
@@ -170,7 +170,7 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
 def test_a_trial_is_never_pruned_after_its_last_epoch_nor_the_baseline_at_all(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, epochs: int
 ) -> None:
-    monkeypatch.setattr(hpo.search, "make_pruner", lambda spec: _AlwaysPrune())
+    monkeypatch.setattr(hpo.study_setup, "make_pruner", lambda spec: _AlwaysPrune())
     study = run(tiny_spec(epochs=epochs), tmp_path, 3, mnist=mnist)
     assert study.trials[0].user_attrs["is_baseline"]
     if epochs == 1:  # its only epoch is its last: a finished result, kept
@@ -448,7 +448,7 @@ def test_a_study_whose_creator_died_half_way_is_finished_by_the_next_run(
     with pytest.raises(KeyboardInterrupt):
         open_study(tiny_spec(), storage, "s")
     monkeypatch.setattr(optuna.Study, "set_user_attr", real)
-    monkeypatch.setattr(hpo.search, "CREATION_WAIT_S", 0.5)  # its creator is gone for good
+    monkeypatch.setattr(hpo.study_setup, "CREATION_WAIT_S", 0.5)  # its creator is gone for good
     study = open_study(tiny_spec(), storage, "s")
     assert study.user_attrs["spec_hash"] == tiny_spec().space.digest()
     (baseline,) = study.trials
@@ -461,7 +461,7 @@ def test_a_second_process_waits_for_the_study_another_is_creating(tmp_path: Path
     # first has queued the baseline there, nor queue a baseline of its own.
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     first = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    finishing = threading.Timer(1.0, hpo.search._initialise, (first, tiny_spec()))
+    finishing = threading.Timer(1.0, hpo.study_setup._initialise, (first, tiny_spec()))
     finishing.start()
     began = time.monotonic()
     study = open_study(tiny_spec(), storage, "s")

@@ -21,10 +21,11 @@ from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
 from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, sampler_seed
-from hpo.search import open_study, run_one, surplus
+from hpo.search import run_one, surplus
 from hpo.space import suggest
 from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage
+from hpo.study_setup import open_study
 from hpo.workers import (
     WorkerOutcome,
     WorkerResult,

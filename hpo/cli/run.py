@@ -158,8 +158,9 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.retrain import models_dir
-    from hpo.search import restore_baseline, summarize
+    from hpo.search import summarize
     from hpo.storage import open_storage, reporting_loss
+    from hpo.study_setup import restore_baseline
 
     plan = plan_workers(
         args.device,
@@ -221,9 +222,9 @@ def _prepare(
     refused before any note), the notes, and on a CPU the ahead-of-time package. Returns the
     environment the workers inherit (a failed package build, not to be retried by each)."""
     from hpo.device import resolve_precision, slow_bf16_note
-    from hpo.search import check_study, setup_notes
     from hpo.storage import reporting_loss
     from hpo.storage_url import dashboard_command, mask_url
+    from hpo.study_setup import check_study, setup_notes
     from hpo.tb import set_aside, tensorboard_dir
 
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
@@ -259,8 +260,9 @@ def _run_workers(
     """``--jobs`` worker processes share the study; this process draws their progress."""
     from hpo.data import ensure_mnist
     from hpo.device import crowded_note, usable_cpus
-    from hpo.search import open_study, summarize
+    from hpo.search import summarize
     from hpo.storage import GRACE_FACTOR, reporting_loss
+    from hpo.study_setup import open_study
     from hpo.workers import describe_plan, run_parallel
 
     ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
