@@ -1,4 +1,5 @@
-"""Blocks that a second Ctrl-C or a SIGTERM must not cut short."""
+"""Ctrl-C and SIGTERM: raised where the process is, raised again where Python dropped the
+first raise, and held off from blocks that must not stop half-way."""
 
 from __future__ import annotations
 
@@ -6,6 +7,48 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator
+from typing import NoReturn
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``docker stop``, systemd, Slurm at a job's time limit), raised where
+    the process is so that it stops as Ctrl-C stops it: the running trial failed and queued
+    again, everything finished kept."""
+
+
+# The stop a handler raised and nobody has caught yet (a signal number). A handler runs wherever
+# the main thread is, and an exception raised inside a garbage-collection callback (a weakref's)
+# is printed and dropped by Python: the stop would be lost, and a --jobs worker, which ignores
+# further signals once stopping, would train on to the study's end. ``raise_pending`` raises it
+# again at the search loop's checkpoints.
+_pending: int | None = None
+
+
+def stop(signum: int) -> NoReturn:
+    """Raise the stop ``signum`` asks for (Terminated for SIGTERM), remembering it."""
+    global _pending
+    _pending = signum
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def on_signal(signum: int, frame: object) -> NoReturn:
+    """A SIGINT and SIGTERM handler: ``stop``."""
+    stop(signum)
+
+
+def raise_pending() -> None:
+    """Raise a stop whose first raise was dropped; nothing when none is pending."""
+    global _pending
+    if _pending is not None:
+        signum, _pending = _pending, None
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def taken() -> None:
+    """Said by code that catches a stop and goes on (the parent of --jobs workers, the CLI's
+    exit): the stop arrived, so it is no longer pending."""
+    global _pending
+    _pending = None
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ import torch
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo import interrupts
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
@@ -169,6 +170,7 @@ def _loop(
     progress.start(counts(study, n_trials))
     try:
         while True:
+            interrupts.raise_pending()  # a stop whose raise Python dropped (hpo.interrupts)
             before = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -209,13 +211,14 @@ def _loop(
 
 def _lost(before: list[FrozenTrial], trials: list[FrozenTrial]) -> list[int]:
     """The trials running in ``before`` that the stale check has since failed: their reason is
-    still the one a trial carries until it ends (its process was killed)."""
+    still the one a trial carries until it ends (its process was killed), or they have none
+    (killed between their first heartbeat and their first attributes)."""
     now = {t.number: t for t in trials}
     return [
         t.number
         for t in before
         if now[t.number].state == TrialState.FAIL
-        and now[t.number].user_attrs.get("reason") == UNFINISHED
+        and now[t.number].user_attrs.get("reason", UNFINISHED) == UNFINISHED
     ]
 
 

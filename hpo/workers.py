@@ -29,6 +29,7 @@ from typing import IO, TextIO
 import optuna
 from optuna.trial import TrialState
 
+from hpo import interrupts
 from hpo.device import WorkerPlan
 from hpo.errors import HpoError
 from hpo.progress import Progress, Running
@@ -159,12 +160,13 @@ def run_workers(
     its trial failed and queues it again, then exits; a second one kills them. The first is
     raised again once all have ended."""
     workers: list[_Worker] = []
-    stops: list[KeyboardInterrupt] = []  # Ctrl-C, or SIGTERM (hpo.cli.common.Terminated)
+    stops: list[KeyboardInterrupt] = []  # Ctrl-C, or SIGTERM (hpo.interrupts.Terminated)
     try:
         for i, (argv, device) in enumerate(zip(argvs, devices, strict=True)):
             workers.append(_start(i, argv, device, env, logdir))
         while True:
             try:
+                interrupts.raise_pending()  # a stop whose raise Python dropped: see there
                 watch()
                 alive = [w for w in workers if w.proc.poll() is None]
                 if not alive:
@@ -172,6 +174,7 @@ def run_workers(
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     alive[-1].proc.wait(timeout=poll_s)  # a sleep that ends when the last exits
             except KeyboardInterrupt as stop:
+                interrupts.taken()
                 stops.append(stop)
                 _signal_all(workers, signal.SIGINT if len(stops) == 1 else signal.SIGKILL)
     except Exception:
@@ -269,6 +272,11 @@ def failure_message(results: Sequence[WorkerResult], grace_s: int) -> str | None
             line += (
                 f"; the trial it was running is failed after {grace_s} s without a heartbeat and "
                 "queued again. Rerun the same command to finish and finalize the study"
+            )
+        elif r.outcome.status == "interrupted":  # a signal to it alone, not to the run
+            line += (
+                "; its trial was queued again. Rerun the same command to finish and finalize the "
+                "study"
             )
         elif r.outcome.kind == "crash" and r.stderr_tail.strip():
             line += "\n" + r.stderr_tail.rstrip()

@@ -8,6 +8,7 @@ import math
 import signal
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,17 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import hpo.device
 import hpo.retrain
+import hpo.search
 import hpo.study_setup
 import hpo.trial
 from hpo.algorithms import make_pruner
+from hpo.cli.common import stop_once
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
 from hpo.errors import HpoError
 from hpo.finalize import finalize
 from hpo.idx import write_idx
+from hpo.interrupts import Terminated
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
@@ -647,6 +651,21 @@ def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     assert not_requeued(study.trials, failed) == failed[-1:]
 
 
+def test_a_trial_killed_before_its_first_attributes_is_said_lost_too() -> None:
+    def trial(number: int, state: TrialState, attrs: dict[str, Any]) -> FrozenTrial:
+        made = optuna.trial.create_trial(state=state, user_attrs=attrs)
+        made.number = number
+        return made
+
+    before = [trial(n, TrialState.RUNNING, {}) for n in (1, 2, 3)]
+    now = [
+        trial(1, TrialState.FAIL, {}),  # killed between its first heartbeat and attributes
+        trial(2, TrialState.FAIL, {"reason": UNFINISHED}),
+        trial(3, TrialState.FAIL, {"reason": "diverged: train loss nan at epoch 1 of 2"}),
+    ]
+    assert hpo.search._lost(before, now) == [1, 2]
+
+
 def test_a_lost_trial_given_up_is_said_so_not_said_queued() -> None:
     said = io.StringIO()
     Progress(said).lost([3, 4], [4], 3, 3)
@@ -703,6 +722,38 @@ def test_a_baseline_that_failed_by_itself_is_not_queued_again(tmp_path: Path) ->
     note, _ = restore_baseline(storage, "s", 4)
     assert note is not None and "the baseline failed (diverged" in note
     assert not study.get_trials(states=(TrialState.WAITING,))
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped raise
+def test_a_stop_whose_raise_python_dropped_still_stops_the_run(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """A signal handler runs wherever the main thread is; raised inside a weakref's callback, its
+    KeyboardInterrupt is printed and dropped by Python, and a --jobs worker (which ignores later
+    signals) trained on to the study's end. The stop is raised again at the next checkpoint."""
+
+    class Dropped:
+        pass
+
+    class SigtermInACallback(Progress):
+        def epoch(self, number: int, epoch: int) -> None:
+            if number == 1 and epoch == 0:
+                gone = Dropped()
+                weakref.finalize(gone, stop_once, signal.SIGTERM, None)
+                del gone  # the handler runs in the finalizer: "Exception ignored in ..."
+
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    try:
+        with pytest.raises(Terminated):
+            run_study(tiny_spec(epochs=3), storage, "s", 4, CPU, mnist, SigtermInACallback())
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[1].state == TrialState.FAIL and len(trials[1].intermediate_values) == 1
+    assert trials[1].user_attrs["reason"].startswith(INTERRUPTED)
+    assert [t.user_attrs["origin"] for t in trials if t.state == TrialState.WAITING] == [1]
 
 
 def test_a_second_ctrl_c_while_the_first_queues_the_trial_again_loses_nothing(

@@ -30,6 +30,7 @@ from hpo.workers import (
     WorkerOutcome,
     WorkerResult,
     failure_message,
+    outcome_of,
     run_workers,
     worker_env,
     worker_warnings,
@@ -313,6 +314,13 @@ def test_each_other_failure_is_named_once_with_its_worker() -> None:
     assert lines[0].startswith("worker 0 (cpu) was killed by SIGKILL; the trial it was running")
     assert "failed after 30 s without a heartbeat" in lines[0]
     assert lines[1:] == ["worker 1 (cpu) crashed: ValueError: x", "Traceback", "ValueError: x"]
+    # A worker stopped by a signal to it alone (the run was not): how to finish is said too.
+    stopped, code = outcome_of(KeyboardInterrupt())
+    alone = failure_message([WorkerResult(0, "cpu", code, stopped)], 30)
+    assert alone == (
+        "worker 0 (cpu) was interrupted; its trial was queued again. Rerun the same command to "
+        "finish and finalize the study"
+    )
 
 
 @pytest.mark.parametrize("fails", ["watch", "start"])

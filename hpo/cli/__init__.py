@@ -14,17 +14,17 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from hpo import interrupts
 from hpo.cli.common import (
     EXIT_ERROR,
     EXIT_TERMINATED,
     EXIT_USAGE,
     ParagraphFormatter,
-    Terminated,
     UsageError,
     device_default,
     fail,
-    raise_terminated,
 )
+from hpo.interrupts import Terminated
 
 # Each module defines ``register(subparsers)`` which adds its verb and sets ``func``.
 VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
+        interrupts.taken()
         ended = isinstance(exc, Terminated)
         # A handler sets args.after_interrupt once what it said above stops being true.
         after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(
@@ -130,9 +131,12 @@ def console() -> NoReturn:
     and module teardown still run: the files hpo writes are closed before ``main`` returns, and
     the storages' connections by ``hpo.storage.close_storages`` at exit.
 
-    SIGTERM is handled as Ctrl-C is (``Terminated``), exiting 143."""
+    SIGTERM is handled as Ctrl-C is (``Terminated``), exiting 143; both by
+    ``hpo.interrupts.on_signal``, which remembers a stop in case Python drops its raise."""
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not where it was set to be ignored
-        signal.signal(signal.SIGTERM, raise_terminated)
+        signal.signal(signal.SIGTERM, interrupts.on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupts.on_signal)
     code = main()
     gc.freeze()
     sys.exit(code)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from hpo import interrupts
 from hpo.config import PRECISION_CHOICES
 from hpo.storage_url import DEFAULT_STORAGE, STORAGE_ENV, default_storage
 
@@ -25,17 +26,7 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, ``docker stop``, systemd, Slurm at a job's time limit), raised where
-    the process is so that it stops as Ctrl-C stops it: the running trial failed and queued
-    again, everything finished kept."""
-
-
 EXIT_TERMINATED = 128 + signal.SIGTERM  # what a shell reports for a process SIGTERM ended
-
-
-def raise_terminated(signum: int, frame: object) -> NoReturn:
-    raise Terminated
 
 
 def stop_once(signum: int, frame: object) -> NoReturn:
@@ -44,7 +35,7 @@ def stop_once(signum: int, frame: object) -> NoReturn:
     system signals every process of a job; the parent's second Ctrl-C kills workers outright)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    interrupts.stop(signum)
 
 
 def fail(message: str, code: int) -> int:
