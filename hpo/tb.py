@@ -32,17 +32,40 @@ def trial_dir(runs_dir: Path, study_name: str, number: int) -> Path:
     return tensorboard_dir(runs_dir, study_name) / f"trial-{number:04d}"
 
 
-def set_aside(runs_dir: Path, study_name: str) -> Path | None:
-    """Move the events of an earlier study of the same name (another storage's, or one deleted)
-    out of the way of a new study's: TensorBoard reads every event file in a trial's folder and
-    would draw two studies' trial 3 as one run, two points a step. Returns where they went
-    (``tensorboard-<UTC time>`` beside it), or None when there were none. Nothing is deleted."""
-    old = tensorboard_dir(runs_dir, study_name)
-    if not any(old.glob("trial-*/events.out.tfevents.*")):
+# In runs/<study>/tensorboard: which storage's study wrote the events there (TensorBoard reads
+# only event files, and ignores it).
+OWNER = ".hpo-storage"
+
+
+def claim(runs_dir: Path, study_name: str, storage: str, *, new: bool) -> Path | None:
+    """Make ``runs/<study>/tensorboard`` this study's before its trials write there: events of
+    another study of that name (another storage's, or one deleted and made again) are moved out
+    of the way, as TensorBoard reads every event file in a trial's folder and would draw two
+    studies' trial 3 as one run, two points a step. Another study's are those found beside a
+    ``new`` study, or marked (``OWNER``) as another ``storage``'s (a study resumed after one of
+    its name ran elsewhere, a machine joining a shared study). Returns where they went
+    (``tensorboard-<UTC time>`` beside it), or None. Nothing is deleted."""
+    folder = tensorboard_dir(runs_dir, study_name)
+    mark = folder / OWNER
+    owner = mark.read_text().strip() if mark.is_file() else None
+    aside = None
+    if new or owner not in (None, storage):
+        aside = _set_aside(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    mark.write_text(storage + "\n")
+    return aside
+
+
+def _set_aside(folder: Path) -> Path | None:
+    if not any(folder.glob("trial-*/events.out.tfevents.*")):
         return None
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    aside = old.with_name(f"tensorboard-{stamp}")
-    old.rename(aside)
+    aside = folder.with_name(f"tensorboard-{stamp}")
+    n = 1
+    while aside.exists():  # two within a second
+        n += 1
+        aside = folder.with_name(f"tensorboard-{stamp}-{n}")
+    folder.rename(aside)
     return aside
 
 

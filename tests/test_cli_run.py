@@ -276,7 +276,7 @@ def test_a_new_study_sets_an_earlier_same_named_studys_tensorboard_events_aside(
     assert hpo_run(tmp_path, synthetic, *flags) == 0
     study = tmp_path / "runs" / "t"
     (aside,) = study.glob("tensorboard-*")
-    assert f"events of an earlier study named t moved to {aside.relative_to(tmp_path)}" in (
+    assert f"events of another study named t moved to {aside.relative_to(tmp_path)}" in (
         capsys.readouterr().err
     )
     for folder in (study / "tensorboard", aside):
@@ -284,6 +284,13 @@ def test_a_new_study_sets_an_earlier_same_named_studys_tensorboard_events_aside(
             assert len(list((folder / trial).glob("events.out.tfevents.*"))) == 1
     assert hpo_run(tmp_path, synthetic, *flags[:2], "--trials", "3", *flags[4:]) == 0  # resumed
     assert list(study.glob("tensorboard-*")) == [aside]  # its own events stay where they are
+    # The first storage's study resumed: the folder holds the other's events, marked as its.
+    assert hpo_run(tmp_path, synthetic, "--study", "t", "--trials", "3", "--no-finalize") == 0
+    assert "events of another study named t moved to" in capsys.readouterr().err
+    assert len(list(study.glob("tensorboard-*"))) == 2
+    trials = sorted((study / "tensorboard").glob("trial-*"))
+    assert [t.name for t in trials] == ["trial-0002"]  # its trial 2 alone, once
+    assert len(list(trials[0].glob("events.out.tfevents.*"))) == 1
 
 
 def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(

@@ -223,17 +223,18 @@ def _prepare(
     environment the workers inherit (a failed package build, not to be retried by each)."""
     from hpo.device import resolve_precision, slow_bf16_note
     from hpo.storage import reporting_loss
-    from hpo.storage_url import dashboard_command, mask_url
+    from hpo.storage_url import dashboard_command, mask_url, storage_identity
     from hpo.study_setup import check_study, setup_notes
-    from hpo.tb import set_aside, tensorboard_dir
+    from hpo.tb import claim, tensorboard_dir
 
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
     log(f"browse:  {dashboard_command(args.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
         resuming = check_study(spec, storage, study_name)
-    if not resuming and (aside := set_aside(Path("runs"), study_name)):
-        log(f"note: TensorBoard events of an earlier study named {study_name} moved to {aside}")
+    owner = storage_identity(args.storage)
+    if aside := claim(Path("runs"), study_name, owner, new=not resuming):
+        log(f"note: TensorBoard events of another study named {study_name} moved to {aside}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
