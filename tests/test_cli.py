@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import gc
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 import hpo.cli
 from hpo.cli import VERBS, build_parser, console, main
+from hpo.interrupts import on_signal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,13 +61,18 @@ def test_the_command_exits_with_mains_code_and_skips_the_final_collection(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(hpo.cli, "main", lambda: 3)
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with pytest.raises(SystemExit) as stop:
             console()
         assert stop.value.code == 3
         assert gc.get_freeze_count() > 0  # the heap is left to the OS, not collected
+        # Both stops go through the handler that remembers them (hpo.interrupts).
+        assert signal.getsignal(signal.SIGINT) is signal.getsignal(signal.SIGTERM) is on_signal
     finally:
         gc.unfreeze()
+        for sig, handler in held.items():  # this process is pytest's: its Ctrl-C is its own
+            signal.signal(sig, handler)
 
 
 def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(

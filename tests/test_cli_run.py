@@ -213,7 +213,7 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     assert 0.0 <= summary["final"]["best"]["test_acc"] <= 1.0
     assert f"optuna-dashboard sqlite:///{tmp_path}/hpo.db" in err
     assert "trial 2 complete" in err  # the progress line, one per trial when not a terminal
-    events = sorted(p.name for p in (tmp_path / "runs" / "j" / "tensorboard").iterdir())
+    events = sorted(p.name for p in (tmp_path / "runs" / "j" / "tensorboard").glob("trial-*"))
     assert events == ["trial-0000", "trial-0001", "trial-0002"]
     study = optuna.load_study(study_name="j", storage=f"sqlite:///{tmp_path}/hpo.db")
     assert study.user_attrs["final"] == summary["final"]
