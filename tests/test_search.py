@@ -700,6 +700,7 @@ def test_a_baseline_lost_past_its_reruns_is_queued_again_by_the_next_run(tmp_pat
     assert restore_baseline(storage, "absent", 4) == (None, 4)  # a new study: nothing to do
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the two trials asked by hand
 def test_a_restored_baseline_runs_where_the_study_had_reached_its_target(
     mnist: Mnist, tmp_path: Path
 ) -> None:
