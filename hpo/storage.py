@@ -59,10 +59,17 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     RetryHeartbeatStaleTrialCallback, which rebuilds the trial with ``create_trial``: that rejects
     a value outside its range, as the baseline's may be."""
     origin = int(trial.user_attrs.get("origin", trial.number))
+    trials = study.get_trials(deepcopy=False)
+    live = (TrialState.WAITING, TrialState.RUNNING)
+    if any(
+        t.number != trial.number and t.state in live and t.user_attrs.get("origin") == origin
+        for t in trials
+    ):
+        return True  # queued once already (an interrupted attempt whose FAIL was cut short)
     attempts = sum(
         t.user_attrs.get("origin") == origin
         and not str(t.user_attrs.get("reason", "")).startswith(INTERRUPTED)
-        for t in study.get_trials(deepcopy=False)
+        for t in trials
     )
     if attempts > MAX_RETRY:
         return False

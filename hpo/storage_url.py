@@ -78,10 +78,3 @@ def with_driver(url: str) -> str:
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
     return url
-
-
-def storage_identity(url: str) -> str:
-    """The storage a URL names, as one string: a SQLite file by its absolute path (a relative
-    and an absolute URL of one file are one storage), any other with its password masked."""
-    path = sqlite_path(url)
-    return f"sqlite:///{path.resolve()}" if path is not None else mask_url(url)

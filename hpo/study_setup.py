@@ -6,6 +6,7 @@ trial 0 and the spec in its attributes, and the notes ``hpo run`` prints before 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import optuna
@@ -22,6 +23,7 @@ from hpo.storage import INTERRUPTED
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 
+UID = "uid"  # a study user attribute: study_uid
 # How long open_study waits for another process to finish creating the study (milliseconds
 # of writes) before taking it for dead and finishing the job itself.
 CREATION_WAIT_S = 10.0
@@ -129,10 +131,21 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
         "precision": spec.precision,
         "objective": spec.objective,
         "hpo_version": hpo.__version__,
+        UID: uuid.uuid4().hex,
         "spec_hash": spec.space.digest(),  # last: the mark of a whole study
     }
     for key, value in attrs.items():
         study.set_user_attr(key, value)
+
+
+def study_uid(study: optuna.Study) -> str:
+    """The study's own identity, across storages and their URLs' spellings (a study deleted and
+    made again under its name is another); given to a study made before hpo recorded one."""
+    uid = study.user_attrs.get(UID)
+    if not isinstance(uid, str):
+        uid = uuid.uuid4().hex
+        study.set_user_attr(UID, uid)
+    return uid
 
 
 def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple[str | None, int]:
@@ -163,11 +176,12 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
     study.enqueue_trial(params, user_attrs={"is_baseline": True, "origin": origin})
     note = (
         f"the baseline's {len(attempts)} attempts were all lost (their runs killed); it is "
-        "queued again, to run first"
+        "queued again"
     )
-    finished = sum(t.state in FINISHED for t in trials)
-    if finished >= target:
-        target = finished + 1
+    # The places already spoken for: finished trials, and those running or queued before it.
+    taken = sum(t.state in (*FINISHED, TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    if taken >= target:
+        target = taken + 1
         note += f"; the target goes to {target} trials so that it runs"
     return note, target
 

@@ -32,27 +32,27 @@ def trial_dir(runs_dir: Path, study_name: str, number: int) -> Path:
     return tensorboard_dir(runs_dir, study_name) / f"trial-{number:04d}"
 
 
-# In runs/<study>/tensorboard: which storage's study wrote the events there (TensorBoard reads
-# only event files, and ignores it).
-OWNER = ".hpo-storage"
+# In runs/<study>/tensorboard: the uid of the study whose events are there (hpo.study_setup.
+# study_uid; TensorBoard reads only event files, and ignores it).
+OWNER = ".hpo-study"
 
 
-def claim(runs_dir: Path, study_name: str, storage: str, *, new: bool) -> Path | None:
-    """Make ``runs/<study>/tensorboard`` this study's before its trials write there: events of
-    another study of that name (another storage's, or one deleted and made again) are moved out
-    of the way, as TensorBoard reads every event file in a trial's folder and would draw two
-    studies' trial 3 as one run, two points a step. Another study's are those found beside a
-    ``new`` study, or marked (``OWNER``) as another ``storage``'s (a study resumed after one of
-    its name ran elsewhere, a machine joining a shared study). Returns where they went
+def claim(runs_dir: Path, study_name: str, uid: str, *, new: bool) -> Path | None:
+    """Make ``runs/<study>/tensorboard`` the study ``uid``'s before its trials write there:
+    events of another study of that name (another storage's, or one deleted and made again) are
+    moved out of the way, as TensorBoard reads every event file in a trial's folder and would draw
+    two studies' trial 3 as one run, two points a step. Another study's are those marked
+    (``OWNER``) with another uid (a study resumed after one of its name ran elsewhere, a machine
+    joining a shared study), or unmarked beside a ``new`` study. Returns where they went
     (``tensorboard-<UTC time>`` beside it), or None. Nothing is deleted."""
     folder = tensorboard_dir(runs_dir, study_name)
     mark = folder / OWNER
     owner = mark.read_text().strip() if mark.is_file() else None
     aside = None
-    if new or owner not in (None, storage):
+    if owner != uid and (owner is not None or new):
         aside = _set_aside(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    mark.write_text(storage + "\n")
+    mark.write_text(uid + "\n")
     return aside
 
 

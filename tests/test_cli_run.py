@@ -291,6 +291,12 @@ def test_a_new_study_sets_an_earlier_same_named_studys_tensorboard_events_aside(
     trials = sorted((study / "tensorboard").glob("trial-*"))
     assert [t.name for t in trials] == ["trial-0002"]  # its trial 2 alone, once
     assert len(list(trials[0].glob("events.out.tfevents.*"))) == 1
+    # The same study through another spelling of its storage's URL keeps its events.
+    same = f"sqlite:///{tmp_path}/./hpo.db?timeout=30"
+    flags = ("--study", "t", "--trials", "4", "--no-finalize", "--storage", same)
+    assert hpo_run(tmp_path, synthetic, *flags) == 0
+    assert "moved to" not in capsys.readouterr().err and len(list(study.glob("tensorboard-*"))) == 2
+    assert (study / "tensorboard" / "trial-0003").is_dir()
 
 
 def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(

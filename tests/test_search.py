@@ -630,22 +630,24 @@ def test_a_trial_lost_before_its_first_heartbeat_is_failed_and_run_again(
 
 def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     study = optuna.create_study()
-    for attempt in range(1, 6):
-        lost = optuna.trial.create_trial(
-            state=TrialState.FAIL,
-            params={"x": 1.5},
-            distributions={"x": optuna.distributions.FloatDistribution(0, 2)},
-            user_attrs={"origin": 0, "is_baseline": True},
+    x = {"x": optuna.distributions.FloatDistribution(0, 2)}
+    attrs = {"origin": 0, "is_baseline": True}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.FAIL, params={"x": 1.5}, distributions=x, user_attrs=attrs
         )
-        study.add_trial(lost)
-        before = len(study.get_trials(states=(TrialState.WAITING,)))
-        told = requeue(study, study.trials[-1])
-        queued = study.get_trials(states=(TrialState.WAITING,))
-        # attempts so far: the FAIL ones plus those already queued
-        assert len(queued) == before + (attempt + before <= 3) == before + told
-    first = study.get_trials(states=(TrialState.WAITING,))[0]
-    assert first.user_attrs == {"origin": 0, "is_baseline": True}
-    assert first.system_attrs["fixed_params"] == {"x": 1.5}
+    )
+    told = []
+    for _ in range(5):  # each re-run is lost in turn, as its predecessor was
+        told.append(requeue(study, study.trials[-1]))
+        if not told[-1]:
+            break
+        (queued,) = study.get_trials(states=(TrialState.WAITING,))
+        assert queued.user_attrs == attrs and queued.system_attrs["fixed_params"] == {"x": 1.5}
+        assert requeue(study, study.trials[-2])  # asked again while a copy waits: no second one
+        assert len(study.get_trials(states=(TrialState.WAITING,))) == 1
+        study._storage.set_trial_state_values(queued._trial_id, TrialState.FAIL)
+    assert told == [True, True, True, False]
     # The last attempt has no later one at its parameters: given up, as the user is told.
     failed = [t.number for t in study.trials if t.state == TrialState.FAIL]
     assert not_requeued(study.trials, failed) == failed[-1:]
@@ -709,8 +711,9 @@ def test_a_restored_baseline_runs_where_the_study_had_reached_its_target(
     for _ in range(2):  # two trials finished meanwhile: the study's target of 2 is reached
         trial = study.ask()
         study.tell(trial, 0.5)
+    study.enqueue_trial({}, user_attrs={"origin": 99})  # a copy queued ahead of the baseline
     note, target = restore_baseline(storage, "s", 2)
-    assert note is not None and "the target goes to 3 trials so that it runs" in note
+    assert note is not None and "the target goes to 4 trials so that it runs" in note
     run_study(tiny_spec(), storage, "s", target, CPU, mnist, Progress(), runs_dir=None)
     trials = optuna.load_study(study_name="s", storage=storage).trials
     done = [t for t in trials if t.user_attrs.get("is_baseline") and t.state.is_finished()]

@@ -148,6 +148,7 @@ def handler(args: argparse.Namespace) -> int:
 
     import optuna
 
+    from hpo.data import ensure_mnist
     from hpo.device import (
         mps_available,
         plan_workers,
@@ -171,7 +172,7 @@ def handler(args: argparse.Namespace) -> int:
     )
     devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
     storage = open_storage(args.storage, heartbeat_interval=args.heartbeat)
-    inherited = _prepare(args, spec, storage, study_name, n_trials, plan, devices)
+    inherited, resuming = _prepare(args, spec, storage, study_name, n_trials, plan, devices)
     with reporting_loss(storage.url):
         restored, n_trials = restore_baseline(storage, study_name, n_trials)
     if restored:
@@ -181,8 +182,11 @@ def handler(args: argparse.Namespace) -> int:
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
         mnist = Mnist.load(args.data_dir, log=log)
+        _claim_tensorboard(spec, storage, study_name, new=not resuming)
         summary = search(args, spec, storage, study_name, n_trials, device, mnist, sys.stderr)
     else:
+        ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
+        _claim_tensorboard(spec, storage, study_name, new=not resuming)
         summary = _run_workers(args, spec, storage, study_name, n_trials, plan, inherited)
     if not args.no_finalize and summary.best is not None:
         mnist = mnist or Mnist.load(args.data_dir)
@@ -217,24 +221,22 @@ def _prepare(
     n_trials: int,
     plan: WorkerPlan,
     devices: dict[str, torch.device],
-) -> dict[str, str]:
+) -> tuple[dict[str, str], bool]:
     """Everything before the first trial: the study checked against the spec (a mismatch is
     refused before any note), the notes, and on a CPU the ahead-of-time package. Returns the
-    environment the workers inherit (a failed package build, not to be retried by each)."""
+    environment the workers inherit (a failed package build, not to be retried by each), and
+    whether the study exists already."""
     from hpo.device import resolve_precision, slow_bf16_note
     from hpo.storage import reporting_loss
-    from hpo.storage_url import dashboard_command, mask_url, storage_identity
+    from hpo.storage_url import dashboard_command, mask_url
     from hpo.study_setup import check_study, setup_notes
-    from hpo.tb import claim, tensorboard_dir
+    from hpo.tb import tensorboard_dir
 
     log(f"storage: {mask_url(storage.url)}  study: {study_name}  target: {n_trials} trials")
     log(f"browse:  {dashboard_command(args.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(Path('runs'), study_name)}")
     with reporting_loss(storage.url):
         resuming = check_study(spec, storage, study_name)
-    owner = storage_identity(args.storage)
-    if aside := claim(Path("runs"), study_name, owner, new=not resuming):
-        log(f"note: TensorBoard events of another study named {study_name} moved to {aside}")
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
@@ -242,11 +244,24 @@ def _prepare(
     for note in [*setup_notes(spec), *sorted(n for n in slow if n)]:
         log(f"note: {note}")
     if compile_flag(args) is False or "cpu" not in plan.devices:
-        return {}
+        return {}, resuming
     from hpo.aot_step import prepare
 
     # For the workers' thread count and the study's precision; before any trial starts.
-    return prepare(plan.threads, log, precisions["cpu"])
+    return prepare(plan.threads, log, precisions["cpu"]), resuming
+
+
+def _claim_tensorboard(spec: StudySpec, storage: RDBStorage, name: str, *, new: bool) -> None:
+    """Just before the first trial (the study made, the data there): runs/<study>/tensorboard
+    becomes this study's, another's events there moved aside (hpo.tb.claim)."""
+    from hpo.storage import reporting_loss
+    from hpo.study_setup import open_study, study_uid
+    from hpo.tb import claim
+
+    with reporting_loss(storage.url):
+        uid = study_uid(open_study(spec, storage, name))
+    if aside := claim(Path("runs"), name, uid, new=new):
+        log(f"note: TensorBoard events of another study named {name} moved to {aside}")
 
 
 def _run_workers(
@@ -259,14 +274,12 @@ def _run_workers(
     inherited: dict[str, str],
 ) -> StudySummary:
     """``--jobs`` worker processes share the study; this process draws their progress."""
-    from hpo.data import ensure_mnist
     from hpo.device import crowded_note, usable_cpus
     from hpo.search import summarize
     from hpo.storage import GRACE_FACTOR, reporting_loss
     from hpo.study_setup import open_study
     from hpo.workers import describe_plan, run_parallel
 
-    ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
     with reporting_loss(storage.url):
         study = open_study(spec, storage, study_name)  # once, before the workers load it
         log(describe_plan(plan.devices, plan.threads))
