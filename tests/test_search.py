@@ -630,7 +630,7 @@ def test_a_trial_lost_before_its_first_heartbeat_is_failed_and_run_again(
 
 def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     study = optuna.create_study()
-    x = {"x": optuna.distributions.FloatDistribution(0, 2)}
+    x: dict[str, BaseDistribution] = {"x": optuna.distributions.FloatDistribution(0, 2)}
     attrs = {"origin": 0, "is_baseline": True}
     study.add_trial(
         optuna.trial.create_trial(
