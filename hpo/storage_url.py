@@ -28,8 +28,23 @@ _URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", 
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for everything printed or stored."""
-    url = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
-    return re.sub(r"([?&]password=)[^&#\s]*", r"\1***", url, flags=re.IGNORECASE)
+    masked = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    masked = re.sub(r"([?&]password=)[^&#\s]*", r"\1***", masked, flags=re.IGNORECASE)
+    password = _password(url) if masked == url else None
+    if password and f":{password}@" in masked:  # one the pattern missed: "ab/cd" (SQLAlchemy's)
+        return masked.replace(f":{password}@", ":***@", 1)
+    return masked
+
+
+def _password(url: str) -> str | None:
+    """The password as SQLAlchemy reads the URL (imported here: the CLI's flags use this module
+    before any database library is loaded)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # not a URL SQLAlchemy reads: its own error comes when it is opened
+        return None
 
 
 def mask_text(text: str, url: str) -> str:
@@ -38,11 +53,9 @@ def mask_text(text: str, url: str) -> str:
     occurrence of it: a short password would turn the message's words into asterisks, and the
     pattern of asterisks would spell the password out."""
     text = " ".join(text.split())
-    for found in _URL_PASSWORD.finditer(url):
-        given = found.group(1) or found.group(2)
-        if not given:
-            continue
-        for password in {given, urllib.parse.unquote(given)}:
+    given = [found.group(1) or found.group(2) for found in _URL_PASSWORD.finditer(url)]
+    for password in {*given, *map(urllib.parse.unquote, given), _password(url)}:
+        if password:
             quoted = re.escape(password)
             text = re.sub(rf"(:){quoted}(@)", r"\1***\2", text)
             text = re.sub(rf"([?&]password=){quoted}(?=[&#\s]|$)", r"\1***", text, flags=re.I)

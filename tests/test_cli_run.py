@@ -99,6 +99,10 @@ def test_a_password_in_the_urls_query_is_masked_too(
         assert "cannot open storage" in err and "Password=***" in err, err
         assert "secret" not in err
     assert "secret" not in dashboard_command(url)
+    slashed = "postgresql://u:top/secret@127.0.0.1:1/x"  # SQLAlchemy: password "top/secret"
+    assert main(["run", "--spec", spec, "--storage", slashed]) == 1
+    err = capsys.readouterr().err
+    assert "postgresql://u:***@127.0.0.1:1/x" in err and "secret" not in err, err
 
 
 @pytest.mark.parametrize(
