@@ -73,11 +73,18 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     )
     if attempts > MAX_RETRY:
         return False
+    queue_again(study, trial)
+    return True
+
+
+def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue ``trial``'s parameters once more, with its baseline mark and its ``origin`` (the
+    re-run trains with the same seed); no retry limit: ``requeue`` keeps that."""
+    origin = int(trial.user_attrs.get("origin", trial.number))
     # The values it was queued with count too: a trial lost before it asked for them has none.
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     keep = {"is_baseline": bool(trial.user_attrs.get("is_baseline", False)), "origin": origin}
     study.enqueue_trial(params, user_attrs=keep)
-    return True
 
 
 def _requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:

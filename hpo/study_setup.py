@@ -19,7 +19,7 @@ from hpo.errors import HpoError
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
-from hpo.storage import INTERRUPTED
+from hpo.storage import INTERRUPTED, queue_again
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 
@@ -171,9 +171,7 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
             f"the baseline failed ({said}): the study has no baseline to compare its winners with"
         )
         return note, target
-    params = {**last.system_attrs.get("fixed_params", {}), **last.params}
-    origin = int(last.user_attrs.get("origin", last.number))
-    study.enqueue_trial(params, user_attrs={"is_baseline": True, "origin": origin})
+    queue_again(study, last)
     note = (
         f"the baseline's {len(attempts)} attempts were all lost (their runs killed); it is "
         "queued again"

@@ -28,6 +28,7 @@ from hpo.spec import DEFAULT_SPEC, StudySpec
 from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only
+    import optuna
     import torch
     from optuna.storages import RDBStorage
 
@@ -186,8 +187,8 @@ def handler(args: argparse.Namespace) -> int:
         summary = search(args, spec, storage, study_name, n_trials, device, mnist, sys.stderr)
     else:
         ensure_mnist(args.data_dir, log=log)  # here, once, rather than by racing workers
-        _claim_tensorboard(spec, storage, study_name, new=not resuming)
-        summary = _run_workers(args, spec, storage, study_name, n_trials, plan, inherited)
+        study = _claim_tensorboard(spec, storage, study_name, new=not resuming)
+        summary = _run_workers(args, study, storage, n_trials, plan, inherited)
     if not args.no_finalize and summary.best is not None:
         mnist = mnist or Mnist.load(args.data_dir)
         with reporting_loss(storage.url):
@@ -251,42 +252,45 @@ def _prepare(
     return prepare(plan.threads, log, precisions["cpu"]), resuming
 
 
-def _claim_tensorboard(spec: StudySpec, storage: RDBStorage, name: str, *, new: bool) -> None:
-    """Just before the first trial (the study made, the data there): runs/<study>/tensorboard
-    becomes this study's, another's events there moved aside (hpo.tb.claim)."""
+def _claim_tensorboard(
+    spec: StudySpec, storage: RDBStorage, name: str, *, new: bool
+) -> optuna.Study:
+    """Just before the first trial (the data there): the study made or resumed, and
+    runs/<study>/tensorboard made its own, another's events there moved aside (hpo.tb.claim).
+    Returns the study."""
     from hpo.storage import reporting_loss
     from hpo.study_setup import open_study, study_uid
     from hpo.tb import claim
 
     with reporting_loss(storage.url):
-        uid = study_uid(open_study(spec, storage, name))
+        study = open_study(spec, storage, name)
+        uid = study_uid(study)
     if aside := claim(Path("runs"), name, uid, new=new):
         log(f"note: TensorBoard events of another study named {name} moved to {aside}")
+    return study
 
 
 def _run_workers(
     args: argparse.Namespace,
-    spec: StudySpec,
+    study: optuna.Study,
     storage: RDBStorage,
-    study_name: str,
     n_trials: int,
     plan: WorkerPlan,
     inherited: dict[str, str],
 ) -> StudySummary:
-    """``--jobs`` worker processes share the study; this process draws their progress."""
+    """``--jobs`` worker processes share ``study`` (opened here, before they load it); this
+    process draws their progress."""
     from hpo.device import crowded_note, usable_cpus
     from hpo.search import summarize
     from hpo.storage import GRACE_FACTOR, reporting_loss
-    from hpo.study_setup import open_study
     from hpo.workers import describe_plan, run_parallel
 
     with reporting_loss(storage.url):
-        study = open_study(spec, storage, study_name)  # once, before the workers load it
         log(describe_plan(plan.devices, plan.threads))
         if crowded := crowded_note(plan, usable_cpus()):
             log(f"note: {crowded}")
         argvs = [
-            worker_argv(args, study_name, n_trials, i, d, plan.jobs)
+            worker_argv(args, study.study_name, n_trials, i, d, plan.jobs)
             for i, d in enumerate(plan.devices)
         ]
         grace = GRACE_FACTOR * args.heartbeat
