@@ -20,7 +20,8 @@ class Terminated(KeyboardInterrupt):
 # the main thread is, and an exception raised inside a garbage-collection callback (a weakref's)
 # is printed and dropped by Python: the stop would be lost, and a --jobs worker, which ignores
 # further signals once stopping, would train on to the study's end. ``raise_pending`` raises it
-# again at the search loop's checkpoints.
+# again at the search loop's top, before every epoch of any training (``hpo.train``) and in the
+# --jobs parent's wait.
 _pending: int | None = None
 
 

@@ -18,6 +18,7 @@ import torch
 import torch.fx.experimental._config as fx_config
 from torch.utils.data import DataLoader
 
+from hpo import interrupts
 from hpo.aot_step import fits, load_step
 from hpo.config import Precision, TrainConfig
 from hpo.device import synchronize
@@ -267,6 +268,9 @@ def _run_epochs(
     """The epoch loop both data paths share: lr schedule, timing, evaluation, divergence."""
     history: list[EpochMetrics] = []
     for epoch in range(config.epochs):
+        # A stop whose raise Python dropped (hpo.interrupts) stops every training here, a
+        # search trial's, finalize's, a confirmation's or the baseline's, before another epoch.
+        interrupts.raise_pending()
         lr = lr_at(config, epoch)
         synchronize(device)
         start = time.perf_counter()

@@ -13,7 +13,6 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from hpo import interrupts
 from hpo.config import TrainConfig
 from hpo.cuda_graph import use_graph
 from hpo.device import describe, resolve_precision
@@ -95,7 +94,6 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
             _store_curves(trial, history, began)
             trial.report(objective_of(spec, m), m.epoch)
             ctx.progress.epoch(number, m.epoch)
-            interrupts.raise_pending()  # a stop whose raise Python dropped (hpo.interrupts)
             # Not after the last epoch: stopping there saves nothing, and would throw away a
             # finished result (the pruner may rank it low: a median of longer runs, say).
             # Never the baseline: pruned, it is finished and never runs again, and the study has

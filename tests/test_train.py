@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
+import weakref
 
 import pytest
 import torch
 
 import hpo.train
+from hpo import interrupts
 from hpo.config import Head, Precision, TrainConfig
 from hpo.fast_step import _mm
+from hpo.interrupts import Terminated
 from hpo.mnist import Mnist
 from hpo.schedules import lr_at, lr_curve
 from hpo.train import EpochMetrics, batches, fit
@@ -197,6 +201,33 @@ def test_on_epoch_sees_every_epoch_and_can_stop_training(synthetic_mnist: Mnist)
 
     with pytest.raises(Stop):
         fit(SMALL, synthetic_mnist, torch.device("cpu"), stop_after_first)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the dropped raise
+def test_a_stop_whose_raise_python_dropped_stops_any_training_before_its_next_epoch(
+    synthetic_mnist: Mnist,
+) -> None:
+    """finalize, a confirmation and the baseline train through ``fit`` as trials do: a stop
+    raised where Python drops it (a weakref callback) is raised again before the next epoch."""
+
+    class Dropped:
+        pass
+
+    seen: list[EpochMetrics] = []
+
+    def stop_in_a_callback(m: EpochMetrics) -> None:
+        seen.append(m)
+        gone = Dropped()
+        weakref.finalize(gone, interrupts.stop, signal.SIGTERM)
+        del gone  # "Exception ignored in ...": the Terminated goes nowhere
+
+    try:
+        with pytest.raises(Terminated):
+            fit(dataclasses.replace(SMALL, epochs=3), synthetic_mnist, torch.device("cpu"),
+                stop_in_a_callback)  # fmt: skip
+    finally:
+        interrupts.taken()
+    assert [m.epoch for m in seen] == [0]
 
 
 def test_a_diverging_run_stops_at_once_and_says_so(synthetic_mnist: Mnist) -> None:
