@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
@@ -20,9 +19,16 @@ from hpo.device import describe
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.records import last_val_acc
+from hpo.records import (
+    FINAL_ATTR,
+    Final,
+    FinalSide,
+    baseline_of,
+    best_of,
+    final_of,
+    last_val_acc,
+)
 from hpo.retrain import trained
-from hpo.search import baseline_trial, best_trial
 
 
 def finalize(
@@ -34,7 +40,7 @@ def finalize(
     compile: bool | None = None,
     cache_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
-) -> dict[str, Any]:
+) -> Final:
     """Retrain the best and the baseline trial on all 60,000 training images for their epochs
     and score each on the test set (the last epoch's score: nothing is chosen by it); store and
     return the study's ``final`` attr.
@@ -43,30 +49,35 @@ def finalize(
     ``cache_dir`` (``hpo.retrain.models_dir``) the two models are cached there, so that
     ``hpo report`` draws its pictures without training them again; ``force`` trains anew
     rather than reading the cache."""
-    best, base = best_trial(study), baseline_trial(study)
+    trials = study.get_trials(deepcopy=False)
+    best, base = best_of(trials, study.direction), baseline_of(trials)
     if best is None:
         raise HpoError(
             f"study {study.study_name!r} has no complete trial to finalize yet; run `hpo run` first"
         )
-    stored = study.user_attrs.get("final")
+    stored = final_of(study.user_attrs)
     if (
         not force
         and stored
-        and stored.get("best", {}).get("trial") == best.number
-        and (stored.get("baseline") or {}).get("trial") == (base.number if base else None)
+        and _trial_of(stored.get("best")) == best.number
+        and _trial_of(stored.get("baseline")) == (base.number if base else None)
     ):
-        return dict(stored)
-    done: dict[int, dict[str, Any]] = {}
-    final: dict[str, Any] = {"best": None, "baseline": None}
+        return stored
+    done: dict[int, FinalSide] = {}
     for role, t in (("best", best), ("baseline", base)):
-        if t is None:
-            continue
-        if t.number not in done:
+        if t is not None and t.number not in done:
             done[t.number] = _retrain(t, role, mnist, device, compile, cache_dir, force, log)
-        final[role] = done[t.number]
-    final["finalized_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    study.set_user_attr("final", final)
+    final: Final = {
+        "best": done[best.number],
+        "baseline": done[base.number] if base is not None else None,
+        "finalized_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    study.set_user_attr(FINAL_ATTR, final)
     return final
+
+
+def _trial_of(side: FinalSide | None) -> int | None:
+    return side.get("trial") if side else None
 
 
 def _retrain(
@@ -78,14 +89,10 @@ def _retrain(
     cache_dir: Path | None,
     refresh: bool,
     log: Callable[[str], None],
-) -> dict[str, Any]:
+) -> FinalSide:
     config = TrainConfig.from_dict(t.user_attrs["config"])
-    # On a CPU the thread count changes the rounding: the report retrains with the same.
-    threads = torch.get_num_threads() if device.type == "cpu" else None
     log(f"finalize: trial {t.number} ({role}) on the full training set")
-    done = trained(
-        config, mnist, device, cache_dir, compile=compile, threads=threads, refresh=refresh
-    )
+    done = trained(config, mnist, device, cache_dir, compile=compile, refresh=refresh)
     if done.cached:  # trained the same way before (the same config, seed, threads, compile)
         log(f"finalize: trial {t.number}: its model and scores from the cache, {cache_dir}")
     epochs = len(done.train_loss)
@@ -96,7 +103,7 @@ def _retrain(
         "train_seconds": done.seconds_per_epoch * epochs,
         "param_count": parameter_count(config.hidden1, config.hidden2),
         "device_name": describe(device),
-        "threads": threads,
+        "threads": done.threads,  # the CPU's count changes the rounding: the report asks alike
         "compile": compile,  # as requested (None: the device's default); the report asks alike
         "cached": done.cached,
         "epochs": epochs,

@@ -1,12 +1,14 @@
 """What a study's records say, read the same way by hpo run's summary, finalize and the report:
-its target, its baseline trial, a trial's per-epoch curves."""
+its target, its baseline trial, a trial's per-epoch curves, and the shapes of the test-set
+records finalize and ``hpo report --confirm`` store on it (JSON in Optuna's user attrs)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 # Trials that count towards a study's target.
@@ -15,6 +17,53 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # The finished trials the last ``hpo run`` asked for (--trials, else the spec's): what
 # ``hpo finalize`` and the report measure the study against.
 TARGET_ATTR = "trials_target"
+# finalize's record (``Final``) and --confirm's runs (``{"runs": [ConfirmRun, ...]}``).
+FINAL_ATTR = "final"
+CONFIRM_ATTR = "confirm"
+
+
+class Retrained(TypedDict):
+    """A configuration trained on all 60,000 training images and scored on the test set
+    (``hpo.retrain.Trained.record``); a non-finite number is stored as null."""
+
+    config: dict[str, Any]
+    test_acc: float | None
+    test_loss: float | None
+    seconds_per_epoch: float | None
+    device: str
+    status: str
+
+
+class FinalSide(Retrained):
+    """finalize's record of the best trial or the baseline. The keys marked NotRequired are
+    absent from records stored by older versions."""
+
+    trial: int
+    val_acc: float | None  # the trial's, from the search
+    train_seconds: float | None
+    param_count: int
+    device_name: str
+    epochs: NotRequired[int]
+    threads: NotRequired[int | None]  # a CPU's intra-op threads (they change the rounding)
+    compile: NotRequired[bool | None]  # as asked (None: the device's default)
+    cached: NotRequired[bool]  # read from the model cache rather than trained
+
+
+Role = Literal["best", "baseline"]
+
+
+class Final(TypedDict):
+    best: FinalSide | None
+    baseline: FinalSide | None
+    finalized_at: str
+
+
+class ConfirmRun(Retrained):
+    """One seed of one configuration retrained by ``hpo report --confirm``."""
+
+    trial: int
+    seed: int
+    is_baseline: bool
 
 
 def target_of(attrs: dict[str, Any]) -> int | None:
@@ -25,6 +74,40 @@ def target_of(attrs: dict[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     return None
+
+
+def final_of(attrs: dict[str, Any]) -> Final | None:
+    """finalize's record from a study's user attrs, if it has one."""
+    final = attrs.get(FINAL_ATTR)
+    return cast(Final, final) if isinstance(final, dict) else None
+
+
+def confirm_runs_of(attrs: dict[str, Any]) -> list[ConfirmRun]:
+    """The --confirm runs stored on a study (none where it has none)."""
+    record = attrs.get(CONFIRM_ATTR)
+    runs = record.get("runs") if isinstance(record, dict) else None
+    return (
+        [cast(ConfirmRun, r) for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+    )
+
+
+def _score(direction: StudyDirection) -> Callable[[FrozenTrial], tuple[float, int]]:
+    """Larger is better: the objective in the study's direction, then the earlier trial."""
+    sign = 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
+    return lambda t: (sign * (t.value if t.value is not None else math.nan), -t.number)
+
+
+def ranked(trials: Iterable[FrozenTrial], direction: StudyDirection) -> list[FrozenTrial]:
+    """Complete trials, best first in the study's direction; the earlier wins a tie. One
+    definition of "best" for hpo run's summary and display, finalize and the report."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return sorted(done, key=_score(direction), reverse=True)
+
+
+def best_of(trials: Iterable[FrozenTrial], direction: StudyDirection) -> FrozenTrial | None:
+    """``ranked(trials, direction)[0]``, without the sort (the run's display asks every poll)."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return max(done, key=_score(direction), default=None)
 
 
 def baseline_of(trials: Iterable[FrozenTrial]) -> FrozenTrial | None:

@@ -21,6 +21,7 @@ from hpo.files import replacing
 from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model
+from hpo.records import Retrained
 from hpo.train import fit
 
 _FORMAT = 1  # bump when what is cached changes meaning
@@ -38,8 +39,9 @@ class Trained:
     status: str
     model: Net = field(repr=False, compare=False)
     cached: bool = field(default=False, compare=False)  # read from the cache, not trained now
+    threads: int | None = None  # a CPU's intra-op threads it trained with (None off the CPU)
 
-    def record(self) -> dict[str, object]:
+    def record(self) -> Retrained:
         """The JSON-able part, as stored on the study; a non-finite number (a diverged run's
         loss) becomes null, because JSON has no NaN and optuna-dashboard rejects it."""
         return {
@@ -53,7 +55,11 @@ class Trained:
 
 
 def cache_key(
-    config: TrainConfig, mnist: Mnist, threads: int | None = None, compile: bool | None = None
+    config: TrainConfig,
+    mnist: Mnist,
+    device: torch.device,
+    threads: int | None = None,
+    compile: bool | None = None,
 ) -> str:
     # The data's size is in the key so models of a small test set never pass for real ones.
     ident = {
@@ -64,8 +70,10 @@ def cache_key(
         # A CPU's thread count splits the matmuls' sums differently, and so the rounding: the
         # same config and seed train to other weights with another count.
         "threads": threads,
-        # Eager and compiled steps round differently too (--no-compile against the default).
+        # Eager and compiled steps round differently too (--no-compile against the default),
+        # and so do other kinds of device (a CUDA model is no MPS one).
         "compile": compile,
+        "device": device.type,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -94,7 +102,7 @@ def trained(
         threads = None
     elif threads is None:
         threads = torch.get_num_threads()
-    key = cache_key(config, mnist, threads, compile)
+    key = cache_key(config, mnist, device, threads, compile)
     path = None if cache_dir is None else cache_dir / f"{key}.pt"
     if path is not None and path.is_file() and not refresh:
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -102,7 +110,9 @@ def trained(
         model.load_state_dict(saved["state_dict"])
         fields = {k: saved[k] for k in _CACHED}
         train_loss = tuple(saved["train_loss"])
-        return Trained(config, **fields, train_loss=train_loss, model=model.eval(), cached=True)
+        model.eval()
+        return Trained(config, **fields, train_loss=train_loss, model=model, cached=True,
+                       threads=threads)  # fmt: skip
     log(f"report: training {_describe(config)} on the full training set ({device})")
     before = torch.get_num_threads()
     if threads is not None:
@@ -121,6 +131,7 @@ def trained(
         result.device,
         result.status,
         result.model,
+        threads=threads,
     )
     if path is not None:  # plain floats (NaN included: a pickle keeps it) beside the weights
         payload = {k: getattr(out, k) for k in _CACHED}

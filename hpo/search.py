@@ -1,4 +1,5 @@
-"""The study driver: create or resume a study, run trials until N have finished, summarize.
+"""The study driver: run trials until N have finished, summarize (``hpo.study_setup`` creates
+or resumes the study).
 
 One pass of the loop asks for a trial, trains it with ``run_trial(trial, ctx)`` under a heartbeat
 and tells the outcome. Any number of such loops, in processes on one machine or many, may share one
@@ -24,7 +25,15 @@ from hpo import interrupts
 from hpo.errors import HpoError
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
-from hpo.records import FINISHED, TARGET_ATTR, baseline_of, last_val_acc
+from hpo.records import (
+    FINISHED,
+    TARGET_ATTR,
+    Final,
+    baseline_of,
+    best_of,
+    final_of,
+    last_val_acc,
+)
 from hpo.spec import StudySpec
 from hpo.storage import (
     GRACE_FACTOR,
@@ -36,7 +45,7 @@ from hpo.storage import (
 )
 from hpo.storage_url import mask_url
 from hpo.study_setup import open_study
-from hpo.trial import UNFINISHED, Diverged, TrialContext, run_trial
+from hpo.trial import UNFINISHED, Diverged, TrialContext, queue_interrupted, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -69,7 +78,7 @@ class StudySummary:
     epochs_without_pruning: int  # what those trials would have run unpruned
     best: TrialBrief | None
     baseline: TrialBrief | None
-    final: dict[str, Any] | None
+    final: Final | None
     stopped_early: str = ""  # why the run ended before the target ("timeout"), else ""
 
     @property
@@ -91,7 +100,7 @@ def counts_of(
     trials: list[FrozenTrial], target: int, direction: optuna.study.StudyDirection
 ) -> Counts:
     n = {s: sum(t.state == s for t in trials) for s in TrialState}
-    best = _best(trials, direction)
+    best = best_of(trials, direction)
     return Counts(
         target,
         n[TrialState.COMPLETE],
@@ -101,25 +110,6 @@ def counts_of(
         best.value if best else None,
         best.number if best else None,
     )
-
-
-def best_trial(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> FrozenTrial | None:
-    return _best(study.get_trials(deepcopy=False) if trials is None else trials, study.direction)
-
-
-def _best(trials: list[FrozenTrial], direction: optuna.study.StudyDirection) -> FrozenTrial | None:
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if not done:
-        return None
-    sign = 1 if direction == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(done, key=lambda t: (sign * (t.value or 0.0), -t.number))
-
-
-def baseline_trial(
-    study: optuna.Study, trials: list[FrozenTrial] | None = None
-) -> FrozenTrial | None:
-    """``study``'s baseline (``hpo.records.baseline_of``), from ``trials`` when already read."""
-    return baseline_of(study.get_trials(deepcopy=False) if trials is None else trials)
 
 
 def run_study(
@@ -160,11 +150,11 @@ def _loop(
 ) -> str:
     """The trials of this process; returns why it stopped before the target ("timeout") or ""."""
     progress = ctx.progress
-    interval = storage.get_heartbeat_interval() or 1
+    heartbeat = storage.get_heartbeat_interval()
+    # Without heartbeats (a storage opened without them) no trial can be told apart as lost.
+    beats, interval = heartbeat is not None, heartbeat or 1
     deadline = None if timeout is None else time.monotonic() + timeout
     fails, waited_on = 0, None
-    # Without heartbeats (a storage opened without them) no trial can be told apart as lost.
-    beats = storage.get_heartbeat_interval() is not None
     grace = GRACE_FACTOR * interval  # silent this long, a running trial counts as lost
     orphans = Orphans(study, storage, grace) if beats else None
     progress.start(counts(study, n_trials))
@@ -246,20 +236,31 @@ def run_one(
             return None
         with Heartbeat(storage, trial._trial_id):
             try:
-                value = run_trial(trial, ctx)
-            except optuna.TrialPruned:
-                return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-            except Diverged:
-                return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost: see run_trial
-                return storage.get_trial(trial._trial_id)
-            except BaseException:
+                return _train_and_tell(study, storage, trial, ctx)
+            except BaseException as exc:
+                # A stop anywhere up to the tell's commit (in training, in run_trial's last
+                # writes, in the tell itself) queues the trial's parameters again.
+                if isinstance(exc, KeyboardInterrupt):
+                    queue_interrupted(trial)
                 with contextlib.suppress(Exception):  # the storage may be what failed
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
                 raise
-            # skip_if_finished: a worker that took this trial for lost (its heartbeat late) has
-            # failed and re-queued it already; its re-run counts, this result does not.
-            return study.tell(trial, value, skip_if_finished=True)
+
+
+def _train_and_tell(
+    study: optuna.Study, storage: RDBStorage, trial: optuna.Trial, ctx: TrialContext
+) -> FrozenTrial:
+    try:
+        value = run_trial(trial, ctx)
+    except optuna.TrialPruned:
+        return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+    except Diverged:
+        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost: see run_trial
+        return storage.get_trial(trial._trial_id)
+    # skip_if_finished: a worker that took this trial for lost (its heartbeat late) has
+    # failed and re-queued it already; its re-run counts, this result does not.
+    return study.tell(trial, value, skip_if_finished=True)
 
 
 def surplus(study: optuna.Study, number: int, target: int) -> bool:
@@ -296,7 +297,7 @@ def summarize(
     c = counts_of(trials, target, study.direction)
     epochs = int(study.user_attrs.get("epochs", 0))
     finished = [t for t in trials if t.state in FINISHED]
-    best, base = best_trial(study, trials), baseline_trial(study, trials)
+    best, base = best_of(trials, study.direction), baseline_of(trials)
     return StudySummary(
         study.study_name,
         mask_url(storage.url),
@@ -310,7 +311,7 @@ def summarize(
         len(finished) * epochs,
         _brief(best),
         _brief(base),
-        study.user_attrs.get("final"),
+        final_of(study.user_attrs),
         stopped,
     )
 

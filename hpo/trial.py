@@ -127,18 +127,6 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         state = "pruned"
         trial.set_user_attr("reason", str(exc))
         raise
-    except KeyboardInterrupt:
-        # Optuna marks the trial FAIL; queue its parameters so that rerunning finishes the job.
-        # A second Ctrl-C a moment after the first must not stop this half-way: the reason
-        # would say "queued again" with nothing queued.
-        with signals_held():
-            frozen = trial.storage.get_trial(trial._trial_id)
-            if frozen.state == TrialState.RUNNING:  # else a worker took it for lost, queued it
-                # The reason first: requeue counts the attempts not stopped by an interrupt.
-                trial.set_user_attr("reason", f"{INTERRUPTED}; its parameters were queued again")
-                if not requeue(trial.study, frozen):  # its earlier attempts were lost too often
-                    trial.set_user_attr("reason", f"{INTERRUPTED}; not queued again")
-        raise
     except (Diverged, optuna.exceptions.UpdateFinishedTrialError):
         # The latter: a worker took this trial for lost (its heartbeat late: a stalled or
         # suspended machine), failed it and queued it again. Its re-run counts; run_one goes on.
@@ -153,6 +141,20 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         finally:  # the events file is complete even when the storage went away
             if writer is not None and config is not None:
                 writer.close(config, number=number, is_baseline=is_baseline, state=state)
+
+
+def queue_interrupted(trial: optuna.Trial) -> None:
+    """A trial stopped by Ctrl-C or SIGTERM, anywhere between its ask and its tell: queue its
+    parameters again (the caller then marks it FAIL) so that rerunning finishes the job. A
+    second Ctrl-C a moment after the first must not stop this half-way: the reason would say
+    "queued again" with nothing queued."""
+    with signals_held():
+        frozen = trial.storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.RUNNING:  # else told already, or taken for lost by a worker
+            # The reason first: requeue counts the attempts not stopped by an interrupt.
+            trial.set_user_attr("reason", f"{INTERRUPTED}; its parameters were queued again")
+            if not requeue(trial.study, frozen):  # its earlier attempts were lost too often
+                trial.set_user_attr("reason", f"{INTERRUPTED}; not queued again")
 
 
 def _config_of(

@@ -30,7 +30,7 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.records import TARGET_ATTR
+from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
 from hpo.report.figures import history
@@ -38,7 +38,6 @@ from hpo.report.landscape import BLUES, parallel, slices
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
-from hpo.search import baseline_trial
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -186,6 +185,14 @@ def final_record(number: int) -> dict[str, Any]:
         "param_count": parameter_count(config.hidden1, config.hidden2),
         "device": "cpu",
     }
+
+
+def confirm_run(trial: int, seed: int, test_acc: float, seconds_per_epoch: float) -> ConfirmRun:
+    """A --confirm run as run_confirm stores it, with the numbers a test needs."""
+    config = TrainConfig(seed=seed).to_dict()
+    return {"trial": trial, "seed": seed, "is_baseline": trial == BASELINE, "config": config,
+            "test_acc": test_acc, "test_loss": 0.1, "seconds_per_epoch": seconds_per_epoch,
+            "device": "cpu", "status": "complete"}  # fmt: skip
 
 
 def build_study(
@@ -363,14 +370,8 @@ def test_verdict_says_not_finalized_and_uses_the_search_timings(tmp_path: Path) 
 
 
 def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url: str) -> None:
-    runs = [
-        {"trial": BEST, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
-        for s, a in enumerate([0.980, 0.982, 0.984])
-    ]
-    runs += [
-        {"trial": BASELINE, "seed": s, "test_acc": a, "seconds_per_epoch": 2.0}
-        for s, a in enumerate([0.975, 0.977, 0.976])
-    ]
+    runs = [confirm_run(BEST, s, a, 1.0) for s, a in enumerate([0.980, 0.982, 0.984])]
+    runs += [confirm_run(BASELINE, s, a, 2.0) for s, a in enumerate([0.975, 0.977, 0.976])]
     v = decide(read_study("demo", study_url), runs)
     assert v.difference is not None
     # Hand-computed in test_report_stats: 0.006 +- 3.21876 * sqrt(5e-6 / 3).
@@ -381,9 +382,7 @@ def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url
 
 def test_seeds_that_all_tie_give_no_interval_and_no_claim(study_url: str) -> None:
     runs = [
-        {"trial": n, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
-        for n, a in ((BEST, 0.98), (BASELINE, 0.97))
-        for s in range(2)
+        confirm_run(n, s, a, 1.0) for n, a in ((BEST, 0.98), (BASELINE, 0.97)) for s in range(2)
     ]
     v = decide(read_study("demo", study_url), runs)
     assert v.kind == "unconfirmed" and v.difference is None  # a zero-width interval said "beats"
@@ -394,11 +393,8 @@ def test_seeds_that_all_tie_give_no_interval_and_no_claim(study_url: str) -> Non
 def test_seeds_on_one_side_only_give_no_interval_and_say_which_side_lacks_them(
     study_url: str,
 ) -> None:
-    runs = [{"trial": BEST, "seed": 0, "test_acc": 0.98, "seconds_per_epoch": 1.0}]
-    runs += [
-        {"trial": BASELINE, "seed": s, "test_acc": a, "seconds_per_epoch": 1.0}
-        for s, a in enumerate([0.975, 0.977, 0.976])
-    ]
+    runs = [confirm_run(BEST, 0, 0.98, 1.0)]
+    runs += [confirm_run(BASELINE, s, a, 1.0) for s, a in enumerate([0.975, 0.977, 0.976])]
     v = decide(read_study("demo", study_url), runs)
     assert v.kind == "unconfirmed" and v.difference is None
     assert "1 vs 3 seeds: an interval needs two or more on each side" in v.headline
@@ -444,11 +440,11 @@ def test_a_baseline_that_did_not_complete_is_no_baseline_for_the_report_or_the_c
     assert report.verdict.kind == "no-baseline"
     assert "The baseline did not complete (trial #2 pruned)" in report.verdict.headline
     # One definition: `hpo run`'s summary finds no baseline either.
-    assert baseline_trial(study) is None and report.verdict.baseline is None
+    assert baseline_of(study.trials) is None and report.verdict.baseline is None
     add_trial(study, BASELINE, TrialState.COMPLETE, 0.97, {}, 3)  # its re-run completes
     again = build_report(options(tmp_path, url))
     assert again.verdict.baseline is not None and again.verdict.baseline.trial == 3
-    assert (found := baseline_trial(study)) is not None and found.number == 3
+    assert (found := baseline_of(study.trials)) is not None and found.number == 3
 
 
 def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(
@@ -517,10 +513,22 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     top = top_frame(data)
     assert top["trial"].tolist() == [1, 0, 2] and top["val_loss"].tolist() == [0.25, 0.30, 0.40]
     assert list(top.columns[:3]) == ["trial", "val_loss", "val_acc"]  # what it is ranked by
-    runs = [{"trial": n, "seed": 0, "test_acc": 0.98, "seconds_per_epoch": 1.0} for n in (0, 1, 2)]
+    runs = [confirm_run(n, 0, 0.98, 1.0) for n in (0, 1, 2)]
     frame = confirm_frame(data, runs)
     assert frame["trial"].tolist() == [1, 0, 2]  # the search's order: lowest loss first
     assert frame["val_acc"].tolist() == [last_val_acc(data.trials[n]) for n in (1, 0, 2)]
+
+
+def test_a_confirm_run_stored_without_a_test_accuracy_is_left_out_not_a_crash(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)
+    blank = confirm_run(BEST, 1, 0.5, 1.0)
+    blank["test_acc"] = None  # null in an edited or damaged record
+    frame = confirm_frame(data, [confirm_run(BEST, 0, 0.98, 1.0), blank])
+    assert frame["seeds"].tolist() == [1] and frame["test_acc_mean"].tolist() == [0.98]
+    alone = confirm_frame(data, [blank])
+    assert alone["seeds"].tolist() == [0] and math.isnan(alone["test_acc_min"].iloc[0])
 
 
 def test_pictures_skipped_for_damaged_data_name_the_file_and_the_fix(
@@ -543,6 +551,23 @@ def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:
 
 
 # --- confirm and the trained-model cache --------------------------------------------------------
+
+
+def test_two_confirms_of_one_study_at_once_keep_each_others_runs(
+    tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = build_study(tmp_path / "c.db", finalized=False)
+    fast = {"epochs": 1, "hidden1": 32, "hidden2": 16}
+    monkeypatch.setattr(
+        "hpo.report.confirm.trial_config", lambda t: {**t.user_attrs["config"], **fast}
+    )
+    # Both read the study before either stored a run (two machines, say).
+    first, second = read_study("demo", url), read_study("demo", url)
+    options: dict[str, Any] = {"cache_dir": tmp_path / "models", "compile": False}
+    run_confirm(first, synthetic_mnist, _cpu(), n_seeds=1, top_k=2, **options)
+    run_confirm(second, synthetic_mnist, _cpu(), n_seeds=1, top_k=1, **options)
+    stored = sorted((r["trial"], r["seed"]) for r in stored_runs(read_study("demo", url)))
+    assert stored == [(BASELINE, 0), (BEST, 0), (6, 0)]  # the first's #6 kept, none twice
 
 
 def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
@@ -605,16 +630,23 @@ def test_trained_models_are_cached_and_reloaded_identically(
         assert a.equal(b)
 
 
-def test_a_model_trains_and_is_cached_per_cpu_thread_count_and_compile_mode(
+def test_a_model_trains_and_is_cached_per_device_cpu_thread_count_and_compile_mode(
     tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
     seen: list[tuple[int, bool | None]] = []
     real_fit = hpo.retrain.fit
 
-    def counting_fit(*args: Any, compile: bool | None = None, **kwargs: Any) -> Any:
+    def counting_fit(
+        config: TrainConfig,
+        mnist: Mnist,
+        device: torch.device,
+        *,
+        compile: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
         seen.append((torch.get_num_threads(), compile))
-        return real_fit(*args, compile=False, **kwargs)  # eager all the same: quick
+        return real_fit(config, mnist, _cpu(), compile=False, **kwargs)  # eager, here: quick
 
     monkeypatch.setattr("hpo.retrain.fit", counting_fit)
     before = torch.get_num_threads()
@@ -626,6 +658,11 @@ def test_a_model_trains_and_is_cached_per_cpu_thread_count_and_compile_mode(
     assert seen == [(1, False), (before + 1, False), (1, None)]
     assert torch.get_num_threads() == before
     assert len(list(tmp_path.glob("*.pt"))) == 3  # one model per thread count and mode
+    # Another kind of device rounds otherwise too: a CUDA model is not an MPS one.
+    seen.clear()
+    for kind in ("cuda", "mps", "cuda"):
+        trained(config, synthetic_mnist, torch.device(kind), tmp_path, compile=False)
+    assert len(seen) == 2  # the second CUDA request from the cache
 
 
 def test_the_pictures_retrain_with_the_thread_count_and_compile_mode_finalize_used(
@@ -717,6 +754,19 @@ def test_cli_refuses_a_missing_storage_file_without_creating_it(
     code = main(["report", "--storage", f"sqlite:///{db}", "--no-pictures"])
     assert code == 1 and "(an empty file)" in capsys.readouterr().err
     assert db.stat().st_size == 0
+
+
+def test_a_sqlite_url_with_options_reads_the_same_file(
+    tmp_path: Path, study_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.html"
+    with_query = f"{study_url}?timeout=30"  # SQLAlchemy's options, not part of the file's name
+    code = main(["report", "--study", "demo", "--storage", with_query, "--no-pictures", "--out",
+                 str(out)])  # fmt: skip
+    assert code == 0 and out.is_file(), capsys.readouterr().err
+    absent = tmp_path / "absent.db"
+    assert main(["report", "--storage", f"sqlite:///{absent}?timeout=30"]) == 1
+    assert f"no study storage at {absent}: run" in capsys.readouterr().err
 
 
 def test_cli_writes_html_and_csv_and_prints_json(

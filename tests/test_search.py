@@ -494,15 +494,17 @@ def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_p
         "param_count",
         "device",
     }
-    assert final["baseline"]["trial"] == 0 and keys <= set(final["baseline"])
+    best, baseline = final["best"], final["baseline"]
+    assert best is not None and baseline is not None
+    assert baseline["trial"] == 0 and keys <= set(baseline)
     assert (
-        final["best"]["trial"]
+        best["trial"]
         == max(
             (t for t in study.trials if t.value is not None), key=lambda t: (t.value, -t.number)
         ).number
     )
-    assert 0.0 <= final["best"]["test_acc"] <= 1.0
-    assert final["best"]["val_acc"] == study.trials[final["best"]["trial"]].value
+    assert best["test_acc"] is not None and 0.0 <= best["test_acc"] <= 1.0
+    assert best["val_acc"] == study.trials[best["trial"]].value
     # the same two trials again: the stored result is reused, not retrained
     assert finalize(study, mnist, CPU, compile=False)["finalized_at"] == final["finalized_at"]
 
@@ -513,14 +515,15 @@ def test_finalize_caches_its_models_where_the_report_finds_them(
     study = run(tiny_spec(), tmp_path, 3, mnist=mnist)
     cache = models_dir(tmp_path / "runs", "s")
     final = finalize(study, mnist, CPU, compile=False, cache_dir=cache)
-    assert len(list(cache.glob("*.pt"))) == len({final["best"]["trial"], 0})
+    best = final["best"]
+    assert best is not None and len(list(cache.glob("*.pt"))) == len({best["trial"], 0})
 
     def no_fit(*args: object, **kwargs: object) -> None:
         raise AssertionError("trained again: the report would not have found finalize's model")
 
     monkeypatch.setattr(hpo.retrain, "fit", no_fit)
-    for role in ("best", "baseline"):
-        record = final[role]
+    for record in (final["best"], final["baseline"]):
+        assert record is not None
         config = TrainConfig.from_dict(record["config"])
         threads, compile_ = record["threads"], record["compile"]  # as the report asks
         model = trained(config, mnist, CPU, cache, threads=threads, compile=compile_)
@@ -530,8 +533,9 @@ def test_finalize_caches_its_models_where_the_report_finds_them(
     said: list[str] = []
     study.set_user_attr("final", None)
     again = finalize(study, mnist, CPU, compile=False, cache_dir=cache, log=said.append)
-    assert again["best"]["cached"] and any("from the cache" in line for line in said), said
-    assert again["best"]["test_acc"] == final["best"]["test_acc"]
+    assert again["best"] is not None
+    assert again["best"].get("cached") and any("from the cache" in line for line in said), said
+    assert again["best"]["test_acc"] == best["test_acc"]
     with pytest.raises(AssertionError, match="trained again"):  # hpo finalize: anew, not cached
         finalize(study, mnist, CPU, compile=False, cache_dir=cache, force=True)
 
@@ -784,6 +788,30 @@ def test_a_second_ctrl_c_while_the_first_queues_the_trial_again_loses_nothing(
     assert queued.user_attrs["origin"] == 1 and queued.params == {}  # fixed_params: trial 1's
     assert queued.system_attrs["fixed_params"] == trials[1].params
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C works again
+
+
+def test_a_stop_in_the_tell_of_a_finished_trial_queues_its_parameters_again(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Training is over, the result not yet committed: the trial must not end FAIL and forgotten.
+    real = optuna.Study.tell
+
+    def ctrl_c_in_the_tell(self: optuna.Study, trial: Any, *args: Any, **kwargs: Any) -> Any:
+        number = trial if isinstance(trial, int) else trial.number
+        if number == 1 and kwargs.get("state") is None:  # the complete trial's tell
+            raise KeyboardInterrupt
+        return real(self, trial, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.Study, "tell", ctrl_c_in_the_tell)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_spec(), storage, "s", 3, CPU, mnist, Progress(), runs_dir=None)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[1].state == TrialState.FAIL
+    assert trials[1].user_attrs["reason"] == f"{INTERRUPTED}; its parameters were queued again"
+    (queued,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.user_attrs["origin"] == 1
+    assert queued.system_attrs["fixed_params"] == trials[1].params
 
 
 def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> None:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from hpo.text import short
 
 if TYPE_CHECKING:  # for annotations only: the parser is built without importing Optuna
-    from hpo.search import StudySummary
+    from hpo.records import Role
+    from hpo.search import StudySummary, TrialBrief
 
 
 def format_summary(s: StudySummary, fmt: str) -> str:
@@ -27,19 +28,20 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     if s.best is not None:
         params = "  ".join(f"{k}={short(v)}" for k, v in s.best.params.items())
         lines.append(f"best      trial {s.best.number}: {params}")
-    final = s.final or {}
-    rows = [("best", s.best), ("baseline", s.baseline)]
+    final = s.final
+    rows: tuple[tuple[Role, TrialBrief | None], ...] = (("best", s.best), ("baseline", s.baseline))
     lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
     for role, brief in rows:
         if brief is None:
             continue
-        done = final.get(role) or {}
-        if done.get("trial") != brief.number:
-            done = {}
+        done = final.get(role) if final else None
+        if done is None or done.get("trial") != brief.number:  # finalize measured another
+            test_acc, spe = None, None
+        else:
+            test_acc, spe = done.get("test_acc"), done.get("seconds_per_epoch")
         lines.append(
-            f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}"
-            f"{_pct(done.get('test_acc')):>10}"
-            f"{_num(done.get('seconds_per_epoch')):>9}"
+            f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}{_pct(test_acc):>10}"
+            f"{_num(spe):>9}"
         )
     if not final:
         lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")

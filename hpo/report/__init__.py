@@ -1,7 +1,7 @@
 """``build_report``: a stored study -> one self-contained HTML page and a CSV of its trials.
 
 study.py reads the study; tables.py makes the DataFrames; verdict.py decides what to claim;
-confirm.py and models.py retrain on the full training set; figures.py and landscape.py
+confirm.py (through hpo.retrain) retrains on the full training set; figures.py and landscape.py
 (plotly) and pictures.py (matplotlib) draw; html.py writes the page.
 """
 
@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -187,18 +186,18 @@ def _pictures(
     for side in (verdict.best, verdict.baseline):
         # The config finalize trained, else the trial's: the same record in a finished study.
         final = data.final_for(next(t for t in data.trials if t.number == side.trial), side.role)
-        config: dict[str, Any] = (final or {}).get("config") or side.config
+        config = final["config"] if final else side.config
         model = trained(
             TrainConfig.from_dict(config),
             mnist,
             options.device,
             options.models_dir,
             # as finalize trained it, where recorded
-            compile=(final or {}).get("compile", options.compile),
-            threads=(final or {}).get("threads"),
+            compile=final.get("compile", options.compile) if final else options.compile,
+            threads=final.get("threads") if final else None,
             log=log,
         )
-        stored = (final or {}).get("test_acc")
+        stored = final["test_acc"] if final else None
         if stored is not None and model.test_acc != stored:
             # Same config and seed; a different device or kernel can still change the result.
             notes.append(

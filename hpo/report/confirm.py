@@ -10,6 +10,7 @@ reader sees whether the search's ranking survives new seeds.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,12 +22,11 @@ from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
-from hpo.report.stats import sample_of
+from hpo.records import CONFIRM_ATTR, ConfirmRun, confirm_runs_of
+from hpo.report.stats import Sample, sample_of
 from hpo.report.study import StudyData
 from hpo.report.tables import last_val_acc, trial_config
 from hpo.retrain import trained
-
-ATTR = "confirm"
 
 
 def candidates(data: StudyData, top_k: int) -> list[FrozenTrial]:
@@ -38,16 +38,14 @@ def candidates(data: StudyData, top_k: int) -> list[FrozenTrial]:
     return chosen
 
 
-def stored_runs(data: StudyData) -> list[dict[str, Any]]:
-    record = data.attrs.get(ATTR)
-    runs = record.get("runs") if isinstance(record, dict) else None
-    return [r for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
+def stored_runs(data: StudyData) -> list[ConfirmRun]:
+    return confirm_runs_of(data.attrs)
 
 
-def seed_accuracies(runs: list[dict[str, Any]], trial: int) -> list[float]:
+def seed_accuracies(runs: list[ConfirmRun], trial: int) -> list[float]:
     """One test accuracy per seed for ``trial``, in seed order."""
     mine = sorted((r for r in runs if r.get("trial") == trial), key=lambda r: r["seed"])
-    return [float(r["test_acc"]) for r in mine if r.get("test_acc") is not None]
+    return [float(acc) for r in mine if (acc := r.get("test_acc")) is not None]
 
 
 def run_confirm(
@@ -60,7 +58,7 @@ def run_confirm(
     cache_dir: Path,
     compile: bool | None = None,
     log: Callable[[str], None] = lambda _m: None,
-) -> list[dict[str, Any]]:
+) -> list[ConfirmRun]:
     """Train what is missing, store every run on the study, return them all.
 
     Seeds 0..N-1 for every configuration: a larger N adds seeds, it never redraws earlier ones.
@@ -85,32 +83,42 @@ def run_confirm(
                 compile=compile,
                 log=log,
             )
-            runs.append(
-                {
-                    "trial": trial.number,
-                    "seed": seed,
-                    "is_baseline": bool(trial.user_attrs.get("is_baseline")),
-                    **done.record(),
-                }
-            )
-            # Stored after every run: an interrupted confirm resumes where it stopped.
-            data.study.set_user_attr(ATTR, {"runs": runs, "updated_at": _now()})
+            run: ConfirmRun = {
+                "trial": trial.number,
+                "seed": seed,
+                "is_baseline": bool(trial.user_attrs.get("is_baseline")),
+                **done.record(),
+            }
+            # Stored after every run: an interrupted confirm resumes where it stopped. Onto
+            # the runs stored now, not those read at the start: another `hpo report --confirm`
+            # of this study (another machine, say) may have stored some meanwhile.
+            runs = _merged(confirm_runs_of(data.study.user_attrs), [*runs, run])
+            data.study.set_user_attr(CONFIRM_ATTR, {"runs": runs, "updated_at": _now()})
     return runs
+
+
+def _merged(stored: list[ConfirmRun], mine: list[ConfirmRun]) -> list[ConfirmRun]:
+    """``stored``, then each of ``mine`` whose (trial, seed) it lacks."""
+    have = {(r["trial"], r["seed"]) for r in stored}
+    return [*stored, *(r for r in mine if (r["trial"], r["seed"]) not in have)]
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per confirmed trial: its search score and its test accuracy over seeds."""
+def confirm_frame(data: StudyData, runs: list[ConfirmRun]) -> pd.DataFrame:
+    """One row per confirmed trial: its search score and its test accuracy over seeds (a run
+    stored without one, null in an edited or damaged record, is left out: ``seeds`` says how
+    many count)."""
     by_number = {t.number: t for t in data.trials}
     rank = {t.number: i for i, t in enumerate(data.ranked())}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for number in sorted({r["trial"] for r in runs}):
         accs = seed_accuracies(runs, number)
-        spe = [float(r["seconds_per_epoch"]) for r in runs if r["trial"] == number]
-        sample, trial = sample_of(accs), by_number.get(number)
+        spe = [float(s) for r in runs if r["trial"] == number and (s := r["seconds_per_epoch"])]
+        trial = by_number.get(number)
+        sample = sample_of(accs) if accs else Sample(math.nan, math.nan, 0)
         rows.append(
             {
                 "trial": number,
@@ -119,9 +127,9 @@ def confirm_frame(data: StudyData, runs: list[dict[str, Any]]) -> pd.DataFrame:
                 "seeds": sample.n,
                 "test_acc_mean": sample.mean,
                 "test_acc_sd_pp": sample.std * 100,
-                "test_acc_min": min(accs),
-                "test_acc_max": max(accs),
-                "s/epoch": sample_of(spe).mean,
+                "test_acc_min": min(accs, default=math.nan),
+                "test_acc_max": max(accs, default=math.nan),
+                "s/epoch": sample_of(spe).mean if spe else math.nan,
             }
         )
     # In the search's order (its objective, in its direction), not by test score: the test set

@@ -7,10 +7,9 @@ from functools import cached_property
 from typing import Any
 
 import optuna
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.records import baseline_of, target_of
+from hpo.records import Final, FinalSide, Role, baseline_of, final_of, ranked, target_of
 from hpo.spec import DEFAULT_SPEC
 from hpo.storage import load_existing_study
 from hpo.storage_url import mask_url
@@ -94,8 +93,7 @@ class StudyData:
 
     def ranked(self) -> list[FrozenTrial]:
         """Complete trials, best first in the study's direction; the earlier wins a tie."""
-        sign = -1.0 if self.study.direction == StudyDirection.MAXIMIZE else 1.0
-        return sorted(self.complete, key=lambda t: (sign * (t.value or 0.0), t.number))
+        return ranked(self.trials, self.study.direction)
 
     @cached_property
     def best(self) -> FrozenTrial | None:
@@ -103,19 +101,20 @@ class StudyData:
         return ranked[0] if ranked else None
 
     @property
-    def final(self) -> dict[str, Any] | None:
-        final = self.attrs.get("final")
-        return final if isinstance(final, dict) else None
+    def final(self) -> Final | None:
+        return final_of(self.attrs)
 
     @property
     def finalized_at(self) -> str | None:
-        when = (self.final or {}).get("finalized_at") or self.attrs.get("finalized_at")
+        final = self.final
+        when = (final.get("finalized_at") if final else None) or self.attrs.get("finalized_at")
         return str(when) if when else None
 
-    def final_for(self, trial: FrozenTrial | None, role: str) -> dict[str, Any] | None:
+    def final_for(self, trial: FrozenTrial | None, role: Role) -> FinalSide | None:
         """The finalize record of ``role`` ("best" or "baseline") if it is about ``trial``: a
         study that went on after finalize has a new best whose test accuracy nobody measured."""
-        record = (self.final or {}).get(role)
+        final = self.final
+        record = final.get(role) if final else None
         if trial is None or not isinstance(record, dict) or record.get("trial") != trial.number:
             return None
         return record

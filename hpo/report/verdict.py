@@ -12,6 +12,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from hpo.records import ConfirmRun, FinalSide, Role
 from hpo.report.confirm import seed_accuracies
 from hpo.report.stats import Difference, Sample, sample_of, welch_interval
 from hpo.report.study import StudyData
@@ -24,7 +25,7 @@ NOT_FINALIZED = "not finalized: run `hpo finalize`"
 
 @dataclass(frozen=True)
 class Side:
-    role: str  # "baseline" or "best"
+    role: Role
     trial: int
     config: dict[str, Any]
     val_acc: float | None  # the search's one run on the validation split
@@ -45,7 +46,7 @@ class Verdict:
     differing: tuple[tuple[str, Any, Any], ...]  # (key, baseline value, best value)
 
 
-def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
+def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
     best_trial, base_trial = data.best, data.baseline
     if best_trial is None:
         counts = {
@@ -155,21 +156,21 @@ def decide(data: StudyData, confirm_runs: list[dict[str, Any]]) -> Verdict:
     return Verdict(kind, text, base, best, diff, differing)
 
 
-def _side(data: StudyData, trial: FrozenTrial, role: str, runs: list[dict[str, Any]]) -> Side:
+def _side(data: StudyData, trial: FrozenTrial, role: Role, runs: list[ConfirmRun]) -> Side:
     row, final = trial_row(trial), data.final_for(trial, role)
     test: Sample | None = None
     accs = seed_accuracies(runs, trial.number)
     if accs:
         test = sample_of(accs)
         source = f"{len(accs)} seed{'s' if len(accs) > 1 else ''}, full training set (--confirm)"
-    elif final is not None and final.get("test_acc") is not None:
-        test, source = Sample(float(final["test_acc"]), math.nan, 1), ONE_SEED
+    elif final is not None and (acc := final["test_acc"]) is not None:
+        test, source = Sample(float(acc), math.nan, 1), ONE_SEED
     elif data.final is not None:
         source = f"finalize measured another trial: run `hpo finalize` again for #{trial.number}"
     else:
         source = NOT_FINALIZED
     spe, time_source = _seconds_per_epoch(row, final, runs, trial.number)
-    params = (final or {}).get("param_count") or row["param_count"]
+    params = (final["param_count"] if final else None) or row["param_count"]
     val = last_val_acc(trial)
     if val is None and data.objective == "val_acc":
         val = trial.value
@@ -187,14 +188,14 @@ def _side(data: StudyData, trial: FrozenTrial, role: str, runs: list[dict[str, A
 
 
 def _seconds_per_epoch(
-    row: dict[str, Any], final: dict[str, Any] | None, runs: list[dict[str, Any]], trial: int
+    row: dict[str, Any], final: FinalSide | None, runs: list[ConfirmRun], trial: int
 ) -> tuple[float | None, str]:
-    if final is not None and final.get("seconds_per_epoch") is not None:
-        return float(final["seconds_per_epoch"]), f"finalize, {final.get('device', '?')}"
-    mine = [r for r in runs if r.get("trial") == trial and r.get("seconds_per_epoch") is not None]
+    if final is not None and (spe := final["seconds_per_epoch"]) is not None:
+        return float(spe), f"finalize, {final['device'] or '?'}"
+    mine = [r for r in runs if r["trial"] == trial and r["seconds_per_epoch"] is not None]
     if mine:
-        mean = sample_of([float(r["seconds_per_epoch"]) for r in mine]).mean
-        return mean, f"--confirm mean, {mine[0].get('device', '?')}"
+        mean = sample_of([float(r["seconds_per_epoch"] or 0) for r in mine]).mean
+        return mean, f"--confirm mean, {mine[0]['device'] or '?'}"
     value = row["seconds_per_epoch"]
     if value is None or math.isnan(value):
         return None, "not measured"
