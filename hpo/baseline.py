@@ -23,6 +23,7 @@ from hpo.config import TrainConfig
 from hpo.device import describe
 from hpo.errors import HpoError
 from hpo.interrupts import signals_held
+from hpo.jsonable import finite_tree
 from hpo.mnist import Mnist
 from hpo.provenance import library_versions
 from hpo.tb import SCALARS
@@ -71,7 +72,8 @@ def run_baseline(
     the run stops (Ctrl-C, an error) they stay as they were: the partial folder is removed, and
     so is ``out_dir`` if this run made it and left it empty."""
     config = config or TrainConfig()
-    made = not out_dir.exists()
+    # The folders this run makes (--out a/b in an empty place: a/ and a/b/), deepest first.
+    made = [p for p in (out_dir, *out_dir.parents) if not p.exists()]
     out_dir.mkdir(parents=True, exist_ok=True)
     with _sole_writer(out_dir):
         staging = _fresh_staging(out_dir)
@@ -96,9 +98,9 @@ def run_baseline(
             save_loss_curve([e.train_loss for e in result.epochs], staging / loss_name)
         except BaseException:  # KeyboardInterrupt too: the cut-short run is not kept
             shutil.rmtree(staging, ignore_errors=True)
-            if made:
+            for folder in made:
                 with contextlib.suppress(OSError):
-                    out_dir.rmdir()  # only if empty
+                    folder.rmdir()  # only if empty
             raise
         return BaselineRun(result, out_dir, _install(staging, out_dir))
 
@@ -203,5 +205,5 @@ def _write_json(result: FitResult, device: torch.device, path: Path) -> Path:
         "train_seconds": result.train_seconds,
         "final_test_acc": result.final.eval_acc,
     }
-    path.write_text(json.dumps(record, indent=2))
+    path.write_text(json.dumps(finite_tree(record), indent=2))  # a diverged run's NaN: null
     return path

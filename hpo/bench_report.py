@@ -76,6 +76,9 @@ RATIOS: tuple[Ratio, ...] = (
 )
 
 
+_PER = {per for *_, per in RATIOS if per is not None}
+
+
 def ratios(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every ratio whose two benchmarks (and their ``per`` amounts, if any) are present."""
     found = {b["name"]: b for b in benchmarks}
@@ -143,6 +146,8 @@ def load(path: Path) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchFileError(f"{path} is not JSON ({exc}): {fix}") from None
+    except RecursionError:  # nested deeper than Python's parser goes: no benchmark file is
+        raise BenchFileError(f"{path} is nested too deeply to be a benchmark file: {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise BenchFileError(f'{path} is not a pytest-benchmark file (no "benchmarks" list): {fix}')
     for i, b in enumerate(data["benchmarks"]):
@@ -155,8 +160,15 @@ def load(path: Path) -> dict[str, Any]:
                 f"{path}: benchmark {i} has no name or no stats (median, min, rounds), as "
                 f"pytest-benchmark writes them: {fix}"
             )
-        if not isinstance(b.get("extra_info", {}), dict):
+        extra = b.get("extra_info", {})
+        if not isinstance(extra, dict):
             raise BenchFileError(f"{path}: benchmark {i}'s extra_info is not an object: {fix}")
+        for per in sorted(_PER & extra.keys()):  # the amounts of work ratios divide by
+            if not _number(extra[per]):
+                raise BenchFileError(
+                    f"{path}: benchmark {i}'s extra_info.{per} is {extra[per]!r}, not a number: "
+                    f"{fix}"
+                )
     for outer, inner in (("machine_info", "cpu"), ("hpo_machine", "versions")):
         part = data.get(outer, {})
         if not isinstance(part, dict) or not isinstance(part.get(inner, {}), dict):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +153,7 @@ def ensure_mnist(
                 continue
             log(f"data: trying {label} into {raw_dir(data_dir)}")
             try:
-                fetch(data_dir)
+                _fetch_whole(fetch, data_dir, expected)
                 verify(data_dir, expected)
             except Exception as e:  # any failure of one source means: try the next one
                 reason = " ".join(f"{type(e).__name__}: {e}".split())[:400]
@@ -170,6 +172,28 @@ def ensure_mnist(
         "could not obtain MNIST. Sources tried:\n  - " + "\n  - ".join(tried) + "\n"
         f"Fix: {_FIX}; {fetch_fix}."
     )
+
+
+_FETCHING = ".hpo-fetching-"
+
+
+def _fetch_whole(fetch: Callable[[Path], None], data_dir: Path, expected: Digests | None) -> None:
+    """``fetch`` into a folder of its own beside the data, verify, then move the files that are
+    missing into place: a download cut short (Ctrl-C, a kill, a full disk) leaves no half file
+    among the data, where it would read as the user's own damaged file."""
+    for stale in data_dir.glob(f"{_FETCHING}*"):  # a fetch killed outright; the lock is held
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=_FETCHING, dir=data_dir))
+    try:
+        fetch(staging)
+        verify(staging, expected)
+        target = raw_dir(data_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in MNIST_FILES:
+            if not (target / name).exists():
+                os.replace(raw_dir(staging) / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _link_flat(root: Path, folder: Path) -> Path:

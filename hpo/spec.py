@@ -251,8 +251,9 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
             "bfloat16; fp32: the tutorial's)"
         )
     objective = data.get("objective", "val_acc")
-    direction = data.get("direction", OBJECTIVES.get(objective, "maximize"))
-    if objective not in OBJECTIVES:
+    known = isinstance(objective, str) and objective in OBJECTIVES  # a list is no name
+    direction = data.get("direction", OBJECTIVES[objective] if known else "maximize")
+    if not known:
         problems.append(f"objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
     elif direction != OBJECTIVES[objective]:
         problems.append(
@@ -331,7 +332,7 @@ def _component(
         out.append(f'{key}: expected a table like [{key}] name = "{default}"; got {_describe(raw)}')
         return Component(default)
     name = raw.get("name", default)
-    if name not in table:
+    if not isinstance(name, str) or name not in table:
         out.append(f"{key}.name: {name!r} is not one of {', '.join(table)}")
         return Component(default)
     allowed = table[name]

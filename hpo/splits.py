@@ -42,25 +42,28 @@ class Split:
 
 @dataclass(frozen=True)
 class TensorData:
+    """A tuning run's data (``val``, no ``test``) or a final run's (``test``, no ``val``): a
+    search cannot touch the test set, as it holds none."""
+
     train: Split
     val: Split | None
-    test: Split
+    test: Split | None
 
 
 def tensor_data(
     arrays: MnistArrays, device: torch.device, *, val_size: int = 10_000, split_seed: int = 0
 ) -> TensorData:
     """Normalised once (on the CPU, see normalise) and moved to ``device`` once. val_size > 0
-    holds out part of the official training set for tuning; 0 trains on all of it."""
+    holds out part of the official training set for tuning (and leaves the test set out); 0
+    trains on all of it and evaluates on the test set."""
 
     def split(images: torch.Tensor, labels: torch.Tensor) -> Split:
         return Split(normalise(images).to(device), labels.to(device))
 
-    test = split(arrays.test_images, arrays.test_labels)
     images, labels = arrays.train_images, arrays.train_labels
     if val_size == 0:
+        test = split(arrays.test_images, arrays.test_labels)
         return TensorData(split(images, labels), None, test)
     train_idx, val_idx = split_indices(len(labels), val_size, split_seed)
-    return TensorData(
-        split(images[train_idx], labels[train_idx]), split(images[val_idx], labels[val_idx]), test
-    )
+    val = split(images[val_idx], labels[val_idx])
+    return TensorData(split(images[train_idx], labels[train_idx]), val, None)

@@ -75,8 +75,9 @@ def dashboard_command(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path | None:
-    """The database file of a sqlite URL (None for other back-ends and in-memory SQLite)."""
-    match = re.match(r"sqlite:///(.*)$", url)
+    """The database file of a sqlite URL (None for other back-ends and in-memory SQLite); a
+    query (``?timeout=30``) is SQLAlchemy's options, not part of the file's name."""
+    match = re.match(r"sqlite:///([^?]*)", url)
     if not match or match.group(1) in ("", ":memory:"):
         return None
     return Path(match.group(1))

@@ -139,6 +139,20 @@ def _interrupted(*args: object, **kwargs: object) -> None:
     raise KeyboardInterrupt  # Ctrl-C as fit starts
 
 
+def test_a_diverged_baselines_record_is_strict_json(synthetic_mnist: Mnist, tmp_path: Path) -> None:
+    # JSON has no NaN: Python's json writes it all the same, and other parsers reject the file.
+    config = TrainConfig(
+        lr=1e36, momentum=0.99, schedule="none", head="logits", epochs=3, hidden1=16, hidden2=8
+    )
+    run = hpo.baseline.run_baseline(synthetic_mnist, torch.device("cpu"), tmp_path, config)
+    assert run.result.status == "diverged"
+    record = json.loads(
+        (tmp_path / "metrics.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"),
+    )
+    assert record["epochs"][-1]["train_loss"] is None
+
+
 def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -153,10 +167,10 @@ def test_an_interrupted_baseline_keeps_the_previous_run_and_nothing_of_its_own(
     assert "interrupted; the baseline run was cut short and is not kept" in err
     assert "everything finished so far is stored" not in err  # `hpo run`'s words, not true here
     assert files_under(out) == before and not (out / PARTIAL).exists()
-    # A first run, cut short, leaves no folder behind.
-    first = tmp_path / "first"
+    # A first run, cut short, leaves no folder behind, nor the folders it made above its own.
+    first = tmp_path / "new" / "first"
     assert main(["baseline", "--device", "cpu", "--epochs", "1", "--out", str(first)]) == 130
-    assert not first.exists()
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.mnist

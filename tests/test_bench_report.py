@@ -120,6 +120,10 @@ OK = {"name": "x", "stats": {"median": 1.0, "min": 1.0, "rounds": 1}}
         ({"hpo_machine": {"versions": []}}, "hpo_machine or its versions is not an object"),
         ({"hpo_ratios": [{"ratio": 2.0}]}, "hpo_ratios is not a list of labelled ratios"),
         ({"benchmarks": [{**OK, "extra_info": None}]}, "benchmark 0's extra_info is not an object"),
+        (
+            {"benchmarks": [{**OK, "extra_info": {"model_epochs": "60"}}]},
+            "benchmark 0's extra_info.model_epochs is '60', not a number",
+        ),
     ],
 )
 def test_a_file_with_a_part_of_the_wrong_shape_is_refused_naming_it(
@@ -130,6 +134,16 @@ def test_a_file_with_a_part_of_the_wrong_shape_is_refused_naming_it(
     assert main(["bench-report", str(wrong)]) == 1
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_refused_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / "b.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["bench-report", str(deep)]) == 1
+    err = capsys.readouterr().err
+    assert "nested too deeply to be a benchmark file" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("entry", [{"name": "x"}, {"name": "x", "stats": {"median": "?"}}, 3])

@@ -14,7 +14,7 @@ import pytest
 
 import hpo.cli
 from hpo.cli import VERBS, build_parser, console, main
-from hpo.interrupts import on_signal
+from hpo.interrupts import Terminated, on_signal
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -139,3 +139,18 @@ def test_help_fills_a_paragraph_to_the_terminal_and_keeps_laid_out_text(
         assert line in lines
     assert all(len(line) <= 60 for line in lines if line not in laid_out)
     assert " ".join(parser.description.split()) in " ".join(text.split())
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, Terminated])
+def test_a_stop_while_the_command_loads_is_an_interrupt_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], stop: type
+) -> None:
+    # Building a verb's parser imports its stack (Optuna, SQLAlchemy): tenths of a second.
+    def stopped_while_importing(only: str | None = None) -> argparse.ArgumentParser:
+        raise stop
+
+    monkeypatch.setattr(hpo.cli, "build_parser", stopped_while_importing)
+    code = main(["run", "--trials", "3"])
+    err = capsys.readouterr().err
+    assert code == (143 if stop is Terminated else 130)
+    assert err.strip().endswith("nothing was changed. Rerun the same command"), err

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -222,6 +223,33 @@ def test_offline_failure_lists_every_source_and_how_to_point_at_local_files(tmp_
     assert "`hpo data` without --offline" in message and "internet" not in message
 
 
+def test_a_download_cut_short_leaves_no_half_file_and_a_rerun_goes_on(
+    synthetic, tmp_path_factory, monkeypatch
+):
+    source, _, digests = synthetic
+    data_dir = tmp_path_factory.mktemp("fresh")
+
+    def cut_short(into: Path) -> None:  # Ctrl-C while torchvision writes the second file
+        raw = raw_dir(into)
+        raw.mkdir(parents=True)
+        name = next(iter(MNIST_FILES))
+        (raw / name).write_bytes((raw_dir(source) / name).read_bytes())
+        (raw / "train-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "_from_torchvision", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_mnist(data_dir, expected=digests)
+    assert [p.name for p in data_dir.iterdir()] == [".hpo-data.lock"]  # no file, no fetch folder
+
+    def fetched(into: Path) -> None:
+        shutil.copytree(raw_dir(source), raw_dir(into))
+
+    monkeypatch.setattr(data, "_from_torchvision", fetched)
+    assert ensure_mnist(data_dir, expected=digests) == data_dir  # not "damaged: delete it"
+    assert file_digests(raw_dir(data_dir)) == digests
+
+
 def test_when_every_download_fails_the_error_gives_each_reason(tmp_path, no_downloads):
     logged: list[str] = []
     with pytest.raises(DataError) as e:
@@ -348,7 +376,8 @@ def test_tensor_data_holds_out_a_validation_set_from_the_training_set(synthetic)
     _, arrays, _ = synthetic
     tensors = tensor_data(arrays, torch.device("cpu"), val_size=N_TRAIN // 6, split_seed=0)
     assert tensors.val is not None
-    assert (len(tensors.train), len(tensors.val), len(tensors.test)) == (50, 10, N_TEST)
+    assert (len(tensors.train), len(tensors.val)) == (50, 10)
+    assert tensors.test is None  # a tuning run holds no test set: nothing can touch it
     assert tensors.train.x.shape == (50, 784) and tensors.train.x.dtype == torch.float32
     assert tensors.val.y.dtype == torch.int64
     together = torch.cat([tensors.train.y, tensors.val.y]).sort().values
@@ -360,7 +389,7 @@ def test_tensor_data_without_validation_trains_on_the_whole_training_set(synthet
     tensors = tensor_data(arrays, torch.device("cpu"), val_size=0)
     assert tensors.val is None and len(tensors.train) == N_TRAIN
     assert torch.equal(tensors.train.x, normalise(arrays.train_images))
-    assert torch.equal(tensors.test.y, arrays.test_labels)
+    assert tensors.test is not None and torch.equal(tensors.test.y, arrays.test_labels)
 
 
 def test_default_data_dir_prefers_hpo_data_dir_then_xdg_cache_then_home(monkeypatch, tmp_path):

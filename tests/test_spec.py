@@ -150,6 +150,15 @@ def test_unknown_sampler_pruner_and_schedule_are_named_with_the_choices() -> Non
     assert "space.schedule.choices[1]: must be one of tutorial, step" in msg
 
 
+def test_a_name_given_as_an_array_or_a_table_is_named_not_a_crash() -> None:
+    # Looked up in a dict, a list or a table raised TypeError (unhashable): a traceback, exit 1.
+    assert "objective: ['val_acc'] is not one of val_acc, val_loss" in refused(
+        {"objective": ["val_acc"]}
+    )
+    assert "sampler.name: ['tpe'] is not one of tpe" in refused({"sampler": {"name": ["tpe"]}})
+    assert "pruner.name: {'a': 1} is not one of median" in refused({"pruner": {"name": {"a": 1}}})
+
+
 def test_an_option_of_another_sampler_or_pruner_is_refused() -> None:
     assert "sampler.n_startup_trials: unknown key" in refused(
         {"sampler": {"name": "qmc", "n_startup_trials": 3}}

@@ -84,13 +84,16 @@ AFTER_INTERRUPT = {
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     verb = words[0].replace("-", "_") if words else ""
-    parser = build_parser(verb if verb in VERBS else None)
-    args = parser.parse_args(words)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
     from_env: str | None = None
+    args: argparse.Namespace | None = None  # None: stopped before the command began
     try:
+        # Inside the try: building the parser imports a verb's modules (Optuna, SQLAlchemy:
+        # a few tenths of a second), and a Ctrl-C then is a stop like any other.
+        parser = build_parser(verb if verb in VERBS else None)
+        args = parser.parse_args(words)
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
         from_env = device_default(args)
         return int(args.func(args) or 0)
     except UsageError as exc:
@@ -99,8 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         interrupts.taken()
         ended = isinstance(exc, Terminated)
         # A handler sets args.after_interrupt once what it said above stops being true.
-        after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(
-            verb, "nothing was changed. Rerun the same command"
+        nothing = "nothing was changed. Rerun the same command"
+        after = (
+            nothing
+            if args is None
+            else getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(verb, nothing)
         )
         return fail(
             f"{'terminated (SIGTERM)' if ended else 'interrupted'}; {after}",
