@@ -179,12 +179,17 @@ def load_step(precision: Precision = "fp32") -> tuple[PackagedStep, bool]:
         except Exception:
             if built:
                 raise
-            # A damaged file (a disk error, a partial copy): build it again, once.
+            # A damaged file (a disk error, a partial copy): build it again, once. Workers that
+            # found it damaged together queue on the lock: the first rebuilds, the rest load
+            # its package rather than each replacing the one just built.
             with exclusive_lock(lock):
-                path.unlink(missing_ok=True)
-                _build(path, precision)
-                built = True
-            step = PackagedStep(path)
+                try:
+                    step = PackagedStep(path)
+                except Exception:
+                    path.unlink(missing_ok=True)
+                    _build(path, precision)
+                    built = True
+                    step = PackagedStep(path)
         if not built:
             with contextlib.suppress(OSError):  # a read-only cache still works
                 os.utime(path)  # its last use, which ``_prune`` goes by
@@ -240,7 +245,7 @@ def _build(path: Path, precision: Precision) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".building-{path.stem}-"
     for stale in path.parent.glob(f"{prefix}*"):  # from a build killed outright (SIGKILL)
-        stale.unlink(missing_ok=True)  # safe: this key's lock is held, so no build is running
+        stale.unlink(missing_ok=True)  # safe: the folder's lock is held, so no build is running
     # Inductor writes only to a name ending .pt2. mode=None keeps the package owner-only (0600):
     # it lives in the user's own cache, unlike MNIST, whose --data-dir may be shared.
     with replacing(path, prefix=prefix, suffix=".pt2", mode=None) as tmp:

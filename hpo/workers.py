@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import IO, TextIO
+from typing import IO, Literal, TextIO, get_args
 
 import optuna
 from optuna.trial import TrialState
@@ -43,12 +43,16 @@ TAIL = 3000  # characters of a crashed worker's stderr shown
 ABANDON_GRACE_S = 30.0
 
 
+Status = Literal["ok", "error", "interrupted"]
+Kind = Literal["", "storage", "error", "crash", "signal"]
+
+
 @dataclass(frozen=True)
 class WorkerOutcome:
     """What a worker reports on its stdout, as one JSON line, for the parent to read."""
 
-    status: str  # ok | error | interrupted
-    kind: str = ""  # storage | error | crash | signal: storage errors are merged into one
+    status: Status
+    kind: Kind = ""  # storage errors are merged into one message
     message: str = ""
 
     def to_json(self) -> str:
@@ -62,6 +66,9 @@ class WorkerResult:
     returncode: int
     outcome: WorkerOutcome
     stderr_tail: str = ""
+    # (kind, message) of each warning hpo gave, from the whole stderr: the tail alone loses
+    # a first trial's warning (a compiled step's fallback) under the rest of a long run's log.
+    warnings: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -140,7 +147,7 @@ def worker_warnings(results: Sequence[WorkerResult]) -> list[str]:
     when it fails."""
     said: dict[str, list[int]] = {}
     for r in results:
-        for kind, message in _HPO_WARNING.findall(r.stderr_tail):
+        for kind, message in r.warnings:
             said.setdefault(f"{kind}: {message}", []).append(r.index)
     return [f"worker(s) {', '.join(map(str, i))}: {text}" for text, i in said.items()]
 
@@ -177,7 +184,7 @@ def run_workers(
                 interrupts.taken()
                 stops.append(stop)
                 _signal_all(workers, signal.SIGINT if len(stops) == 1 else signal.SIGKILL)
-    except Exception:
+    except BaseException:  # an error, or a stop while they were starting
         _abandon(workers)  # this process can no longer watch them: none may train on unseen
         raise
     results = [_result(w) for w in workers]
@@ -192,14 +199,19 @@ def _start(
     # Files, not pipes: nobody has to drain them while the worker runs.
     out = open(logdir / f"worker-{index}.out", "w+b")  # noqa: SIM115 - closed in _result
     err = open(logdir / f"worker-{index}.err", "w+b")  # noqa: SIM115
-    proc = subprocess.Popen(
-        worker_command(argv),
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=err,
-        process_group=0,
-    )
+    try:
+        proc = subprocess.Popen(
+            worker_command(argv),
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            process_group=0,
+        )
+    except BaseException:
+        out.close()
+        err.close()
+        raise
     return _Worker(index, device, proc, out, err)
 
 
@@ -240,15 +252,19 @@ def _result(w: _Worker) -> WorkerResult:
             outcome = WorkerOutcome("error", "signal", f"was killed by {name}")
         else:
             outcome = WorkerOutcome("error", "crash", f"exited with code {code}, reporting nothing")
-    return WorkerResult(w.index, w.device, code, outcome, stderr[-TAIL:])
+    said = tuple(dict.fromkeys(_HPO_WARNING.findall(stderr)))  # each once, in order
+    return WorkerResult(w.index, w.device, code, outcome, stderr[-TAIL:], said)
 
 
 def _parse(line: str) -> WorkerOutcome | None:
     try:
         data = json.loads(line)
-        return WorkerOutcome(str(data["status"]), str(data["kind"]), str(data["message"]))
+        status, kind, message = data["status"], data["kind"], str(data["message"])
     except (ValueError, KeyError, TypeError):
         return None
+    if status not in get_args(Status) or kind not in get_args(Kind):  # not a worker's line
+        return None
+    return WorkerOutcome(status, kind, message)
 
 
 def failure_message(results: Sequence[WorkerResult], grace_s: int) -> str | None:

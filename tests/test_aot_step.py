@@ -3,12 +3,14 @@ built once however many processes ask, and never a half-written one."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -260,6 +262,28 @@ def test_a_damaged_package_is_built_again_and_a_failed_build_is_not_retried(
         with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
             load_step()
     assert len(builds) == 2
+
+
+def test_workers_that_find_the_package_damaged_together_rebuild_it_once(
+    good_package: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker rebuilt it while this one waited for the lock: load that, build nothing."""
+    builds: list[Path] = []
+    monkeypatch.setattr(hpo.aot_step, "_build", lambda path, precision: builds.append(path))
+    damaged = hpo.aot_step.package_path()
+    damaged.write_bytes(b"not a zip archive")
+    real_lock = hpo.aot_step.exclusive_lock
+
+    @contextlib.contextmanager
+    def rebuilt_by_another_worker_meanwhile(path: Path) -> Iterator[None]:
+        with real_lock(path):
+            damaged.write_bytes(good_package.read_bytes())
+            yield
+
+    monkeypatch.setattr(hpo.aot_step, "exclusive_lock", rebuilt_by_another_worker_meanwhile)
+    step, built = load_step()
+    assert not built and builds == []
+    assert _steps(step, (48, 24), False)[-1][2] == 30  # the other worker's package trains
 
 
 def test_a_build_removes_packages_unused_for_a_month_and_a_load_marks_its_own_used(

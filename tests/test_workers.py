@@ -27,6 +27,8 @@ from hpo.spec import StudySpec, parse_spec
 from hpo.storage import open_storage
 from hpo.study_setup import open_study
 from hpo.workers import (
+    Kind,
+    Status,
     WorkerOutcome,
     WorkerResult,
     failure_message,
@@ -271,7 +273,7 @@ def test_a_queued_trial_with_a_lower_number_has_the_place_first(tmp_path: Path) 
 
 
 def result(
-    index: int, code: int, status: str, kind: str, message: str, tail: str = ""
+    index: int, code: int, status: Status, kind: Kind, message: str, tail: str = ""
 ) -> WorkerResult:
     return WorkerResult(index, "cpu", code, WorkerOutcome(status, kind, message), tail)
 
@@ -283,16 +285,23 @@ def test_a_lost_database_is_reported_once_however_many_workers_it_stopped() -> N
     assert failure_message([result(0, 0, "ok", "", "")] * 2, 30) is None
 
 
-def test_hpos_own_warnings_from_the_workers_are_said_once_with_their_workers() -> None:
+def test_hpos_own_warnings_from_the_workers_are_said_once_with_their_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fell_back = (
         "/site/hpo/train.py:290: RuntimeWarning: no ahead-of-time CPU step (RuntimeError: no C++ "
         "compiler); using torch.compile\n  on_prepared(kind)\n"
     )
     noise = "/site/torch/nn/functional.py:12: UserWarning: something of torch's\n"
-    results = [
-        WorkerResult(i, "cpu", 0, WorkerOutcome("ok"), stderr_tail=text)
-        for i, text in enumerate([fell_back + noise, "", fell_back])
-    ]
+    # A worker's first trial warns, then a long run logs more than the tail the parent keeps.
+    later = "x" * (hpo.workers.TAIL + 1000) + "\n"
+    writes = [fell_back + noise + later, "", fell_back + fell_back]
+    script = "import sys; sys.stderr.write(sys.argv[1])"
+    monkeypatch.setattr(
+        hpo.workers, "worker_command", lambda argv: [sys.executable, "-c", script, *argv]
+    )
+    results = run_workers([[w] for w in writes], ["cpu"] * 3, dict(os.environ), tmp_path)
+    assert fell_back not in results[0].stderr_tail  # the warning is not in what is kept
     assert worker_warnings(results) == [
         "worker(s) 0, 2: RuntimeWarning: no ahead-of-time CPU step (RuntimeError: no C++ "
         "compiler); using torch.compile"
@@ -323,12 +332,12 @@ def test_each_other_failure_is_named_once_with_its_worker() -> None:
     )
 
 
-@pytest.mark.parametrize("fails", ["watch", "start"])
+@pytest.mark.parametrize("fails", ["watch", "start", "ctrl-c while starting"])
 def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: str
 ) -> None:
-    # The display's read fails with a bug, or the third worker cannot be started: the two
-    # started must not go on training unseen.
+    # The display's read fails with a bug, the third worker cannot be started, or Ctrl-C comes
+    # while it starts: the two started must not go on training unseen.
     sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
     monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: sleeper)
     real_start, started = hpo.workers._start, []
@@ -336,6 +345,8 @@ def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
     def start(index: int, *args: Any) -> Any:
         if index == 2 and fails == "start":
             raise OSError("no more processes")
+        if index == 2 and fails == "ctrl-c while starting":
+            raise KeyboardInterrupt
         started.append(real_start(index, *args))
         return started[-1]
 
@@ -344,7 +355,8 @@ def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
             raise RuntimeError("a bug in the display")
 
     monkeypatch.setattr(hpo.workers, "_start", start)
-    with pytest.raises(RuntimeError if fails == "watch" else OSError):
+    raised = {"watch": RuntimeError, "start": OSError}.get(fails, KeyboardInterrupt)
+    with pytest.raises(raised):
         run_workers([[]] * 3, ["cpu"] * 3, dict(os.environ), tmp_path, watch=watch)
     assert len(started) == (3 if fails == "watch" else 2)
     assert all(w.proc.returncode is not None for w in started)  # ended and reaped
@@ -495,3 +507,10 @@ def test_ctrl_c_or_sigterm_reaches_every_worker_once_and_queues_their_trials_aga
         assert trials[number].user_attrs["reason"].startswith("interrupted")
     queued = [t for t in trials if t.state == TrialState.WAITING and "origin" in t.user_attrs]
     assert sorted(t.user_attrs["origin"] for t in queued) == sent  # once each, not twice
+
+
+def test_a_line_that_is_not_a_workers_outcome_is_not_read_as_one() -> None:
+    ok = WorkerOutcome("ok")
+    assert hpo.workers._parse(ok.to_json()) == ok
+    for line in ('{"status": "done", "kind": "", "message": ""}', '{"status": "ok"}', "ok", "[]"):
+        assert hpo.workers._parse(line) is None, line
