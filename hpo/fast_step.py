@@ -67,7 +67,10 @@ def _linear(
     return _mm(x, w.t(), precision) + b
 
 
-def _bn_forward(h: torch.Tensor, g: torch.Tensor, be: torch.Tensor):
+def _bn_forward(
+    h: torch.Tensor, g: torch.Tensor, be: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training-mode BatchNorm: (output, xhat, 1/std, batch mean, biased batch variance)."""
     mean = h.mean(0)
     centred = h - mean
     var = (centred * centred).mean(0)
@@ -76,7 +79,10 @@ def _bn_forward(h: torch.Tensor, g: torch.Tensor, be: torch.Tensor):
     return xhat * g + be, xhat, inv, mean, var
 
 
-def _bn_backward(dy: torch.Tensor, xhat: torch.Tensor, inv: torch.Tensor, g: torch.Tensor):
+def _bn_backward(
+    dy: torch.Tensor, xhat: torch.Tensor, inv: torch.Tensor, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(d input, d gamma, d beta) of ``_bn_forward``."""
     n = dy.shape[0]
     dbeta = dy.sum(0)
     dgamma = (dy * xhat).sum(0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, Subset
@@ -61,7 +62,7 @@ class Mnist:
         train_idx, val_idx = split_indices(n, self.val_size, self.split_seed)
         return train_idx, val_idx
 
-    def torchvision_sets(self, *, full: bool) -> tuple[Dataset, Dataset]:
+    def torchvision_sets(self, *, full: bool) -> tuple[Subset[Any], Dataset[Any]]:
         """The tutorial's datasets (PIL images through ToTensor + Normalize) for the same split."""
         # Imported here: torchvision pulls in torch._dynamo (about 1 s), which only a compiled
         # run uses; the tensor path reads the IDX files itself (hpo.idx.read_idx).

@@ -37,6 +37,15 @@ class Running:
     elapsed: float  # seconds since it started
 
 
+@dataclass
+class _Live:
+    """A running trial as the display keeps it: its start on the display's clock."""
+
+    start: float
+    epochs_done: int
+    epochs: int
+
+
 def clock_text(seconds: float) -> str:
     s = max(0, round(seconds))
     return (
@@ -81,7 +90,7 @@ class Progress:
         self._start = clock()
         self._workers = max(1, workers)
         self._counts = Counts(0)
-        self._running: dict[int, list[float]] = {}  # number -> [start, epochs done, epochs]
+        self._running: dict[int, _Live] = {}  # by trial number
         self._durations: list[float] = []  # trials finished since the start
         self._drawn = False
 
@@ -96,18 +105,18 @@ class Progress:
         self._emit(text, line=True)
 
     def trial_started(self, number: int, epochs: int) -> None:
-        self._running = {number: [self._clock(), 0, epochs]}
+        self._running = {number: _Live(self._clock(), 0, epochs)}
         self._redraw()
 
     def epoch(self, number: int, epoch: int) -> None:
         if number in self._running:
-            self._running[number][1] = epoch + 1
+            self._running[number].epochs_done = epoch + 1
         self._redraw()
 
     def running(self, trials: Sequence[Running]) -> None:
         """Replace the running trials with those read from the storage."""
         now = self._clock()
-        self._running = {t.number: [now - t.elapsed, t.epochs_done, t.epochs] for t in trials}
+        self._running = {t.number: _Live(now - t.elapsed, t.epochs_done, t.epochs) for t in trials}
         self._redraw()
 
     def trial_finished(
@@ -116,7 +125,7 @@ class Progress:
         """``seconds``: the trial's duration when known from elsewhere (the storage)."""
         started = self._running.pop(number, None)
         if seconds is None and started is not None:
-            seconds = self._clock() - started[0]
+            seconds = self._clock() - started.start
         if seconds is not None:
             self._durations.append(seconds)
         self._counts = counts
@@ -170,17 +179,17 @@ class Progress:
         if self._durations:
             per_trial = sum(self._durations) / len(self._durations)
         else:
-            rates = [(now - s) / done * n for s, done, n in self._running.values() if done]
+            live = self._running.values()
+            rates = [(now - t.start) / t.epochs_done * t.epochs for t in live if t.epochs_done]
             if not rates:
                 return None
             per_trial = sum(rates) / len(rates)
-        current = sum(now - s for s, _, _ in self._running.values())
+        current = sum(now - t.start for t in self._running.values())
         return max(0.0, (todo * per_trial - current) / self._workers)
 
     def _line(self) -> str:
         running = ", ".join(
-            f"#{n} epoch {int(done)}/{int(epochs)}"
-            for n, (_, done, epochs) in sorted(self._running.items())
+            f"#{n} epoch {t.epochs_done}/{t.epochs}" for n, t in sorted(self._running.items())
         )
         return render(self._counts, running, self._clock() - self._start, self.remaining())
 

@@ -111,9 +111,15 @@ def batch_slices(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in bounds if b - a > 1]
 
 
+def epoch_order(n: int, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the ``n`` training samples: one draw of ``generator`` per epoch,
+    whichever data path trains (their results compare batch for batch)."""
+    return torch.randperm(n, generator=generator)
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """A fresh permutation cut into batches (see ``batch_slices``)."""
-    perm = torch.randperm(n, generator=generator)
+    """An epoch's order (``epoch_order``) cut into batches (see ``batch_slices``)."""
+    perm = epoch_order(n, generator)
     for a, b in batch_slices(n, batch_size):
         yield perm[a:b]
 
@@ -237,7 +243,7 @@ def fit(
     def train_epoch(lr: float) -> tuple[float, float]:
         lr_t.fill_(lr)
         totals.zero_()
-        steps.run(torch.randperm(len(train), generator=generator))
+        steps.run(epoch_order(len(train), generator))
         loss_sum, correct, count = totals.tolist()  # the epoch's one host sync
         return loss_sum / count, correct / seen
 
@@ -406,7 +412,7 @@ def _fit_torchvision(
     def train_epoch(lr: float) -> tuple[float, float]:
         for group in optimiser.param_groups:
             group["lr"] = lr
-        order = [b.tolist() for b in batches(len(train_set), config.batch_size, generator)]  # type: ignore[arg-type]
+        order = [b.tolist() for b in batches(len(train_set), config.batch_size, generator)]
         net.train()
         loss_sum, correct, seen = 0.0, 0, 0
         for images, labels in DataLoader(train_set, batch_sampler=order):

@@ -127,13 +127,10 @@ def add_storage(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_format(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="summary format on stdout (default: table)",
-    )
+def add_format(
+    p: argparse.ArgumentParser, what: str = "summary format on stdout (default: table)"
+) -> None:
+    p.add_argument("--format", choices=("table", "json"), default="table", help=what)
 
 
 def compile_flag(args: argparse.Namespace) -> bool | None:

@@ -11,6 +11,7 @@ from hpo.cli.common import (
     UsageError,
     add_data_dir,
     add_device,
+    add_format,
     add_storage,
     log,
     study_arg,
@@ -70,12 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the matplotlib pictures (and the two retrainings they need)",
     )
-    p.add_argument(
-        "--format",
-        choices=["table", "json"],
-        default="table",
-        help="what goes to stdout: a short summary (table) or JSON",
-    )
+    add_format(p, "what goes to stdout: a short summary (table) or JSON")
     add_device(p)
     add_data_dir(p)
     p.set_defaults(func=handle)
