@@ -7,6 +7,7 @@ hpo/report/study.py), so these tests need nothing of the driver itself.
 from __future__ import annotations
 
 import copy
+import csv
 import dataclasses
 import json
 import math
@@ -264,6 +265,10 @@ def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
     assert (row["gamma"], row["step_every"]) == (0.5, 2)
     # Trial 1's cosine schedule uses neither: its config's defaults would read as chosen values.
     assert frame.set_index("trial").loc[1, ["gamma", "step_every"]].isna().all()
+    # ... and whole numbers stay whole in the file where some rows are blank ("2", not "2.0").
+    with report.csv_path.open(newline="") as f:
+        steps = {row["step_every"] for row in csv.DictReader(f)}
+    assert "2" in steps and all(step == "" or step.isdigit() for step in steps), steps
     assert not row["compiled"] and row["cuda_graph"]  # as the fixture's trials record them
     assert row["seconds_per_epoch"] == pytest.approx(1.5 + BEST / 10)
     pruned = frame.set_index("trial").loc[5]
@@ -517,6 +522,10 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     frame = confirm_frame(data, runs)
     assert frame["trial"].tolist() == [1, 0, 2]  # the search's order: lowest loss first
     assert frame["val_acc"].tolist() == [last_val_acc(data.trials[n]) for n in (1, 0, 2)]
+    study.set_user_attr("confirm", {"runs": runs})
+    report = build_report(options(tmp_path, url, study="demo", pictures=False))
+    html = report.html_path.read_text()
+    assert "The best stays the search's choice by validation loss;" in html
 
 
 def test_a_confirm_run_stored_without_a_test_accuracy_is_left_out_not_a_crash(

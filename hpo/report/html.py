@@ -73,7 +73,7 @@ def render(page: Page) -> str:
     if page.confirm is not None:
         parts += [
             "<h3>Confirmation runs (test set, full training set)</h3>",
-            "<p class='caption'>The best stays the search's choice by validation accuracy; "
+            f"<p class='caption'>The best stays the search's choice by {escape(page.ranked_by)}; "
             "the others show whether the ranking survives new seeds.</p>",
             _table(page.confirm, "confirm"),
         ]

@@ -33,15 +33,15 @@ class Difference:
     df: float
     level: float
 
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
-
 
 def sample_of(values: Sequence[float]) -> Sample:
     n = len(values)
     if n == 0:
         raise ValueError("sample_of() needs at least one value")
+    if all(v == values[0] for v in values):
+        # Exactly: fsum(values) / n is off by an ulp for most values, and tied seeds then read
+        # as a tiny spread, from which welch_interval made a zero-width "certain" interval.
+        return Sample(float(values[0]), 0.0 if n > 1 else math.nan, n)
     mean = math.fsum(values) / n
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
     return Sample(mean, std, n)

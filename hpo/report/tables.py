@@ -97,7 +97,15 @@ def trial_row(trial: FrozenTrial) -> dict[str, Any]:
 
 def trials_frame(data: StudyData) -> pd.DataFrame:
     """One row per trial, columns as TRIAL_COLUMNS documents them."""
-    return pd.DataFrame([trial_row(t) for t in data.trials], columns=list(TRIAL_COLUMNS))
+    rows = [trial_row(t) for t in data.trials]
+    frame = pd.DataFrame(rows, columns=list(TRIAL_COLUMNS))
+    for column in frame.columns:
+        # Whole numbers stay whole where some rows leave them blank (a step_every that a
+        # trial's schedule ignores): pandas would make the column float, and the CSV "5.0".
+        values = [row[column] for row in rows if row[column] is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 @dataclass(frozen=True)
