@@ -145,10 +145,11 @@ class Progress:
             line=True,
         )
 
-    def lost(self, numbers: list[int], dropped: list[int], grace_s: int, max_reruns: int) -> None:
-        """Trials failed for a silent heartbeat; ``dropped``, those of them not queued again."""
+    def lost(self, numbers: list[int], dropped: list[int], why: str, max_reruns: int) -> None:
+        """Trials failed as lost, for ``why`` (their heartbeat silent, their process ended);
+        ``dropped``, those of them not queued again."""
         queued = [n for n in numbers if n not in dropped]
-        said = f"no heartbeat for {grace_s} s (their run was killed or crashed); failed"
+        said = f"{why} (their run was killed or crashed); failed"
         if queued:
             trials = ", ".join(f"#{n}" for n in queued)
             self._emit(

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import interrupts
 from hpo.errors import HpoError
+from hpo.liveness import is_gone
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.records import (
@@ -40,6 +41,7 @@ from hpo.storage import (
     MAX_RETRY,
     Heartbeat,
     Orphans,
+    fail_lost,
     not_requeued,
     reporting_loss,
 )
@@ -156,18 +158,27 @@ def _loop(
     deadline = None if timeout is None else time.monotonic() + timeout
     fails, waited_on = 0, None
     grace = GRACE_FACTOR * interval  # silent this long, a running trial counts as lost
+    silent = f"no heartbeat for {grace} s"
     orphans = Orphans(study, storage, grace) if beats else None
     progress.start(counts(study, n_trials))
     try:
         while True:
             interrupts.raise_pending()  # a stop whose raise Python dropped (hpo.interrupts)
             before = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            # Those whose process on this machine has ended: lost now, not after the grace
+            # (hpo.liveness), so a run restarted at once goes on as one run straight through.
+            gone = [n for t in before if is_gone(t.user_attrs.get("process"))
+                    and (n := fail_lost(study, t._trial_id)) is not None]  # fmt: skip
+            if gone:
+                ended_here = "their process on this machine has ended"
+                progress.lost(gone, not_requeued(study.get_trials(deepcopy=False), gone),
+                              ended_here, MAX_RETRY)  # fmt: skip
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
-            if lost := _lost(before, trials):
-                progress.lost(lost, not_requeued(trials, lost), grace, MAX_RETRY)
+            if lost := [n for n in _lost(before, trials) if n not in gone]:
+                progress.lost(lost, not_requeued(trials, lost), silent, MAX_RETRY)
             now = counts_of(trials, n_trials, study.direction)
             if now.finished >= n_trials:
                 return ""
@@ -180,7 +191,7 @@ def _loop(
                     waited_on = running
                 if orphans is not None and (ended := orphans.sweep()):  # queued again
                     dropped = not_requeued(study.get_trials(deepcopy=False), ended)
-                    progress.lost(ended, dropped, grace, MAX_RETRY)
+                    progress.lost(ended, dropped, silent, MAX_RETRY)
                     continue
                 time.sleep(min(interval, WAIT_POLL_S))
                 continue

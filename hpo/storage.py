@@ -130,18 +130,21 @@ class Orphans:
         with self._storage.engine.connect() as conn:
             ids = [row[0] for row in conn.execute(self._UNBEATEN, {"study": self._study_id})]
         self._first_seen = {i: self._first_seen.get(i, now) for i in ids}
-        ended = []
-        for trial_id, seen in self._first_seen.items():
-            if now - seen < self._grace:
-                continue
-            try:
-                self._storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue  # its worker was alive after all and finished it
-            trial = self._storage.get_trial(trial_id)
-            requeue(self._study, trial)
-            ended.append(trial.number)
-        return ended
+        past = [i for i, seen in self._first_seen.items() if now - seen >= self._grace]
+        return [n for i in past if (n := fail_lost(self._study, i)) is not None]
+
+
+def fail_lost(study: optuna.Study, trial_id: int) -> int | None:
+    """Fail a running trial found lost and queue its parameters again (``requeue``); its
+    number, or None where it finished meanwhile (its worker was alive after all)."""
+    storage = study._storage  # the RDB storage; Optuna keeps no public handle to it
+    try:
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    trial = storage.get_trial(trial_id)
+    requeue(study, trial)
+    return trial.number
 
 
 # Every engine this process opened, closed at exit: the ``hpo`` command skips Python's final

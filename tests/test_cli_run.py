@@ -372,6 +372,10 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
 
     second = launcher.run(cmd)
     assert second.returncode == 0, second.stderr[-3000:]
+    # Its process on this machine is gone: lost at once, not after 3 silent heartbeats, and
+    # re-run before any new trial is drawn, as a run straight through would have run it.
+    assert f"trial(s) #{killed} lost: their process on this machine has ended" in second.stderr
+    assert "waiting for running trial" not in second.stderr
     trials = optuna.load_study(study_name="k", storage=url).trials
     states = [t.state for t in trials]
     assert sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states) == 4
@@ -381,6 +385,7 @@ def test_sigkill_mid_trial_then_the_same_command_finishes_the_study(
     assert trials[killed].user_attrs["reason"] == UNFINISHED
     rerun = [t for t in trials if t.number > killed and t.user_attrs["origin"] == killed]
     assert len(rerun) == 1 and rerun[0].state == TrialState.COMPLETE
+    assert rerun[0].number == killed + 1
     assert rerun[0].params == trials[killed].params
     assert rerun[0].user_attrs["seed"] == trials[killed].user_attrs["seed"]
     assert all(set(t.user_attrs) == USER_ATTRS for t in trials)

@@ -674,7 +674,7 @@ def test_a_trial_killed_before_its_first_attributes_is_said_lost_too() -> None:
 
 def test_a_lost_trial_given_up_is_said_so_not_said_queued() -> None:
     said = io.StringIO()
-    Progress(said).lost([3, 4], [4], 3, 3)
+    Progress(said).lost([3, 4], [4], "no heartbeat for 3 s", 3)
     lines = said.getvalue().splitlines()
     assert lines[0].startswith("trial(s) #3 lost") and "queued again (up to 3" in lines[0]
     assert lines[1].startswith("trial(s) #4 lost") and "NOT queued again" in lines[1]

@@ -63,6 +63,7 @@ USER_ATTRS = {
     "epochs_run",
     "device",
     "device_name",
+    "process",
     "versions",
     "compiled",
     "aot",
