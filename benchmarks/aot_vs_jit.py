@@ -23,7 +23,7 @@ from hpo.config import PRECISIONS, Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.train import _compiled_step, _scratch_steps
+from hpo.step_compile import compiled_step, scratch_steps
 
 BATCH = 64
 
@@ -36,7 +36,7 @@ def main(
 ) -> None:
     cpu = torch.device("cpu")
     packaged, _ = load_step(precision)
-    jit = _compiled_step(cpu, precision)
+    jit = compiled_step(cpu, precision)
     train = Mnist.load().tensors(cpu, full=False).train
     n = len(train.y)
     lr, momentum, head = torch.tensor(0.01), torch.tensor(0.9), torch.tensor(False)
@@ -47,7 +47,7 @@ def main(
     for h1, h2 in sizes:
         state = FlatState.from_module(build_model(TrainConfig(hidden1=h1, hidden2=h2)), cpu)
         totals = torch.zeros(3, dtype=torch.float64)
-        _scratch_steps(jit, state, train.x, train.y, momentum, head, [BATCH])  # compile
+        scratch_steps(jit, state, train.x, train.y, momentum, head, [BATCH])  # compile
         times: dict[str, list[float]] = {"ahead of time": [], "torch.compile": []}
         for _ in range(rounds):
             for name, step in (("ahead of time", packaged), ("torch.compile", jit)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-import hpo.train
+import hpo.step_compile
 from hpo.config import TrainConfig
 from hpo.cuda_graph import graphs_available
 from hpo.device import describe
@@ -72,8 +72,8 @@ def _variant(
     label, compile_, graph, share, options = variant
     if compile_:  # a fresh compile with this variant's options
         torch._dynamo.reset()
-        hpo.train._COMPILED.clear()
-        hpo.train.INDUCTOR_OPTIONS[device.type] = options or {}
+        hpo.step_compile._COMPILED.clear()
+        hpo.step_compile.INDUCTOR_OPTIONS[device.type] = options or {}
     n = max(1, round(seeds * share))
     warm = fit(TrainConfig(epochs=1), mnist, device, full=True, compile=compile_, graph=graph)
     results: list[FitResult] = []

@@ -26,7 +26,7 @@ from hpo.config import TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.train import _prepare_step, _scratch_steps
+from hpo.step_compile import prepare_step, scratch_steps
 
 BATCH, STEPS = 64, 200
 
@@ -44,12 +44,10 @@ def main(h1: int, h2: int) -> None:
     train = Mnist.load().tensors(device, full=False).train
     state = FlatState.from_module(build_model(config), device)
     momentum = torch.tensor(config.momentum)
-    step, compiled, _, _ = _prepare_step(
+    step, compiled, _, _ = prepare_step(
         device,
         True,
-        lambda s: _scratch_steps(
-            s, state, train.x, train.y, momentum, torch.tensor(False), [BATCH]
-        ),
+        lambda s: scratch_steps(s, state, train.x, train.y, momentum, torch.tensor(False), [BATCH]),
         aot=False,  # the package's matmuls are invisible to the profiler (see above)
     )
     idx = torch.randperm(len(train.y))[:BATCH]

@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo import interrupts
 from hpo.errors import HpoError
 from hpo.liveness import is_gone
+from hpo.lost_trials import MAX_RETRY, Orphans, fail_lost, not_requeued
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.records import (
@@ -36,15 +37,7 @@ from hpo.records import (
     last_val_acc,
 )
 from hpo.spec import StudySpec
-from hpo.storage import (
-    GRACE_FACTOR,
-    MAX_RETRY,
-    Heartbeat,
-    Orphans,
-    fail_lost,
-    not_requeued,
-    reporting_loss,
-)
+from hpo.storage import GRACE_FACTOR, Heartbeat, reporting_loss
 from hpo.storage_url import mask_url
 from hpo.study_setup import open_study
 from hpo.trial import UNFINISHED, Diverged, TrialContext, queue_interrupted, run_trial

@@ -16,10 +16,10 @@ from optuna.trial import TrialState
 import hpo
 from hpo.algorithms import make_pruner, make_sampler
 from hpo.errors import HpoError
+from hpo.lost_trials import INTERRUPTED, queue_again
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
-from hpo.storage import INTERRUPTED, queue_again
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 

@@ -6,30 +6,25 @@ stop training (that is how pruning ends a trial).
 
 from __future__ import annotations
 
-import functools
 import math
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-import torch.fx.experimental._config as fx_config
-from torch.utils.data import DataLoader
 
 from hpo import interrupts
-from hpo.aot_step import fits, load_step
-from hpo.config import Precision, TrainConfig
+from hpo.config import TrainConfig
 from hpo.device import synchronize
 from hpo.epoch_steps import EpochSteps
-from hpo.fast_step import FlatState, gather_step, predict_logits
+from hpo.fast_step import FlatState, predict_logits
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model, parameter_count
 from hpo.schedules import lr_at
+from hpo.step_compile import ahead_of_time, prepare_step, scratch_steps, use_compile
 
 Status = Literal["complete", "diverged"]
-EVAL_BATCH = 128  # the tutorial's test batch size
 
 
 @dataclass(frozen=True)
@@ -124,63 +119,6 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
         yield perm[a:b]
 
 
-def use_compile(device: torch.device, requested: bool | None) -> bool:
-    if requested is not None:
-        return requested
-    # MPS support in inductor is partial; elsewhere compiling pays for itself within an epoch.
-    return device.type in ("cpu", "cuda")
-
-
-_COMPILED: dict[tuple[str, str], Callable[..., None]] = {}
-# Device types whose compiled step is the ahead-of-time package (hpo.aot_step) rather than
-# torch.compile: the CPU. On a GPU the compiled step is captured into CUDA graphs, which
-# torch.compile's step has been measured and tested with.
-AHEAD_OF_TIME: tuple[str, ...] = ("cpu",)
-# Inductor options per device type, read at the first compile (benchmarks/gpu_baseline.py
-# compares them); none by default.
-INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {}
-
-
-def eager_step(precision: Precision) -> Callable[..., None]:
-    return functools.partial(gather_step, precision=precision)
-
-
-def _compiled_step(device: torch.device, precision: Precision) -> Callable[..., None]:
-    """One compiled step per device type and precision per process; dynamic shapes so that
-    every hidden size a study samples reuses it instead of recompiling (~5-20 s each here)."""
-    key = (device.type, precision)
-    if key not in _COMPILED:
-        _COMPILED[key] = _without_duck_shapes(
-            torch.compile(
-                eager_step(precision),
-                dynamic=True,
-                fullgraph=True,
-                options=INDUCTOR_OPTIONS.get(device.type),
-            )
-        )
-    return _COMPILED[key]
-
-
-def _without_duck_shapes(step: Callable[..., None]) -> Callable[..., None]:
-    """``step`` traced with a symbol per size. By default dynamo gives sizes that are equal when
-    it traces one symbol ("duck shapes"), so a first trial with hidden1 == hidden2, or a size
-    equal to a batch's length, compiled a step that only fits such trials, and the next other one
-    compiled again (5-20 s).
-    The setting is read when a trace starts, so it is set around each call (about 5 us) rather
-    than for the whole process."""
-
-    @functools.wraps(step)
-    def call(*args: Any) -> None:
-        before = fx_config.use_duck_shape
-        fx_config.use_duck_shape = False
-        try:
-            step(*args)
-        finally:
-            fx_config.use_duck_shape = before
-
-    return call
-
-
 def fit(
     config: TrainConfig,
     mnist: Mnist,
@@ -202,7 +140,9 @@ def fit(
     if config.loader == "torchvision":
         if on_prepared is not None:
             on_prepared(TUTORIAL_STEP)
-        return _fit_torchvision(config, mnist, device, on_epoch, full=full)
+        from hpo.tutorial_loop import fit_torchvision  # it imports this module
+
+        return fit_torchvision(config, mnist, device, on_epoch, full=full)
     data = mnist.tensors(device, full=full)
     eval_set = data.test if full else data.val
     assert eval_set is not None
@@ -217,11 +157,11 @@ def fit(
     lengths = sorted({b - a for a, b in slices})
 
     def warm_up(step: Callable[..., None]) -> None:
-        _scratch_steps(step, state, train.x, train.y, momentum, head, lengths)
+        scratch_steps(step, state, train.x, train.y, momentum, head, lengths)
 
     want = use_compile(device, compile)
-    aot = want and device.type in AHEAD_OF_TIME and fits(config.hidden1, config.hidden2)
-    step, compiled, compile_seconds, aot = _prepare_step(
+    aot = want and ahead_of_time(device, config)
+    step, compiled, compile_seconds, aot = prepare_step(
         device, want, warm_up, config.precision, aot=aot
     )
     generator = torch.Generator().manual_seed(config.seed)
@@ -247,7 +187,7 @@ def fit(
         loss_sum, correct, count = totals.tolist()  # the epoch's one host sync
         return loss_sum / count, correct / seen
 
-    history, status = _run_epochs(
+    history, status = run_epochs(
         config, device, train_epoch,
         lambda: evaluate_state(state, eval_set.x, eval_set.y, softmax), on_epoch,
     )  # fmt: skip
@@ -264,7 +204,7 @@ def fit(
     )
 
 
-def _run_epochs(
+def run_epochs(
     config: TrainConfig,
     device: torch.device,
     train_epoch: Callable[[float], tuple[float, float]],
@@ -294,89 +234,6 @@ def _run_epochs(
     return history, "complete"
 
 
-def _prepare_step(
-    device: torch.device,
-    want_compiled: bool,
-    warm_up: Callable[[Callable[..., None]], None],
-    precision: Precision = "fp32",
-    *,
-    aot: bool = False,
-) -> tuple[Callable[..., None], bool, float, bool]:
-    """The step function, compiled where asked and possible; whether it is compiled, the
-    seconds compiling (or loading the package) took, and whether it is the ahead-of-time one.
-
-    ``aot``: try the package from ``hpo.aot_step`` first. Otherwise compiling happens here, in
-    ``warm_up`` (``_scratch_steps``: throwaway copies of the state, once per batch length), so
-    that no epoch's timing includes it and the real state sees exactly the steps of training."""
-    if not want_compiled:
-        return eager_step(precision), False, 0.0, False
-    start = time.perf_counter()
-    if aot:
-        try:
-            packaged, _ = load_step(precision)
-            return packaged, True, time.perf_counter() - start, True
-        except Exception as exc:  # export or the build failed: torch.compile may still work
-            _warn_once("aot", f"no ahead-of-time CPU step ({_why(exc)}); using torch.compile")
-            start = time.perf_counter()
-    try:
-        step = _compiled_step(device, precision)
-        warm_up(step)
-        synchronize(device)
-    except Exception as exc:  # no C++ compiler or an unsupported backend: same math, eager
-        _warn_once(
-            f"compile-{device.type}",
-            f"torch.compile failed on {device.type} ({_why(exc)}); training eagerly, several "
-            "times slower (--no-compile skips the attempt)",
-        )
-        return eager_step(precision), False, 0.0, False
-    return step, True, time.perf_counter() - start, False
-
-
-_WARNED: set[str] = set()
-
-
-def _warn_once(what: str, message: str) -> None:
-    """Say once per process why a step is slower than it could be: every trial would repeat it."""
-    if what not in _WARNED:
-        _WARNED.add(what)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _why(exc: Exception) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first}"[:200]
-
-
-def _scratch_steps(
-    step: Callable[..., None],
-    state: FlatState,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    momentum: torch.Tensor,
-    head: torch.Tensor,
-    lengths: list[int],
-) -> None:
-    """One step per batch length on copies of ``state``: compiles and warms up, changes nothing."""
-    scratch = FlatState(
-        [p.clone() for p in state.params],
-        [b.clone() for b in state.bufs],
-        [r.clone() for r in state.running],
-    )
-    for length in lengths:
-        step(
-            x,
-            y,
-            torch.arange(min(length, len(y)), device=x.device),
-            scratch.params,
-            scratch.bufs,
-            scratch.running,
-            torch.zeros(3, device=x.device, dtype=torch.float64),
-            torch.zeros((), device=x.device),
-            momentum,
-            head,
-        )
-
-
 @torch.no_grad()
 def evaluate_state(
     state: FlatState, x: torch.Tensor, y: torch.Tensor, softmax: bool
@@ -396,60 +253,3 @@ def predict(model: Net, x: torch.Tensor) -> torch.Tensor:
     """Predicted classes for normalised images ``x`` (N, 784), in eval mode."""
     model.eval()
     return torch.cat([model(x[i : i + 10_000]).argmax(1) for i in range(0, len(x), 10_000)])
-
-
-def _fit_torchvision(
-    config: TrainConfig, mnist: Mnist, device: torch.device, on_epoch: OnEpoch | None, *, full: bool
-) -> FitResult:
-    """The tutorial's loop: PIL images through transforms, a DataLoader, nn.Module, autograd and
-    ``torch.optim.SGD``. Same batches in the same order as the tensor path, for comparison."""
-    train_set, eval_set = mnist.torchvision_sets(full=full)
-    net = build_model(config).to(device)
-    optimiser = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=config.momentum)
-    criterion = torch.nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(config.seed)
-
-    def train_epoch(lr: float) -> tuple[float, float]:
-        for group in optimiser.param_groups:
-            group["lr"] = lr
-        order = [b.tolist() for b in batches(len(train_set), config.batch_size, generator)]
-        net.train()
-        loss_sum, correct, seen = 0.0, 0, 0
-        for images, labels in DataLoader(train_set, batch_sampler=order):
-            images, labels = images.to(device), labels.to(device)
-            out = net(images)
-            loss = criterion(out, labels)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            loss_sum += loss.item()
-            correct += int((out.argmax(1) == labels).sum())
-            seen += len(labels)
-        return loss_sum / len(order), correct / seen
-
-    eval_loader = DataLoader(eval_set, batch_size=EVAL_BATCH)
-    history, status = _run_epochs(
-        config, device, train_epoch, lambda: _evaluate_loader(net, eval_loader, device), on_epoch
-    )
-    return FitResult(
-        config,
-        str(device),
-        "test" if full else "val",
-        tuple(history),
-        status,
-        TUTORIAL_STEP,
-        net.cpu().eval(),
-    )
-
-
-@torch.no_grad()
-def _evaluate_loader(net: Net, loader: DataLoader, device: torch.device) -> tuple[float, float]:
-    net.eval()
-    loss, correct, seen = 0.0, 0, 0
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        out = net(images)
-        loss += float(torch.nn.functional.cross_entropy(out, labels, reduction="sum"))
-        correct += int((out.argmax(1) == labels).sum())
-        seen += len(labels)
-    return loss / seen, correct / seen

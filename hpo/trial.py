@@ -19,6 +19,7 @@ from hpo.device import describe, resolve_precision
 from hpo.interrupts import signals_held
 from hpo.jsonable import finite
 from hpo.liveness import this_process
+from hpo.lost_trials import INTERRUPTED, requeue
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Progress
@@ -26,9 +27,9 @@ from hpo.provenance import library_versions
 from hpo.sampling import draw_index
 from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
 from hpo.spec import StudySpec
-from hpo.storage import INTERRUPTED, requeue
+from hpo.step_compile import use_compile
 from hpo.tb import TrialWriter, trial_dir
-from hpo.train import EpochMetrics, StepKind, fit, use_compile
+from hpo.train import EpochMetrics, StepKind, fit
 
 CURVE_KEYS = (
     "train_loss",

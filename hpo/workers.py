@@ -137,7 +137,7 @@ def run_parallel(
         raise HpoError(problem)
 
 
-# A warning as Python prints it, from hpo's own code: "/path/hpo/train.py:290: RuntimeWarning: ..."
+# A warning as Python prints it, from hpo's code: "/x/hpo/step_compile.py:90: RuntimeWarning: ..."
 _HPO_WARNING = re.compile(r"^\S*[/\\]hpo[/\\]\S+:\d+: (\w*Warning): (.*)$", re.MULTILINE)
 
 

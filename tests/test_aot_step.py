@@ -17,13 +17,15 @@ import pytest
 import torch
 
 import hpo.aot_step
+import hpo.step_compile
 import hpo.train
 from hpo.aot_step import FAILED_ENV, load_step, package_key, prepare
 from hpo.config import Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.train import StepKind, _compiled_step, fit
+from hpo.step_compile import compiled_step
+from hpo.train import StepKind, fit
 from hpo.workers import worker_env
 
 SMALL = TrainConfig(hidden1=48, hidden2=24, epochs=2, batch_size=64)
@@ -51,7 +53,7 @@ def test_the_packaged_step_computes_exactly_what_torch_compile_computes(
 ) -> None:
     packaged, _ = load_step(precision)
     ahead = _steps(packaged, hidden, softmax)
-    jit = _steps(_compiled_step(torch.device("cpu"), precision), hidden, softmax)
+    jit = _steps(compiled_step(torch.device("cpu"), precision), hidden, softmax)
     assert ahead[-1][2] == 30  # every step ran and counted
     for a, b in zip(ahead, jit, strict=True):
         assert torch.equal(a, b)  # the same inductor kernels, to the bit
@@ -84,8 +86,8 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
     def no_compiler(precision: str) -> None:
         raise RuntimeError("no C++ compiler")
 
-    monkeypatch.setattr(hpo.train, "load_step", no_compiler)
-    monkeypatch.setattr(hpo.train, "_WARNED", set())
+    monkeypatch.setattr(hpo.step_compile, "load_step", no_compiler)
+    monkeypatch.setattr(hpo.step_compile, "_WARNED", set())
     with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler.*using torch.compile") as said:
         result = fit(SMALL, synthetic_mnist, torch.device("cpu"))
         fit(SMALL, synthetic_mnist, torch.device("cpu"))

@@ -20,7 +20,8 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.storage import Orphans, open_storage
+from hpo.lost_trials import Orphans
+from hpo.storage import open_storage
 from hpo.storage_url import with_driver
 from hpo.trial import UNFINISHED
 from tests.support.cli import (

@@ -33,13 +33,14 @@ from hpo.errors import HpoError
 from hpo.finalize import finalize
 from hpo.idx import write_idx
 from hpo.interrupts import Terminated
+from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
 from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec, parse_spec
-from hpo.storage import INTERRUPTED, not_requeued, open_storage, requeue
+from hpo.storage import open_storage
 from hpo.study_setup import (
     StudyMismatchError,
     check_study,

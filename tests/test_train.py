@@ -10,6 +10,7 @@ import weakref
 import pytest
 import torch
 
+import hpo.step_compile
 import hpo.train
 from hpo import interrupts
 from hpo.config import Head, Precision, TrainConfig
@@ -122,8 +123,8 @@ def test_both_heads_and_any_hidden_sizes_share_one_compiled_step(
     # sizes equal in the first trial (24 = hidden2) stay equal.
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(hpo.train, "AHEAD_OF_TIME", ())  # torch.compile's step, as on a GPU:
-    monkeypatch.setattr(hpo.train, "_COMPILED", {})  # a fresh torch.compile for this test,
+    monkeypatch.setattr(hpo.step_compile, "AHEAD_OF_TIME", ())  # torch.compile's step, as on a GPU:
+    monkeypatch.setattr(hpo.step_compile, "_COMPILED", {})  # a fresh torch.compile for this test,
     torch._dynamo.reset()  # and no code cached from earlier tests' compiles
     counters.clear()
     cpu = torch.device("cpu")

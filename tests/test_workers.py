@@ -204,7 +204,7 @@ def test_the_wrapper_builds_its_sampler_from_each_trials_number() -> None:
 def test_a_rerun_takes_its_first_attempts_seed_and_no_new_trial_shares_one(
     hyperband: bool,
 ) -> None:
-    """Trials 2, 5 and 8 re-run 1, 4 and 7 (as storage.requeue queues them). Under Hyperband
+    """Trials 2, 5 and 8 re-run 1, 4 and 7 (as lost_trials.requeue queues them). Under Hyperband
     the sampler is handed a per-bracket view of the study, which hides other brackets' re-runs."""
     built: list[int] = []
 
