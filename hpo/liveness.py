@@ -7,8 +7,10 @@ straight through, and waited for it. On the same machine the process itself says
 records who runs it (``this_process``), and ``is_gone`` finds that process ended.
 
 "The same machine" is one kernel boot and one PID namespace (containers on one host share the
-boot but not the namespace): only there does a PID name the same process. A PID is reused
-after its process ends, so the process's start time (in clock ticks since boot) is recorded too.
+boot but not the namespace): only there does a PID name the same process. And the same user:
+/proc may hide other users' processes (the hidepid mount option), which would read as ended. A
+PID is reused after its process ends, so the process's start time (in clock ticks since boot) is
+recorded too.
 Where /proc cannot say (not Linux), nothing is recorded and heartbeats alone decide.
 """
 
@@ -52,7 +54,7 @@ def this_process() -> dict[str, Any] | None:
         return None
     boot, pid_ns = machine
     return {"host": socket.gethostname(), "pid": pid, "started": started, "boot": boot,
-            "pid_ns": pid_ns}  # fmt: skip
+            "pid_ns": pid_ns, "uid": os.getuid()}  # fmt: skip
 
 
 def is_gone(record: object) -> bool:
@@ -61,13 +63,15 @@ def is_gone(record: object) -> bool:
     machine = _machine()
     if machine is None or not isinstance(record, dict):
         return False
-    if (record.get("boot"), record.get("pid_ns")) != machine:
+    if (record.get("boot"), record.get("pid_ns"), record.get("uid")) != (*machine, os.getuid()):
         return False
     pid = record.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool):
         return False
     try:
         started, state = _start_and_state(pid)
+    except PermissionError:
+        return False  # there, but not ours to read
     except (OSError, ValueError, IndexError):
         return True  # no such process
     # Another process that was given the same PID since; or a dead one not yet reaped.

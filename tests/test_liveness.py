@@ -66,5 +66,6 @@ def test_another_machine_or_container_or_no_record_is_never_called_gone() -> Non
     ended, _ = child_record(reap=True)
     assert not is_gone({**ended, "boot": "another-machine"})
     assert not is_gone({**ended, "pid_ns": ended["pid_ns"] + 1})  # another container's PIDs
+    assert not is_gone({**ended, "uid": ended["uid"] + 1})  # /proc may hide another user's
     for record in (None, {}, "x", {**ended, "pid": "12"}, {**ended, "pid": True}):
         assert not is_gone(record)
