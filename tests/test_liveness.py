@@ -65,6 +65,7 @@ def test_a_pid_given_to_another_process_since_is_gone() -> None:
 def test_another_machine_or_container_or_no_record_is_never_called_gone() -> None:
     ended, _ = child_record(reap=True)
     assert not is_gone({**ended, "boot": "another-machine"})
+    assert not is_gone({**ended, "host": "a-clone-of-this-machine"})
     assert not is_gone({**ended, "pid_ns": ended["pid_ns"] + 1})  # another container's PIDs
     assert not is_gone({**ended, "uid": ended["uid"] + 1})  # /proc may hide another user's
     for record in (None, {}, "x", {**ended, "pid": "12"}, {**ended, "pid": True}):

@@ -562,7 +562,7 @@ def test_baseline_still_best_is_said_plainly(tmp_path: Path) -> None:
 # --- confirm and the trained-model cache --------------------------------------------------------
 
 
-def test_two_confirms_of_one_study_at_once_keep_each_others_runs(
+def test_confirms_of_one_study_that_overlap_keep_each_others_runs_and_train_none_twice(
     tmp_path: Path, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = build_study(tmp_path / "c.db", finalized=False)
@@ -574,9 +574,19 @@ def test_two_confirms_of_one_study_at_once_keep_each_others_runs(
     first, second = read_study("demo", url), read_study("demo", url)
     options: dict[str, Any] = {"cache_dir": tmp_path / "models", "compile": False}
     run_confirm(first, synthetic_mnist, _cpu(), n_seeds=1, top_k=2, **options)
-    run_confirm(second, synthetic_mnist, _cpu(), n_seeds=1, top_k=1, **options)
+    trained_by_second: list[int] = []
+    real = trained
+
+    def counting(config: TrainConfig, *args: Any, **kwargs: Any) -> Any:
+        trained_by_second.append(config.seed)
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr("hpo.report.confirm.trained", counting)
+    run_confirm(second, synthetic_mnist, _cpu(), n_seeds=2, top_k=1, **options)
     stored = sorted((r["trial"], r["seed"]) for r in stored_runs(read_study("demo", url)))
-    assert stored == [(BASELINE, 0), (BEST, 0), (6, 0)]  # the first's #6 kept, none twice
+    # The first's #6 kept; the second trained only the seeds the first had not stored.
+    assert stored == [(BASELINE, 0), (BASELINE, 1), (BEST, 0), (BEST, 1), (6, 0)]
+    assert trained_by_second == [1, 1]
 
 
 def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(

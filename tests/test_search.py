@@ -33,6 +33,7 @@ from hpo.errors import HpoError
 from hpo.finalize import finalize
 from hpo.idx import write_idx
 from hpo.interrupts import Terminated
+from hpo.liveness import this_process
 from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
@@ -813,6 +814,29 @@ def test_a_stop_in_the_tell_of_a_finished_trial_queues_its_parameters_again(
     (queued,) = [t for t in trials if t.state == TrialState.WAITING]
     assert queued.user_attrs["origin"] == 1
     assert queued.system_attrs["fixed_params"] == trials[1].params
+
+
+def test_a_stop_in_a_trials_first_heartbeat_queues_it_again_and_records_its_process(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = hpo.search.Heartbeat.__enter__
+    entered: list[int] = []
+
+    def ctrl_c_on_the_second(self: Any) -> Any:
+        entered.append(1)
+        if len(entered) == 2:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(hpo.search.Heartbeat, "__enter__", ctrl_c_on_the_second)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        run_study(tiny_spec(), storage, "s", 3, CPU, mnist, Progress(), runs_dir=None)
+    trials = optuna.load_study(study_name="s", storage=storage).trials
+    assert trials[1].state == TrialState.FAIL  # not left RUNNING, waiting for its heartbeat
+    assert trials[1].user_attrs["process"] == this_process()  # recorded before the heartbeat
+    (queued,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.user_attrs["origin"] == 1
 
 
 def test_interrupting_a_trial_again_and_again_never_loses_its_parameters() -> None:

@@ -8,6 +8,7 @@ import os
 import signal
 import sqlite3
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 import hpo.workers
 from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
+from hpo.errors import HpoError
 from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, sampler_seed
 from hpo.search import run_one, surplus
@@ -33,6 +35,7 @@ from hpo.workers import (
     WorkerResult,
     failure_message,
     outcome_of,
+    run_parallel,
     run_workers,
     worker_env,
     worker_warnings,
@@ -321,7 +324,7 @@ def test_each_other_failure_is_named_once_with_its_worker() -> None:
     assert message is not None
     lines = message.splitlines()
     assert lines[0].startswith("worker 0 (cpu) was killed by SIGKILL; the trial it was running")
-    assert "failed after 30 s without a heartbeat" in lines[0]
+    assert "elsewhere after 30 s without a heartbeat" in lines[0]
     assert lines[1:] == ["worker 1 (cpu) crashed: ValueError: x", "Traceback", "ValueError: x"]
     # A worker stopped by a signal to it alone (the run was not): how to finish is said too.
     stopped, code = outcome_of(KeyboardInterrupt())
@@ -514,3 +517,25 @@ def test_a_line_that_is_not_a_workers_outcome_is_not_read_as_one() -> None:
     assert hpo.workers._parse(ok.to_json()) == ok
     for line in ('{"status": "done", "kind": "", "message": ""}', '{"status": "ok"}', "ok", "[]"):
         assert hpo.workers._parse(line) is None, line
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_worker_killed_from_outside_is_a_note_once_the_others_finished_the_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, complete: bool
+) -> None:
+    # The OOM killer takes a worker; its trial was re-run by the others to the target.
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    study.set_user_attr("epochs", 1)
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=0.5))
+    killed = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"]
+    monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: killed)
+    said = io.StringIO()
+    target = 2 if complete else 3
+    run = partial(run_parallel, [[]], WorkerPlan(("cpu",), 1), study, target, "sqlite://", 30)
+    if complete:
+        run(stream=said)
+        assert "note: worker 0 (cpu) was killed by SIGKILL; the others re-ran" in said.getvalue()
+    else:
+        with pytest.raises(HpoError, match="Rerun the same command to finish"):
+            run(stream=said)

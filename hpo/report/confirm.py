@@ -66,13 +66,15 @@ def run_confirm(
     if n_seeds < 1 or top_k < 1:
         raise ValueError(f"n_seeds and top_k must be >= 1 (got {n_seeds}, {top_k})")
     runs = stored_runs(data)
-    have = {(r["trial"], r["seed"]) for r in runs}
     chosen = candidates(data, top_k)
     total = len(chosen) * n_seeds
     for i, trial in enumerate(chosen):
         base = TrainConfig.from_dict(trial_config(trial))
         for seed in range(n_seeds):
-            if (trial.number, seed) in have:
+            # What is stored now, not only what was at the start: another `hpo report
+            # --confirm` of this study (another machine, say) may have trained it meanwhile.
+            runs = _merged(confirm_runs_of(data.study.user_attrs), runs)
+            if any((r["trial"], r["seed"]) == (trial.number, seed) for r in runs):
                 continue
             log(f"confirm: trial {trial.number}, seed {seed} ({i * n_seeds + seed + 1}/{total})")
             done = trained(
@@ -89,9 +91,9 @@ def run_confirm(
                 "is_baseline": bool(trial.user_attrs.get("is_baseline")),
                 **done.record(),
             }
-            # Stored after every run: an interrupted confirm resumes where it stopped. Onto
-            # the runs stored now, not those read at the start: another `hpo report --confirm`
-            # of this study (another machine, say) may have stored some meanwhile.
+            # Stored after every run, onto what is stored now: an interrupted confirm resumes
+            # where it stopped, and another's runs stored meanwhile are kept. (Two that store
+            # in the same instant can still lose one run, which the next confirm trains again.)
             runs = _merged(confirm_runs_of(data.study.user_attrs), [*runs, run])
             data.study.set_user_attr(CONFIRM_ATTR, {"runs": runs, "updated_at": _now()})
     return runs
