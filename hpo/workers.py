@@ -132,15 +132,17 @@ def run_parallel(
     if stream is not None:
         for line in worker_warnings(results):
             print(line, file=stream, flush=True)
-    complete = counts(study, target).finished >= target
-    problem = failure_message(results, grace_s, complete=complete)
-    killed = all(r.outcome.kind == "signal" for r in results if not r.ok)
-    if problem and complete and killed:
-        # Workers killed from outside (the OOM killer, say) whose trials the others re-ran to
-        # the end: the study is whole, and the run goes on to finalize it.
+    bad = [r for r in results if not r.ok]
+    # Workers killed from outside (the OOM killer, say) whose trials the others re-ran to the
+    # end: the study is whole, and the run goes on to finalize it. (Asked only then: after
+    # other failures the database may be what is gone.)
+    killed = bool(bad) and all(r.outcome.kind == "signal" for r in bad)
+    if killed and counts(study, target).finished >= target:
         if stream is not None:
-            print(f"note: {problem}", file=stream, flush=True)
-    elif problem:
+            print(f"note: {failure_message(results, grace_s, complete=True)}", file=stream)
+        return
+    problem = failure_message(results, grace_s)
+    if problem:
         raise HpoError(problem)
 
 

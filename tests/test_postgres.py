@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -213,8 +214,11 @@ def test_a_worker_killed_mid_trial_is_failed_by_the_heartbeat_and_its_params_rer
     os.kill(workers[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
 
-    # the parent says which worker died and exits non-zero; the other finished the study
-    assert proc.returncode == 1 and "killed by SIGKILL" in err and "Traceback" not in err
+    # The other worker re-ran its trial to the end (at once: it saw the process gone), so the
+    # parent says which worker died, as a note, and exits 0.
+    assert proc.returncode == 0, err[-3000:]
+    assert re.search(r"note: worker \d \(cpu\) was killed by SIGKILL; the others re-ran", err)
+    assert "Traceback" not in err
     trials = load(server, name)
     assert_exact(trials, 6, WIDE["epochs"])
     lost = [t for t in trials if t.state == TrialState.FAIL]
