@@ -176,8 +176,9 @@ def _config_of(
 def _first_record(
     ctx: TrialContext, config: TrainConfig, is_baseline: bool, origin: int
 ) -> dict[str, Any]:
-    """Every user attribute, set before the first epoch: a trial killed at any point has them
-    all (``reason`` says it never finished until it does)."""
+    """Every user attribute but ``process`` (run_one's, before the first heartbeat), set
+    before the first epoch: a trial killed at any point has them all (``reason`` says it never
+    finished until it does)."""
     return {
         "config": config.to_dict(),
         "seed": config.seed,

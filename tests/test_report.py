@@ -31,9 +31,9 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of
+from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of, confirm_runs_of
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
-from hpo.report.confirm import candidates, confirm_frame, run_confirm, stored_runs
+from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, parallel, slices
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
@@ -583,7 +583,7 @@ def test_confirms_of_one_study_that_overlap_keep_each_others_runs_and_train_none
 
     monkeypatch.setattr("hpo.report.confirm.trained", counting)
     run_confirm(second, synthetic_mnist, _cpu(), n_seeds=2, top_k=1, **options)
-    stored = sorted((r["trial"], r["seed"]) for r in stored_runs(read_study("demo", url)))
+    stored = sorted((r["trial"], r["seed"]) for r in confirm_runs_of(read_study("demo", url).attrs))
     # The first's #6 kept; the second trained only the seeds the first had not stored.
     assert stored == [(BASELINE, 0), (BASELINE, 1), (BEST, 0), (BEST, 1), (6, 0)]
     assert trained_by_second == [1, 1]
@@ -610,7 +610,7 @@ def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(
     )
     assert sorted((r["trial"], r["seed"]) for r in runs) == [(0, 0), (0, 1), (3, 0), (3, 1)]
     assert {r["config"]["seed"] for r in runs} == {0, 1}
-    stored = stored_runs(read_study("demo", url))
+    stored = confirm_runs_of(read_study("demo", url).attrs)
     assert [(r["trial"], r["seed"], r["test_acc"]) for r in stored] == [
         (r["trial"], r["seed"], r["test_acc"]) for r in runs
     ]

@@ -19,7 +19,8 @@ from hpo.config import TrainConfig
 from hpo.data import DataError
 from hpo.files import replacing
 from hpo.mnist import Mnist
-from hpo.report.confirm import confirm_frame, run_confirm, stored_runs
+from hpo.records import confirm_runs_of
+from hpo.report.confirm import confirm_frame, run_confirm
 from hpo.report.figures import curves, history, schedules
 from hpo.report.html import Page, render
 from hpo.report.landscape import landscape
@@ -112,7 +113,7 @@ def build_report(
             loaded.append(Mnist.load(options.data_dir, log=log))
         return loaded[0]
 
-    runs = stored_runs(data)
+    runs = confirm_runs_of(data.attrs)
     if options.confirm:
         runs = run_confirm(
             data,

@@ -38,10 +38,6 @@ def candidates(data: StudyData, top_k: int) -> list[FrozenTrial]:
     return chosen
 
 
-def stored_runs(data: StudyData) -> list[ConfirmRun]:
-    return confirm_runs_of(data.attrs)
-
-
 def seed_accuracies(runs: list[ConfirmRun], trial: int) -> list[float]:
     """One test accuracy per seed for ``trial``, in seed order."""
     mine = sorted((r for r in runs if r.get("trial") == trial), key=lambda r: r["seed"])
@@ -65,7 +61,7 @@ def run_confirm(
     """
     if n_seeds < 1 or top_k < 1:
         raise ValueError(f"n_seeds and top_k must be >= 1 (got {n_seeds}, {top_k})")
-    runs = stored_runs(data)
+    runs = confirm_runs_of(data.attrs)
     chosen = candidates(data, top_k)
     total = len(chosen) * n_seeds
     for i, trial in enumerate(chosen):
