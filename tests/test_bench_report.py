@@ -67,6 +67,7 @@ def test_the_cli_writes_the_table_and_refuses_a_missing_file(
     out = tmp_path / "table.md"
     assert main(["bench-report", str(SAMPLE), "--out", str(out)]) == 0
     assert out.read_text() == markdown(json.loads(SAMPLE.read_text()))
+    assert capsys.readouterr().out == f"wrote {out}\n"
     assert main(["bench-report", str(tmp_path / "nope.json")]) == 1  # as a bad one
     assert "--benchmark-json" in capsys.readouterr().err
 

@@ -370,7 +370,13 @@ def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> 
 def test_verdict_says_not_finalized_and_uses_the_search_timings(tmp_path: Path) -> None:
     url = build_study(tmp_path / "s.db", finalized=False)
     v = decide(read_study("demo", url), [])
-    assert v.best is not None and v.best.test is None and v.best.test_source == NOT_FINALIZED
+    assert v.best is not None and v.best.test is None
+    # The hint to paste names this study and its storage: the default ones would be others.
+    assert v.best.test_source == f"{NOT_FINALIZED} `hpo finalize --study demo --storage {url}`"
+    assert "`hpo report --confirm 5 --study demo --storage" in v.headline
+    assert "retrains the top 3 trials and the baseline over 5 seeds" in v.headline
+    # Trials of 3 epochs: the tutorial's configuration at 3 is not the tutorial's own run.
+    assert v.headline.endswith(f"trained {EPOCHS} epochs; the tutorial trains 20.")
     assert v.best.seconds_per_epoch == pytest.approx(1.5 + BEST / 10)
 
 
@@ -461,7 +467,7 @@ def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(
     study.set_user_attr("final", {"best": earlier, "baseline": final_record(BASELINE)})
     v = decide(read_study("demo", url), [])
     assert v.best is not None and v.best.trial == BEST and v.best.test is None
-    assert "run `hpo finalize` again" in v.best.test_source
+    assert f"run `hpo finalize --study demo --storage {url}` again" in v.best.test_source
     assert v.baseline is not None and v.baseline.test is not None  # still about trial 0
 
 
@@ -514,6 +520,7 @@ def test_a_study_minimising_validation_loss_is_drawn_and_confirmed_in_its_direct
     done, best, pruned = fig.data[0], fig.data[1], fig.data[2]
     assert list(done.y) == [0.30, 0.25, 0.40]
     assert list(best.y) == [0.30, 0.25, 0.25]  # lowest so far, not highest
+    assert fig.layout.xaxis.dtick == 1  # whole trial numbers, no tick at 0.5
     assert list(pruned.y) == [curve(data.trials[3], "val_loss")[-1]]  # on the loss axis
     top = top_frame(data)
     assert top["trial"].tolist() == [1, 0, 2] and top["val_loss"].tolist() == [0.25, 0.30, 0.40]

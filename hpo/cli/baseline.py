@@ -80,7 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         f"compiled step: {'ahead of time' if r.step.aot else 'yes' if r.step.compiled else 'no'}, "
         f"CUDA graphs: {'yes' if r.step.graphed else 'no'}"
     )
-    print(f"final test accuracy: {r.final.eval_acc:.4f}  ({r.status}, {len(r.epochs)} epochs)")
+    n = len(r.epochs)
+    print(f"final test accuracy: {r.final.eval_acc:.4f}  ({r.status}, {n} epoch{'s' * (n != 1)})")
     for path in run.files:
         log(f"wrote {path}")
     return 0

@@ -43,6 +43,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.out:
         with replacing(args.out) as tmp:  # its folders made, as hpo report --out does
             tmp.write_text(text)
+        print(f"wrote {args.out}")  # as hpo report says where its files went
     else:
         print(text, end="")
     return 0

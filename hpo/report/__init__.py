@@ -136,8 +136,9 @@ def build_report(
         )
     if data.final is None:
         notes.append(
-            "Not finalized: run `hpo finalize` to measure the best and the baseline on "
-            "the test set (or `hpo report --confirm 5` for several seeds)."
+            f"Not finalized: run `{data.command('finalize')}` to measure the best and the "
+            f"baseline on the test set (or `{data.command('report', '--confirm 5')}` for "
+            "several seeds)."
         )
     pictures = _pictures(data, verdict, options, get_mnist, notes, log)
     page = Page(

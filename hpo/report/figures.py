@@ -90,7 +90,14 @@ def history(data: StudyData) -> Figure:
         "history",
         "Optimisation history",
         caption,
-        layout(fig, "trial", data.target_label, yaxis_tickformat=_tick(data, ".2%")),
+        layout(
+            fig,
+            "trial",
+            data.target_label,
+            yaxis_tickformat=_tick(data, ".2%"),
+            # whole trial numbers: a few trials otherwise get ticks at 0.5, 1.5, ...
+            xaxis_dtick=max(1, math.ceil(len(data.trials) / 10)),
+        ),
     )
 
 

@@ -98,7 +98,8 @@ def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
             values = optuna.importance.get_param_importances(data.study)
         except (ValueError, RuntimeError) as exc:
             return {}, f"Optuna could not compute importances: {exc}"
-    notes = " ".join(str(w.message) for w in caught if "importance" in str(w.message).lower())
+    said = [str(w.message).replace("`", "") for w in caught]
+    notes = " ".join(f"Optuna warns: {m}" for m in said if "importance" in m.lower())
     caption = (
         "How much each parameter matters for reaching the top of the study "
         "(Optuna's PED-ANOVA), normalised to sum to 1."

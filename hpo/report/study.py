@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.records import Final, FinalSide, Role, baseline_of, final_of, ranked, target_of
 from hpo.spec import DEFAULT_SPEC
 from hpo.storage import load_existing_study
-from hpo.storage_url import mask_url
+from hpo.storage_url import default_storage, mask_url
 
 DEFAULT_STUDY = DEFAULT_SPEC.stem
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -40,6 +40,22 @@ class StudyData:
     @property
     def objective(self) -> str:
         return str(self.attrs.get("objective", "val_acc"))
+
+    @property
+    def epochs(self) -> int | None:
+        """Epochs per trial, the baseline's too (a study's identity)."""
+        epochs = self.attrs.get("epochs")
+        return epochs if isinstance(epochs, int) else None
+
+    def command(self, verb: str, *flags: str) -> str:
+        """The hpo command for ``verb`` on this study, as a hint to paste: its ``--study`` and,
+        where not the default, its ``--storage`` (a password shows as ***)."""
+        words = ["hpo", verb, *flags]
+        if self.name != DEFAULT_STUDY:
+            words += ["--study", self.name]
+        if self.storage != mask_url(default_storage()):
+            words += ["--storage", self.storage]
+        return " ".join(words)
 
     @property
     def target_label(self) -> str:

@@ -6,12 +6,14 @@ interval), else ``hpo finalize`` (one seed each, shown as such), else nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import FrozenTrial
 
+from hpo.config import TrainConfig
 from hpo.records import ConfirmRun, FinalSide, Role
 from hpo.report.confirm import seed_accuracies
 from hpo.report.stats import Difference, Sample, sample_of, welch_interval
@@ -20,7 +22,8 @@ from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
 from hpo.spec import in_use
 
 ONE_SEED = "1 seed (hpo finalize): not a claim"
-NOT_FINALIZED = "not finalized: run `hpo finalize`"
+NOT_FINALIZED = "not finalized: run"  # then the command, with the study's --study and --storage
+TUTORIAL_EPOCHS = TrainConfig().epochs
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,18 @@ class Verdict:
 
 
 def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
+    verdict = _decide(data, confirm_runs)
+    if verdict.baseline is not None and data.epochs not in (None, TUTORIAL_EPOCHS):
+        # The tutorial's configuration at the study's budget is not the tutorial's own run.
+        said = (
+            f" Every trial, the tutorial's configuration too, trained {data.epochs} "
+            f"epoch{'s' if data.epochs != 1 else ''}; the tutorial trains {TUTORIAL_EPOCHS}."
+        )
+        verdict = dataclasses.replace(verdict, headline=verdict.headline + said)
+    return verdict
+
+
+def _decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
     best_trial, base_trial = data.best, data.baseline
     if best_trial is None:
         counts = {
@@ -110,20 +125,21 @@ def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
         if min(seeds) >= 2:  # every seed of each side scored the same
             why = (
                 f"{seeds[0]} vs {seeds[1]} seeds, each side's all scoring the same: their "
-                f"spread, and any interval, is unknown; `hpo report --confirm {2 * max(seeds)}` "
-                "adds seeds."
+                f"spread, and any interval, is unknown; "
+                f"`{data.command('report', f'--confirm {2 * max(seeds)}')}` adds seeds."
             )
         elif max(seeds) >= 2:  # the top trial changed since a --confirm, say
             why = (
                 f"{seeds[0]} vs {seeds[1]} seeds: an interval needs two or more on each side; "
-                f"`hpo report --confirm {max(seeds)}` trains the missing ones (stored seeds "
-                "are reused)."
+                f"`{data.command('report', f'--confirm {max(seeds)}')}` trains the missing ones "
+                "(stored seeds are reused)."
             )
         else:
             why = (
                 f"One run each, not a claim (the best's validation score is the best of "
-                f"{len(data.complete)} trials', which flatters it): `hpo report --confirm 5` "
-                "retrains both over 5 seeds for a verdict."
+                f"{len(data.complete)} trials', which flatters it): "
+                f"`{data.command('report', '--confirm 5')}` retrains the top 3 trials and the "
+                "baseline over 5 seeds each for a verdict."
             )
         return Verdict(
             "unconfirmed",
@@ -166,9 +182,12 @@ def _side(data: StudyData, trial: FrozenTrial, role: Role, runs: list[ConfirmRun
     elif final is not None and (acc := final["test_acc"]) is not None:
         test, source = Sample(float(acc), math.nan, 1), ONE_SEED
     elif data.final is not None:
-        source = f"finalize measured another trial: run `hpo finalize` again for #{trial.number}"
+        source = (
+            f"finalize measured another trial: run `{data.command('finalize')}` again for "
+            f"#{trial.number}"
+        )
     else:
-        source = NOT_FINALIZED
+        source = f"{NOT_FINALIZED} `{data.command('finalize')}`"
     spe, time_source = _seconds_per_epoch(row, final, runs, trial.number)
     params = (final["param_count"] if final else None) or row["param_count"]
     val = last_val_acc(trial)
