@@ -476,3 +476,20 @@ def test_real_mnist_six_trials_survive_sigkill_and_finalize(tmp_path: Path) -> N
     assert summary["complete"] + summary["pruned"] == 6
     assert summary["final"]["baseline"]["test_acc"] > 0.95  # real MNIST, 3 epochs on 60k
     assert summary["final"]["best"]["test_acc"] > 0.95
+
+
+def test_run_outside_the_checkout_without_spec_uses_the_checkouts_default_spec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpo.cli import build_parser
+    from hpo.cli.common import UsageError
+    from hpo.cli.run import SHIPPED_SPEC, load_spec_args
+
+    monkeypatch.chdir(tmp_path)  # no studies/ here
+    spec = load_spec_args(build_parser("run").parse_args(["run"]))
+    assert spec.source == str(SHIPPED_SPEC) and spec.trials == 50
+    assert f"spec: {SHIPPED_SPEC} (no studies/mnist_mlp.toml here)" in capsys.readouterr().err
+    # A --spec given is the user's, found or not.
+    asked = build_parser("run").parse_args(["run", "--spec", "studies/other.toml"])
+    with pytest.raises(UsageError, match=r"spec file studies/other\.toml not found"):
+        load_spec_args(asked)

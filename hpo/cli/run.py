@@ -37,6 +37,9 @@ if TYPE_CHECKING:  # for annotations only
     from hpo.search import StudySummary
 
 
+# The checkout's own default spec (an editable install's), for a run from another folder.
+SHIPPED_SPEC = Path(__file__).resolve().parents[2] / DEFAULT_SPEC
+
 EXAMPLES = """\
 examples:
   hpo run --trials 50                        the default study (studies/mnist_mlp.toml)
@@ -126,6 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def load_spec_args(args: argparse.Namespace) -> StudySpec:
     from hpo.spec import SpecError, load_spec
 
+    if args.spec == DEFAULT_SPEC and not DEFAULT_SPEC.exists() and SHIPPED_SPEC.is_file():
+        # Run outside the checkout with no --spec: its default spec, rather than an error.
+        log(f"spec: {SHIPPED_SPEC} (no {DEFAULT_SPEC} here)")
+        args.spec = SHIPPED_SPEC
     try:
         return load_spec(args.spec).with_overrides(
             epochs=args.epochs, seed=args.seed, precision=args.precision
