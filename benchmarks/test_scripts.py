@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import optuna
+
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 600  # a hung script fails its test instead of holding the whole run
 NUM = r"([-+]?\d+(?:\.\d+)?)"  # a number as the scripts print them
@@ -180,3 +182,32 @@ def test_start_end_tables_the_median_start_and_end_per_jobs_variant() -> None:
     )
     assert start > 0 and end >= 0  # from launch to the first trial; the last trial to the exit
     assert start + end < wall  # the trial itself took the rest
+
+
+def _gpu_session(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``bash benchmarks/gpu_session.sh none``: its checks before any stage, then no stage. Run in
+    a folder that links the code but not this checkout's carried .whl/.mnist_gz (built for the
+    GPU machine's Python, not this one's)."""
+    here = tmp_path / "repo"
+    here.mkdir(parents=True)
+    for part in ("hpo", "benchmarks", "studies"):
+        (here / part).symlink_to(ROOT / part)
+    return subprocess.run(
+        ["bash", "benchmarks/gpu_session.sh", "none"],
+        cwd=here,
+        env={**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), **env},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+
+
+def test_gpu_session_checks_its_needs_before_spending_the_lease(tmp_path: Path) -> None:
+    done = _gpu_session(tmp_path)  # the data where hpo finds it (.ci/run fetched it)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (versions,) = [line for line in done.stdout.splitlines() if line.startswith("torch ")]
+    assert f" optuna {optuna.__version__}" in versions
+    missing = _gpu_session(tmp_path / "no-data", HPO_DATA_DIR=str(tmp_path / "empty"))
+    assert missing.returncode == 1
+    assert "no verified MNIST: run benchmarks/gpu_carry.sh" in missing.stderr
+    assert "torch " not in missing.stdout  # refused before the first stage's work

@@ -25,7 +25,7 @@ def test_one_epoch(benchmark, mnist: Mnist, device_name: str, loader: Loader, sm
     config = TrainConfig(epochs=1, loader=loader)
     if loader == "tensor":
         fit(config, mnist, device, full=True)  # compile (and cache) outside the timing
-    # The tutorial's loop is the slow side (8-9 s an epoch on a 2-core CPU, 13-17 s on an H100,
+    # The tutorial's loop is the slow side (8-9 s an epoch on a 2-core CPU, 9-13 s on an H100,
     # where the DataLoader starves the GPU) and varies least: fewer rounds, on a GPU one.
     rounds = 7 if loader == "tensor" else 3 if device.type == "cpu" else 1
     result = benchmark.pedantic(

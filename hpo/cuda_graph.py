@@ -11,10 +11,11 @@ model state is updated in place, so the graph's addresses stay valid for the who
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import warnings
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import TypeVar
 
 import torch
@@ -62,18 +63,33 @@ def capture(
         # made once per process, on the device current then (cuda:0), and a capture there of
         # work queued on cuda:1 records nothing. The outer context also puts the current stream
         # back if a capture fails at its end (torch.cuda.graph then skips its own restore).
-        with torch.cuda.stream(side), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with torch.cuda.stream(side), relayed_warnings(device):
             for key, run in runs.items():
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, stream=side):
                     run()
                 replays[key] = graph.replay
-    for w in caught:
-        if "graph is empty" in str(w.message).lower():  # PyTorch only warns; replays do nothing
-            raise RuntimeError(f"a CUDA graph captured nothing on {device}: {w.message}")
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     return replays
+
+
+@contextlib.contextmanager
+def relayed_warnings(device: torch.device) -> Iterator[None]:
+    """Warnings raised while capturing are said once it ends, also when a capture raised (they
+    are often its why). An empty graph, which PyTorch only warns about (its replays do nothing),
+    is an error."""
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as recording:
+            warnings.simplefilter("always")
+            caught = recording
+            yield
+    finally:
+        empty = [w for w in caught if "graph is empty" in str(w.message).lower()]
+        for w in caught:
+            if w not in empty:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if empty:
+        raise RuntimeError(f"a CUDA graph captured nothing on {device}: {empty[0].message}")
 
 
 def maybe_graph(

@@ -6,6 +6,7 @@ The GPU tests skip without CUDA (CI has none); they ran on an H100 (see the READ
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -96,6 +97,27 @@ def test_a_failed_capture_falls_back_only_when_the_graph_was_not_demanded(
     assert steps == []  # neither path ran a training step by itself
 
 
+def test_warnings_during_a_capture_are_said_even_when_it_fails() -> None:
+    cpu = torch.device("cpu")
+    with (
+        pytest.warns(UserWarning, match="why it failed"),
+        pytest.raises(ValueError, match="boom"),
+        cuda_graph.relayed_warnings(cpu),
+    ):
+        warnings.warn("why it failed", UserWarning, stacklevel=1)
+        raise ValueError("boom")
+    with pytest.warns(UserWarning, match="kept"), cuda_graph.relayed_warnings(cpu):
+        warnings.warn("kept", UserWarning, stacklevel=1)
+
+
+def test_an_empty_graph_is_an_error_not_a_warning() -> None:
+    with (
+        pytest.raises(RuntimeError, match="captured nothing on cpu"),
+        cuda_graph.relayed_warnings(torch.device("cpu")),
+    ):
+        warnings.warn("The CUDA Graph is empty. This usually means ...", UserWarning, stacklevel=1)
+
+
 @cuda_only
 @pytest.mark.parametrize("compiled", [False, True])
 def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
@@ -120,7 +142,9 @@ def test_a_graphed_epoch_computes_what_the_steps_one_by_one_compute(
 def test_the_cuda_path_computes_what_the_cpu_path_computes(synthetic_mnist: Mnist) -> None:
     config = dataclasses.replace(SMALL, lr=0.05, head="logits")
     gpu = fit(config, synthetic_mnist, torch.device("cuda"))
-    cpu = fit(config, synthetic_mnist, torch.device("cpu"))
+    # Eager on the CPU: the CPU's compiled step equals its eager one (test_aot_step), and building
+    # its package would cost a GPU lease tens of seconds.
+    cpu = fit(config, synthetic_mnist, torch.device("cpu"), compile=False)
     assert gpu.step.graphed and gpu.device.startswith("cuda")
     for a, b in zip(gpu.epochs, cpu.epochs, strict=True):
         assert a.train_loss == pytest.approx(b.train_loss, rel=1e-3)
