@@ -10,6 +10,8 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.spec import in_use
+
 if TYPE_CHECKING:  # annotations only; TensorBoard itself is imported where a trial writes
     from hpo.config import TrainConfig
     from hpo.train import EpochMetrics
@@ -87,13 +89,32 @@ class TrialWriter:
         ``SummaryWriter.add_hparams`` would), so the HPARAMS tab reads the val/* scalars."""
         from torch.utils.tensorboard.summary import hparams
 
+        # Fields the schedule ignores (gamma without a step decay) are left blank, as in the
+        # report's trials.csv: a value there would read as one the trial ran with.
         params: dict[str, Any] = {
-            k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)
+            k: v
+            for k, v in config.to_dict().items()
+            if isinstance(v, int | float | str | bool) and in_use(k, config.schedule)
         }
         params.update(trial=number, is_baseline=is_baseline, state=state)
         experiment, start, end = hparams(params, {"val/acc": 0.0, "val/loss": 0.0})
+        _set_status(end, state)
         file_writer = self._writer.file_writer
         assert file_writer is not None  # made in SummaryWriter.__init__
         for summary in (experiment, start, end):
             file_writer.add_summary(summary)
         self._writer.close()
+
+
+def _set_status(end: Any, state: str) -> None:
+    """PyTorch's session end always says success; a trial that failed (diverged, an error, or
+    interrupted) says failure, so that TensorBoard's status filter can hide it. A pruned trial
+    ended as planned: success, its ``state`` hparam says pruned."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+    plugin = end.value[0].metadata.plugin_data
+    content = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+    failed = state not in ("complete", "pruned")
+    status = "STATUS_FAILURE" if failed else "STATUS_SUCCESS"
+    content.session_end_info.status = api_pb2.Status.Value(status)
+    plugin.content = content.SerializeToString()

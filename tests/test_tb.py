@@ -1,0 +1,62 @@
+"""A trial's TensorBoard events, read back with TensorBoard's own reader: one point per epoch,
+and an hparams summary that shows only the fields the trial ran with and how it ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+
+from hpo.config import TrainConfig
+from hpo.tb import TrialWriter
+from hpo.train import EpochMetrics
+
+
+def written(folder: Path, config: TrainConfig, state: str) -> EventAccumulator:
+    writer = TrialWriter(folder)
+    for epoch in range(2):
+        writer.epoch(
+            EpochMetrics(epoch, 0.01, 0.5 - epoch / 10, 0.9, 0.4, 0.91 + epoch / 100, 1, 1)
+        )
+    writer.close(config, number=7, is_baseline=False, state=state)
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events
+
+
+def plugin_data(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPluginData:
+    content = events.summary_metadata[f"_hparams_/{tag}"].plugin_data.content
+    return plugin_data_pb2.HParamsPluginData.FromString(content)
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("complete", "STATUS_SUCCESS"), ("pruned", "STATUS_SUCCESS"), ("fail", "STATUS_FAILURE")],
+)
+def test_the_session_status_says_whether_the_trial_failed(
+    tmp_path: Path, state: str, status: str
+) -> None:
+    events = written(tmp_path, TrainConfig(), state)
+    end = plugin_data(events, "session_end_info").session_end_info
+    assert api_pb2.Status.Name(end.status) == status
+    hparams = plugin_data(events, "session_start_info").session_start_info.hparams
+    assert hparams["state"].string_value == state and hparams["trial"].number_value == 7
+    assert [e.value for e in events.Scalars("val/acc")] == pytest.approx([0.91, 0.92])
+    assert [e.step for e in events.Scalars("val/acc")] == [0, 1]
+
+
+def test_fields_the_schedule_ignores_are_left_out_of_the_hparams(tmp_path: Path) -> None:
+    step = plugin_data(
+        written(tmp_path / "step", TrainConfig(schedule="step", gamma=0.5), "complete"),
+        "session_start_info",
+    )
+    assert step.session_start_info.hparams["gamma"].number_value == 0.5
+    assert "step_every" in step.session_start_info.hparams
+    flat = plugin_data(
+        written(tmp_path / "none", TrainConfig(schedule="none"), "complete"), "session_start_info"
+    )
+    assert "gamma" not in flat.session_start_info.hparams
+    assert "step_every" not in flat.session_start_info.hparams
+    assert flat.session_start_info.hparams["lr"].number_value == TrainConfig().lr
