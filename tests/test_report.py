@@ -35,7 +35,7 @@ from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of, confirm_runs_of
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history
-from hpo.report.landscape import BLUES, parallel, slices
+from hpo.report.landscape import BLUES, in_space, parallel, param_importances, slices
 from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
@@ -884,3 +884,21 @@ def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> 
     assert markers and all(t.marker.colorscale[0][1] == BLUES[0] for t in markers)
     caption = slices(data, names[::-1]).caption
     assert f"against {', '.join(names)};" in caption  # the panels' order, not the call's
+
+
+def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: str) -> None:
+    """The baseline lies outside a space that excludes the tutorial's values; Optuna stores such
+    an enqueued trial with only a warning, and PED-ANOVA would bin its value into the range."""
+    within, caption = param_importances(read_study("demo", study_url))
+    assert within and "Left out" not in caption
+    study = optuna.load_study(study_name="demo", storage=study_url)
+    study.enqueue_trial({"lr": 30.0, "momentum": 0.0, "hidden1": 4, "hidden2": 2})
+    with pytest.warns(UserWarning, match="out of range"):
+        trial = study.ask({k: SPACE[k] for k in ("lr", "momentum", "hidden1", "hidden2")})
+    study.tell(trial, 0.999)
+    data = read_study("demo", study_url)
+    assert not in_space(data.study.trials[-1])
+    assert all(in_space(t) for t in data.study.trials[:-1])
+    importances, caption = param_importances(data)
+    assert importances == pytest.approx(within)
+    assert f"Left out: #{trial.number}, with values outside the search space." in caption
