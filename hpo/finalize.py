@@ -23,6 +23,7 @@ from hpo.records import (
     FINAL_ATTR,
     Final,
     FinalSide,
+    Role,
     baseline_of,
     best_of,
     final_of,
@@ -64,7 +65,8 @@ def finalize(
     ):
         return stored
     done: dict[int, FinalSide] = {}
-    for role, t in (("best", best), ("baseline", base)):
+    sides: tuple[tuple[Role, FrozenTrial | None], ...] = (("best", best), ("baseline", base))
+    for role, t in sides:
         if t is not None and t.number not in done:
             done[t.number] = _retrain(t, role, mnist, device, compile, cache_dir, force, log)
     final: Final = {
@@ -82,7 +84,7 @@ def _trial_of(side: FinalSide | None) -> int | None:
 
 def _retrain(
     t: FrozenTrial,
-    role: str,
+    role: Role,
     mnist: Mnist,
     device: torch.device,
     compile: bool | None,

@@ -224,6 +224,14 @@ def _start(
     return _Worker(index, device, proc, out, err)
 
 
+def signal_name(number: int) -> str:
+    """SIGKILL for 9; real-time signals (SIGRTMIN+n) have no name in Python's enum."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _signal_all(workers: Sequence[_Worker], sig: signal.Signals) -> None:
     for w in workers:
         if w.proc.poll() is None:
@@ -257,8 +265,7 @@ def _result(w: _Worker) -> WorkerResult:
     outcome = _parse(lines[-1]) if lines else None
     if outcome is None:
         if code < 0:
-            name = signal.Signals(-code).name
-            outcome = WorkerOutcome("error", "signal", f"was killed by {name}")
+            outcome = WorkerOutcome("error", "signal", f"was killed by {signal_name(-code)}")
         else:
             outcome = WorkerOutcome("error", "crash", f"exited with code {code}, reporting nothing")
     said = tuple(dict.fromkeys(_HPO_WARNING.findall(stderr)))  # each once, in order
@@ -365,15 +372,13 @@ def _since(t: optuna.trial.FrozenTrial, clock: dt.datetime) -> float:
 
 def outcome_of(exc: BaseException | None) -> tuple[WorkerOutcome, int]:
     """The outcome line and the exit code for a worker that ended with ``exc`` (None: done)."""
-    from hpo.cli.common import known_error
-
     if exc is None:
         return WorkerOutcome("ok"), 0
     if isinstance(exc, KeyboardInterrupt):
         return WorkerOutcome("interrupted", "error", "was interrupted"), 130
     if isinstance(exc, StorageError):
         return WorkerOutcome("error", "storage", str(exc)), 1
-    if known_error(exc):
+    if isinstance(exc, HpoError):
         return WorkerOutcome("error", "error", f"stopped: {exc}"), 1
     return WorkerOutcome("error", "crash", f"crashed: {type(exc).__name__}: {exc}"), 1
 

@@ -130,6 +130,8 @@ def add_trial(
     value: float | None,
     changes: dict[str, Any],
     run: int,
+    *,
+    is_baseline: bool | None = None,
 ) -> None:
     config = dataclasses.replace(TrainConfig(epochs=EPOCHS, seed=100 + number), **changes)
     params = {k: getattr(config, k) for k in SPACE if k != "gamma"}
@@ -142,7 +144,7 @@ def add_trial(
     attrs: dict[str, Any] = {
         "config": config.to_dict(),
         "seed": config.seed,
-        "is_baseline": number == BASELINE,
+        "is_baseline": number == BASELINE if is_baseline is None else is_baseline,
         "curves": curves,
         "epochs_run": run,
         "device": "cpu",
@@ -902,3 +904,14 @@ def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: 
     importances, caption = param_importances(data)
     assert importances == pytest.approx(within)
     assert f"Left out: #{trial.number}, with values outside the search space." in caption
+
+
+def test_a_baseline_re_run_under_another_number_is_named_by_it(tmp_path: Path) -> None:
+    """An interrupted trial 0 is queued again and runs as a later trial: the caption must name
+    that one, not trial 0 (a FAIL row in the table)."""
+    url = build_study(tmp_path / "hpo.db", trials=[1, 3])
+    study = optuna.load_study(study_name="demo", storage=url)
+    add_trial(study, 4, TrialState.COMPLETE, 0.9650, {}, 3, is_baseline=True)
+    data = read_study("demo", url)
+    assert data.baseline is not None and data.baseline.number == 2  # Optuna numbers in order
+    assert "The dashed line is the tutorial's configuration (trial 2)." in history(data).caption

@@ -539,3 +539,18 @@ def test_a_worker_killed_from_outside_is_a_note_once_the_others_finished_the_stu
     else:
         with pytest.raises(HpoError, match="Rerun the same command to finish"):
             run(stream=said)
+
+
+@pytest.mark.parametrize("number", [signal.SIGKILL, signal.SIGRTMIN + 5])
+def test_a_worker_killed_by_any_signal_is_said_by_its_name_or_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, number: int
+) -> None:
+    """Python's signal enum has no member for a real-time signal: reading a worker killed by one
+    raised ValueError and lost every other worker's result."""
+    monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: ["sleep", "60"])
+    worker = hpo.workers._start(0, [], "cpu", os.environ, tmp_path)
+    os.kill(worker.proc.pid, number)
+    got = hpo.workers._result(worker)
+    assert got.returncode == -number
+    expected = "SIGKILL" if number == signal.SIGKILL else f"signal {number}"
+    assert got.outcome == hpo.workers.WorkerOutcome("error", "signal", f"was killed by {expected}")

@@ -113,10 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             EXIT_TERMINATED if ended else 130,
         )
     except Exception as exc:
-        from hpo.cli.common import known_error
         from hpo.device import DeviceError
+        from hpo.errors import HpoError
 
-        if known_error(exc):
+        if isinstance(exc, HpoError):  # its message says what is wrong and how to fix it
             if from_env and isinstance(exc, DeviceError):  # no --device was given: say who asked
                 return fail(f"{exc} (the device came from {from_env}: unset it)", EXIT_ERROR)
             return fail(str(exc), EXIT_ERROR)

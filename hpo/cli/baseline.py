@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log
-from hpo.config import LOADERS, TrainConfig
+from hpo.config import LOADERS, PrecisionChoice, TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.precision == "bf16" and args.loader == "torchvision":
         raise UsageError("--precision bf16 needs --loader tensor: the tutorial's loop is fp32")
     device = resolve_device(args.device)
-    precision = "fp32" if args.loader == "torchvision" else args.precision
+    precision: PrecisionChoice = "fp32" if args.loader == "torchvision" else args.precision
     config = TrainConfig(
         epochs=args.epochs,
         seed=args.seed,

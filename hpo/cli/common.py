@@ -43,15 +43,6 @@ def fail(message: str, code: int) -> int:
     return code
 
 
-def known_error(exc: BaseException) -> bool:
-    """Errors whose message already says what is wrong and how to fix it."""
-    from hpo.data import DataError
-    from hpo.device import DeviceError
-    from hpo.errors import HpoError
-
-    return isinstance(exc, DataError | DeviceError | HpoError)
-
-
 class ParagraphFormatter(argparse.HelpFormatter):
     """Help text for a verb with laid-out examples: a description or epilog written with line
     breaks (an example list, a docstring) is kept as written, as ``RawDescriptionHelpFormatter``

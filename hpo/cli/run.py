@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="tune the recipe with Optuna (resumable study, pruning, live progress)",
         description="Search lr, momentum, hidden sizes and the lr schedule of the tutorial's MLP; "
-        "trial 0 is always the tutorial's own configuration.",
+        "the first trial queued (trial 0) is the tutorial's own configuration.",
         epilog=EXAMPLES,
         formatter_class=ParagraphFormatter,
     )

@@ -85,7 +85,9 @@ def history(data: StudyData) -> Figure:
             annotation_text=f"tutorial baseline {shown}",
             annotation_position="bottom right",
         )
-        caption += " The dashed line is the tutorial's configuration (trial 0)."
+        caption += (
+            f" The dashed line is the tutorial's configuration (trial {data.baseline.number})."
+        )
     return Figure(
         "history",
         "Optimisation history",

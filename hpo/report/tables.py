@@ -28,7 +28,8 @@ _CONFIG_DOCS = {
 }
 # The CSV's columns, in order; the README documents them from this table.
 TRIAL_COLUMNS: dict[str, str] = {
-    "trial": "trial number; trial 0 is the tutorial's own configuration",
+    "trial": "trial number; the tutorial's own configuration is trial 0, or a later one where "
+    "trial 0 was interrupted and re-run (`is_baseline` marks it)",
     "state": "COMPLETE, PRUNED, FAIL or RUNNING",
     "is_baseline": "true for the tutorial's configuration",
     "value": "the trial's value, the study's objective (final validation accuracy by default); "

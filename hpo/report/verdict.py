@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from optuna.trial import FrozenTrial
 
@@ -39,9 +39,14 @@ class Side:
     param_count: int | None
 
 
+VerdictKind = Literal[
+    "none", "no-baseline", "baseline-best", "beats", "worse", "no-difference", "unconfirmed"
+]
+
+
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # none, no-baseline, baseline-best, beats, worse, no-difference, unconfirmed
+    kind: VerdictKind  # the page's CSS class and the JSON's "verdict"
     headline: str
     baseline: Side | None
     best: Side | None
@@ -157,6 +162,7 @@ def _decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
         f"{best.test.n} vs {base.test.n} seeds)"
     )
     scores = f"test accuracy {percent(best.test.mean)} vs {percent(base.test.mean)}"
+    kind: VerdictKind
     if diff.low > 0:
         kind, text = "beats", f"Tuning beat the tutorial: {scores}, {span}."
     elif diff.high < 0:
