@@ -153,15 +153,17 @@ OBJECTIVES: dict[str, Direction] = {"val_acc": "maximize", "val_loss": "minimize
 
 @dataclass(frozen=True)
 class StudySpec:
+    """A validated spec; made by ``parse_spec``, which holds the defaults of what a file omits."""
+
     space: SearchSpace
-    trials: int = 50
-    epochs: int = 20
-    seed: int = 0
-    objective: str = "val_acc"
-    sampler: Component = Component("tpe", (("n_startup_trials", 10), ("multivariate", True)))
-    pruner: Component = Component("median", (("n_startup_trials", 5), ("n_warmup_steps", 2)))
+    trials: int
+    epochs: int
+    seed: int
+    objective: str
+    sampler: Component
+    pruner: Component
     # Every trial's, the baseline's too; "auto" is resolved on each trial's device.
-    precision: PrecisionChoice = "fp32"
+    precision: PrecisionChoice
     source: str = field(default="<spec>", compare=False)
 
     @property
