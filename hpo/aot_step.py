@@ -38,6 +38,7 @@ import torch
 from hpo import fast_step
 from hpo.config import Precision
 from hpo.data import cache_root
+from hpo.device import cpu_model
 from hpo.files import exclusive_lock, replacing
 from hpo.model import BN_EPS, BN_MOMENTUM
 
@@ -100,7 +101,7 @@ def _fixed_part() -> str:
         torch.__version__,
         f"{sys.version_info.major}.{sys.version_info.minor}",
         platform.machine(),
-        _cpu_name(),  # one cache shared by machines of several CPU models (an NFS home)
+        cpu_model(),  # one cache shared by machines of several CPU models (an NFS home)
         torch.backends.cpu.get_cpu_capability(),
         f"bn={BN_EPS},{BN_MOMENTUM}",  # constants the step's source imports
         inspect.getsource(fast_step),
@@ -283,11 +284,3 @@ def _example() -> tuple[Any, ...]:
         torch.tensor(0.9),
         torch.tensor(False),
     )
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor()

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -68,9 +70,19 @@ def describe(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    import platform
+    return f"{cpu_model()} x{torch.get_num_threads()} threads"
 
-    return f"CPU {platform.machine()} x{torch.get_num_threads()} threads"
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux reports it, else what the platform module says: the
+    compiled step and precision "auto" depend on its instruction set."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def native_bf16(device: torch.device) -> bool:

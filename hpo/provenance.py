@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from hpo.device import cpu_model
+
 SOURCE = Path(__file__).resolve().parent  # the hpo package that is running
 
 
@@ -47,15 +49,3 @@ def source_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return commit + ("+changes" if changed else "")
-
-
-def cpu_model() -> str:
-    """The CPU's model name as Linux reports it, else what the platform module says: the
-    compiled step and precision "auto" depend on its instruction set."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import hpo.device
 from hpo.cli import main
 from hpo.device import DeviceError, resolve_device, resolve_precision, slow_bf16_note
 
@@ -83,3 +84,21 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bfloat16_units(
         assert note is not None and "neither AVX512-BF16 nor AMX" in note
         assert "--precision auto" in note
     assert slow_bf16_note(cpu, "fp32") is None and slow_bf16_note(cpu, "auto") is None
+
+
+def test_a_cpu_is_described_by_its_model_name_and_thread_count(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What a trial's ``device_name`` and the report's device column show (was the bare
+    architecture, ``CPU x86_64``, for every x86 machine)."""
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Some Vendor CPU 9000\nflags\t: avx\n")
+    real = Path
+
+    def fake_path(name: str) -> Path:
+        return info if name == "/proc/cpuinfo" else real(name)
+
+    monkeypatch.setattr(hpo.device, "Path", fake_path)
+    assert hpo.device.describe(torch.device("cpu")) == (
+        f"Some Vendor CPU 9000 x{torch.get_num_threads()} threads"
+    )
