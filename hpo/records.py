@@ -129,3 +129,24 @@ def last_val_acc(trial: FrozenTrial) -> float | None:
     objective. One definition for hpo run's summary, finalize and the report."""
     finite = [v for v in curve(trial, "val_acc") if math.isfinite(v)]
     return finite[-1] if finite else None
+
+
+def trial_config(trial: FrozenTrial) -> dict[str, Any]:
+    """The stored config; the sampled params fill in for a trial that failed before storing it."""
+    config = trial.user_attrs.get("config")
+    return dict(config) if isinstance(config, dict) else dict(trial.params)
+
+
+def epochs_run(trial: FrozenTrial) -> int:
+    stored = trial.user_attrs.get("epochs_run")
+    return int(stored) if stored is not None else len(curve(trial, "val_acc"))
+
+
+def pruning_epochs(trials: Iterable[FrozenTrial]) -> tuple[int, int]:
+    """(epochs the finished trials ran, epochs they would have run without pruning), each by
+    its own config. A failed (diverged) trial stops whether or not a pruner runs: left out. One
+    definition for hpo run's summary and the report."""
+    finished = [t for t in trials if t.state in FINISHED]
+    run = sum(epochs_run(t) for t in finished)
+    planned = sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished)
+    return run, planned

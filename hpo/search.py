@@ -35,6 +35,7 @@ from hpo.records import (
     best_of,
     final_of,
     last_val_acc,
+    pruning_epochs,
 )
 from hpo.spec import StudySpec
 from hpo.storage import GRACE_FACTOR, Heartbeat, reporting_loss
@@ -79,6 +80,12 @@ class StudySummary:
     @property
     def finished(self) -> int:
         return self.complete + self.pruned
+
+    @property
+    def epochs_saved(self) -> float:
+        """The share of the finished trials' epochs that pruning saved."""
+        planned = self.epochs_without_pruning
+        return 1 - self.epochs_run / planned if planned else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -306,7 +313,7 @@ def summarize(
     trials = study.get_trials(deepcopy=False)  # one read for everything below
     c = counts_of(trials, target, study.direction)
     epochs = int(study.user_attrs.get("epochs", 0))
-    finished = [t for t in trials if t.state in FINISHED]
+    run, planned = pruning_epochs(trials)
     best, base = best_of(trials, study.direction), baseline_of(trials)
     return StudySummary(
         study.study_name,
@@ -317,8 +324,8 @@ def summarize(
         c.failed,
         c.running,
         epochs,
-        sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished),
-        len(finished) * epochs,
+        run,
+        planned,
         _brief(best),
         _brief(base),
         final_of(study.user_attrs),

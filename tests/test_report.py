@@ -31,12 +31,12 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of, confirm_runs_of
+from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of, confirm_runs_of, curve, last_val_acc
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, in_space, parallel, param_importances, slices
-from hpo.report.tables import curve, last_val_acc, summarise, summary_frame, top_frame
+from hpo.report.tables import summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
 

@@ -15,13 +15,12 @@ if TYPE_CHECKING:  # for annotations only: the parser is built without importing
 def format_summary(s: StudySummary, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(s.to_dict(), indent=2)
-    saved = 1 - s.epochs_run / s.epochs_without_pruning if s.epochs_without_pruning else 0.0
     lines = [
         f"study     {s.study_name}  ({s.storage})",
         f"trials    {s.finished} finished of {s.target}: {s.complete} complete, "
         f"{s.pruned} pruned; {s.failed} failed" + (f"; {s.running} running" if s.running else ""),
         f"epochs    {s.epochs_run} run of {s.epochs_without_pruning} without pruning "
-        f"({saved:.0%} saved; {s.epochs} per trial)",
+        f"({s.epochs_saved:.0%} saved; {s.epochs} per trial)",
     ]
     if s.stopped_early:
         lines.append(f"stopped   early ({s.stopped_early}); rerun the same command to go on")

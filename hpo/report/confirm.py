@@ -22,10 +22,9 @@ from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
-from hpo.records import CONFIRM_ATTR, ConfirmRun, confirm_runs_of
+from hpo.records import CONFIRM_ATTR, ConfirmRun, confirm_runs_of, last_val_acc, trial_config
 from hpo.report.stats import Sample, sample_of
 from hpo.report.study import StudyData
-from hpo.report.tables import last_val_acc, trial_config
 from hpo.retrain import trained
 
 

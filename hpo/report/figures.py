@@ -14,8 +14,8 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from hpo.config import TrainConfig
+from hpo.records import curve, trial_config
 from hpo.report.study import StudyData
-from hpo.report.tables import curve, trial_config
 from hpo.schedules import lr_curve
 
 BASELINE_COLOUR, BEST_COLOUR, PRUNED_COLOUR = "#222222", "#d62728", "#aaaaaa"

@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import TrainConfig
 from hpo.model import parameter_count
-from hpo.records import curve, last_val_acc
+from hpo.records import curve, epochs_run, last_val_acc, pruning_epochs, trial_config
 from hpo.report.study import StudyData
 from hpo.spec import in_use
 
@@ -50,17 +50,6 @@ TRIAL_COLUMNS: dict[str, str] = {
     "started": "start time (ISO 8601)",
     "finished": "finish time (ISO 8601; empty while running)",
 }
-
-
-def trial_config(trial: FrozenTrial) -> dict[str, Any]:
-    """The stored config; the sampled params fill in for a trial that failed before storing it."""
-    config = trial.user_attrs.get("config")
-    return dict(config) if isinstance(config, dict) else dict(trial.params)
-
-
-def epochs_run(trial: FrozenTrial) -> int:
-    stored = trial.user_attrs.get("epochs_run")
-    return int(stored) if stored is not None else len(curve(trial, "val_acc"))
 
 
 def trial_row(trial: FrozenTrial) -> dict[str, Any]:
@@ -128,8 +117,7 @@ class Summary:
 
 
 def summarise(data: StudyData) -> Summary:
-    # A failed (diverged) trial stops whether or not a pruner runs: it saves nothing by pruning.
-    finished = data.in_state(TrialState.COMPLETE, TrialState.PRUNED)
+    run, planned = pruning_epochs(data.trials)
     starts = [t.datetime_start for t in data.trials if t.datetime_start]
     ends = [t.datetime_complete for t in data.trials if t.datetime_complete]
     span = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
@@ -140,8 +128,8 @@ def summarise(data: StudyData) -> Summary:
         failed=len(data.in_state(TrialState.FAIL)),
         running=len(data.running),
         queued=len(data.queued),
-        epochs_run=sum(epochs_run(t) for t in finished),
-        epochs_planned=sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished),
+        epochs_run=run,
+        epochs_planned=planned,
         wall_seconds=span,
         trial_seconds=sum(
             float(t.user_attrs.get("wall_seconds", _duration(t)))

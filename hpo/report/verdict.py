@@ -14,11 +14,11 @@ from typing import Any, Literal
 from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
-from hpo.records import ConfirmRun, FinalSide, Role
+from hpo.records import ConfirmRun, FinalSide, Role, last_val_acc, trial_config
 from hpo.report.confirm import seed_accuracies
 from hpo.report.stats import Difference, Sample, sample_of, welch_interval
 from hpo.report.study import StudyData
-from hpo.report.tables import CONFIG_KEYS, last_val_acc, trial_config, trial_row
+from hpo.report.tables import CONFIG_KEYS, trial_row
 from hpo.spec import in_use
 
 ONE_SEED = "1 seed (hpo finalize): not a claim"
