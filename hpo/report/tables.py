@@ -30,7 +30,8 @@ _CONFIG_DOCS = {
 TRIAL_COLUMNS: dict[str, str] = {
     "trial": "trial number; the tutorial's own configuration is trial 0, or a later one where "
     "trial 0 was interrupted and re-run (`is_baseline` marks it)",
-    "state": "COMPLETE, PRUNED, FAIL or RUNNING",
+    "state": "COMPLETE, PRUNED, FAIL, RUNNING, or WAITING (queued: a lost or interrupted "
+    "trial's parameters to run again, or a trial `--jobs` put back untrained)",
     "is_baseline": "true for the tutorial's configuration",
     "value": "the trial's value, the study's objective (final validation accuracy by default); "
     "empty unless COMPLETE",
