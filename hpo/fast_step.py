@@ -10,7 +10,7 @@ tutorial's exactly; ``tests/test_train.py`` checks it against ``nn.Module`` + au
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -153,6 +153,26 @@ def train_step(
 
     correct = (z.argmax(1) == y).sum()
     totals.add_(torch.stack([loss.detach(), correct.to(totals.dtype), totals.new_ones(())]))
+
+
+class Step(Protocol):
+    """A training step as ``fit`` calls it: ``gather_step`` eager, compiled by ``torch.compile``,
+    or the ahead-of-time package (``hpo.aot_step.PackagedStep``)."""
+
+    def __call__(
+        self,
+        x_all: torch.Tensor,
+        y_all: torch.Tensor,
+        idx: torch.Tensor,
+        params: list[torch.Tensor],
+        bufs: list[torch.Tensor],
+        running: list[torch.Tensor],
+        totals: torch.Tensor,
+        lr: torch.Tensor,
+        momentum: torch.Tensor,
+        softmax_head: torch.Tensor,
+        /,
+    ) -> None: ...
 
 
 def gather_step(

@@ -16,7 +16,7 @@ import torch.fx.experimental._config as fx_config
 from hpo.aot_step import fits, load_step
 from hpo.config import Precision, TrainConfig
 from hpo.device import synchronize
-from hpo.fast_step import FlatState, gather_step
+from hpo.fast_step import FlatState, Step, gather_step
 
 
 def use_compile(device: torch.device, requested: bool | None) -> bool:
@@ -26,7 +26,7 @@ def use_compile(device: torch.device, requested: bool | None) -> bool:
     return device.type in ("cpu", "cuda")
 
 
-_COMPILED: dict[tuple[str, str], Callable[..., None]] = {}
+_COMPILED: dict[tuple[str, str], Step] = {}
 # Device types whose compiled step is the ahead-of-time package (hpo.aot_step) rather than
 # torch.compile: the CPU. On a GPU the compiled step is captured into CUDA graphs, which
 # torch.compile's step has been measured and tested with.
@@ -43,11 +43,11 @@ def ahead_of_time(device: torch.device, config: TrainConfig) -> bool:
 INDUCTOR_OPTIONS: dict[str, dict[str, Any]] = {}
 
 
-def eager_step(precision: Precision) -> Callable[..., None]:
+def eager_step(precision: Precision) -> Step:
     return functools.partial(gather_step, precision=precision)
 
 
-def compiled_step(device: torch.device, precision: Precision) -> Callable[..., None]:
+def compiled_step(device: torch.device, precision: Precision) -> Step:
     """One compiled step per device type and precision per process; dynamic shapes so that
     every hidden size a study samples reuses it instead of recompiling (~5-20 s each here)."""
     key = (device.type, precision)
@@ -63,7 +63,7 @@ def compiled_step(device: torch.device, precision: Precision) -> Callable[..., N
     return _COMPILED[key]
 
 
-def _without_duck_shapes(step: Callable[..., None]) -> Callable[..., None]:
+def _without_duck_shapes(step: Step) -> Step:
     """``step`` traced with a symbol per size. By default dynamo gives sizes that are equal when
     it traces one symbol ("duck shapes"), so a first trial with hidden1 == hidden2, or a size
     equal to a batch's length, compiled a step that only fits such trials, and the next other one
@@ -86,11 +86,11 @@ def _without_duck_shapes(step: Callable[..., None]) -> Callable[..., None]:
 def prepare_step(
     device: torch.device,
     want_compiled: bool,
-    warm_up: Callable[[Callable[..., None]], None],
+    warm_up: Callable[[Step], None],
     precision: Precision = "fp32",
     *,
     aot: bool = False,
-) -> tuple[Callable[..., None], bool, float, bool]:
+) -> tuple[Step, bool, float, bool]:
     """The step function, compiled where asked and possible; whether it is compiled, the
     seconds compiling (or loading the package) took, and whether it is the ahead-of-time one.
 
@@ -137,7 +137,7 @@ def _why(exc: Exception) -> str:
 
 
 def scratch_steps(
-    step: Callable[..., None],
+    step: Step,
     state: FlatState,
     x: torch.Tensor,
     y: torch.Tensor,

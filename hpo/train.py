@@ -18,7 +18,7 @@ from hpo import interrupts
 from hpo.config import TrainConfig
 from hpo.device import synchronize
 from hpo.epoch_steps import EpochSteps
-from hpo.fast_step import FlatState, predict_logits
+from hpo.fast_step import FlatState, Step, predict_logits
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model, parameter_count
 from hpo.schedules import lr_at
@@ -156,7 +156,7 @@ def fit(
     seen = sum(b - a for a, b in slices)  # a trailing batch of one is not trained
     lengths = sorted({b - a for a, b in slices})
 
-    def warm_up(step: Callable[..., None]) -> None:
+    def warm_up(step: Step) -> None:
         scratch_steps(step, state, train.x, train.y, momentum, head, lengths)
 
     want = use_compile(device, compile)
