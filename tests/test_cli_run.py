@@ -19,11 +19,12 @@ from optuna.trial import TrialState
 import hpo.data
 import hpo.device
 from hpo.cli import main
-from hpo.data import file_digests, make_synthetic_mnist, raw_dir
+from hpo.data import raw_dir
 from hpo.storage import open_storage
 from hpo.storage_url import dashboard_command, mask_text
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
+from tests.support.synthetic import file_digests, make_synthetic_mnist
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import torch
 
-from hpo.data import make_synthetic_mnist
 from hpo.mnist import Mnist
 from hpo.progress import Progress
 from hpo.search import run_study
 from hpo.spec import parse_spec
 from hpo.storage import open_storage
+from tests.support.synthetic import make_synthetic_mnist
 
 SPACE = {
     "lr": {"low": 1e-3, "high": 0.1, "log": True},

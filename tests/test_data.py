@@ -26,14 +26,13 @@ from hpo.data import (
     DataError,
     default_data_dir,
     ensure_mnist,
-    file_digests,
     load_mnist,
-    make_synthetic_mnist,
     raw_dir,
     verify,
 )
 from hpo.idx import read_idx, write_idx
 from hpo.splits import normalise, split_indices, tensor_data
+from tests.support.synthetic import file_digests, make_synthetic_mnist
 
 N_TRAIN, N_TEST = 60, 10
 

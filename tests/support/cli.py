@@ -22,7 +22,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.data import file_digests, make_synthetic_mnist, raw_dir
+from hpo.data import raw_dir
+from tests.support.synthetic import file_digests, make_synthetic_mnist
 
 REPO = Path(__file__).resolve().parents[2]
 HOOK = """\
