@@ -18,7 +18,7 @@ import torch
 from hpo.mnist import Mnist
 from hpo.progress import Progress
 from hpo.search import run_study
-from hpo.spec import parse_spec
+from hpo.spec_parse import parse_spec
 from hpo.storage import open_storage
 from tests.support.synthetic import make_synthetic_mnist
 

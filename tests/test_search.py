@@ -40,7 +40,8 @@ from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
 from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
-from hpo.spec import StudySpec, parse_spec
+from hpo.spec import StudySpec
+from hpo.spec_parse import parse_spec
 from hpo.storage import open_storage
 from hpo.study_setup import (
     StudyMismatchError,

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hpo.config import TrainConfig
-from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError, load_spec, parse_spec
+from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError
+from hpo.spec_parse import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,8 @@ from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, sampler_seed
 from hpo.search import run_one, surplus
 from hpo.space import suggest
-from hpo.spec import StudySpec, parse_spec
+from hpo.spec import StudySpec
+from hpo.spec_parse import parse_spec
 from hpo.storage import open_storage
 from hpo.study_setup import open_study
 from hpo.workers import (

@@ -127,7 +127,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def load_spec_args(args: argparse.Namespace) -> StudySpec:
-    from hpo.spec import SpecError, load_spec
+    from hpo.spec import SpecError
+    from hpo.spec_parse import load_spec
 
     if args.spec == DEFAULT_SPEC and not DEFAULT_SPEC.exists() and SHIPPED_SPEC.is_file():
         # Run outside the checkout with no --spec: its default spec, rather than an error.
