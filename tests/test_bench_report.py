@@ -205,3 +205,15 @@ def test_time_split_reads_where_a_studys_time_went(tmp_path: Path) -> None:
     with pytest.raises(HpoError, match="no study storage at"):  # not created, then a KeyError
         time_split(f"sqlite:///{absent}", "s")
     assert not absent.exists()
+
+
+def test_ratios_are_recomputed_from_the_medians_the_table_prints() -> None:
+    """A ratio stored in the file that disagrees with its medians (an edited file, or one
+    written by older code) must not be printed beside them."""
+    report = load(SAMPLE)
+    tensor = next(b for b in report["benchmarks"] if b["name"] == "test_one_epoch[cpu-tensor]")
+    loop = next(b for b in report["benchmarks"] if b["name"] == "test_one_epoch[cpu-torchvision]")
+    tensor["stats"]["median"] = loop["stats"]["median"] / 4  # exactly 4x
+    text = markdown(report)
+    line = next(x for x in text.splitlines() if x.startswith("| one epoch, tensor path vs"))
+    assert line.endswith("| 4.00x |"), line

@@ -42,6 +42,7 @@ from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
+from hpo.splits import normalise
 from hpo.storage import open_storage
 from hpo.study_setup import (
     StudyMismatchError,
@@ -51,7 +52,7 @@ from hpo.study_setup import (
     setup_notes,
 )
 from hpo.tb import trial_dir
-from hpo.train import EpochMetrics, FitResult, OnEpoch
+from hpo.train import EpochMetrics, FitResult, OnEpoch, predict
 from hpo.trial import CURVE_KEYS, UNFINISHED, training_seed
 from tests.support.cli import USER_ATTRS
 
@@ -531,6 +532,10 @@ def test_finalize_caches_its_models_where_the_report_finds_them(
         threads, compile_ = record["threads"], record["compile"]  # as the report asks
         model = trained(config, mnist, CPU, cache, threads=threads, compile=compile_)
         assert model.test_acc == record["test_acc"] and model.cached
+        # Scored on the test set, not the validation split: the model's own test predictions.
+        guesses = predict(model.model, normalise(mnist.arrays.test_images))
+        correct = (guesses == mnist.arrays.test_labels).sum().item()
+        assert record["test_acc"] == pytest.approx(correct / len(guesses), abs=1e-9)
     # A finalize that finds the same models cached (a study of this name in another storage,
     # say) says that its scores come from there, rather than that it retrained.
     said: list[str] = []
@@ -927,3 +932,13 @@ def test_a_trial_taken_for_lost_while_training_gives_way_to_its_rerun(
     assert taken == [0] and trials[0].state == TrialState.FAIL
     assert trials[1].user_attrs["origin"] == 0 and trials[1].state == TrialState.COMPLETE
     assert summary.complete == 2
+
+
+def test_a_timeout_stops_the_run_between_trials_and_says_so(mnist: Mnist, tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    summary = run_study(
+        tiny_spec(), storage, "s", 50, CPU, mnist, Progress(), timeout=0.5,
+        runs_dir=tmp_path / "runs", compile=False,
+    )  # fmt: skip
+    assert summary.stopped_early == "timeout"
+    assert 1 <= summary.finished < 50  # the trial under way when time ran out is finished

@@ -17,6 +17,7 @@ from hpo.config import Head, Precision, TrainConfig
 from hpo.fast_step import _mm
 from hpo.interrupts import Terminated
 from hpo.mnist import Mnist
+from hpo.model import parameter_count
 from hpo.schedules import lr_at, lr_curve
 from hpo.train import EpochMetrics, batches, fit
 
@@ -254,3 +255,14 @@ def test_tune_runs_hold_out_validation_and_full_runs_use_the_test_set(
         dataclasses.replace(SMALL, epochs=1), synthetic_mnist, torch.device("cpu"), full=True
     )
     assert result.eval_split == "test"
+
+
+def test_the_default_config_is_the_tutorials_recipe() -> None:
+    """Pinned as literals (tests elsewhere compare against TrainConfig() itself, which would
+    follow any drift): README's recipe, shared/seed/RECIPE.md."""
+    assert TrainConfig().to_dict() == {
+        "lr": 0.01, "momentum": 0.9, "hidden1": 300, "hidden2": 100, "schedule": "tutorial",
+        "gamma": 0.9, "step_every": 5, "batch_size": 64, "epochs": 20, "head": "softmax",
+        "seed": 0, "loader": "tensor", "precision": "fp32",
+    }  # fmt: skip
+    assert parameter_count(300, 100) == 267_410  # 784-300-100-10 with BatchNorm
