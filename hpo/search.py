@@ -36,6 +36,7 @@ from hpo.records import (
     final_of,
     last_val_acc,
     pruning_epochs,
+    trial_config,
 )
 from hpo.spec import StudySpec
 from hpo.storage import GRACE_FACTOR, Heartbeat, reporting_loss
@@ -336,5 +337,5 @@ def summarize(
 def _brief(t: FrozenTrial | None) -> TrialBrief | None:
     if t is None or t.value is None:
         return None
-    config = dict(t.user_attrs["config"])
-    return TrialBrief(t.number, t.value, last_val_acc(t), dict(t.params), config)
+    # trial_config: a trial told by hand (or by older code) may have no stored config
+    return TrialBrief(t.number, t.value, last_val_acc(t), dict(t.params), trial_config(t))

@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -38,7 +38,7 @@ from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
-from hpo.search import run_study
+from hpo.search import run_study, summarize
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
@@ -942,3 +942,18 @@ def test_a_timeout_stops_the_run_between_trials_and_says_so(mnist: Mnist, tmp_pa
     )  # fmt: skip
     assert summary.stopped_early == "timeout"
     assert 1 <= summary.finished < 50  # the trial under way when time ran out is finished
+
+
+def test_the_summary_reads_a_complete_trial_that_stored_no_config(tmp_path: Path) -> None:
+    """A trial told by hand (optuna's API, another tool) has params but no hpo attributes: it
+    may be the best, and the summary must not KeyError on it."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"lr": 0.05}, distributions={"lr": FloatDistribution(1e-3, 0.3)}, value=0.9
+        )
+    )
+    summary = summarize(study, storage, target=1)
+    assert summary.best is not None and summary.best.config == {"lr": 0.05}
+    assert summary.best.val_acc is None and summary.complete == 1
