@@ -150,3 +150,8 @@ def pruning_epochs(trials: Iterable[FrozenTrial]) -> tuple[int, int]:
     run = sum(epochs_run(t) for t in finished)
     planned = sum(int(trial_config(t).get("epochs") or epochs_run(t)) for t in finished)
     return run, planned
+
+
+def saved_share(run: int, planned: int) -> float:
+    """The share of ``planned`` epochs that pruning saved (``pruning_epochs``' two numbers)."""
+    return 1 - run / planned if planned else 0.0

@@ -36,6 +36,7 @@ from hpo.records import (
     final_of,
     last_val_acc,
     pruning_epochs,
+    saved_share,
     trial_config,
 )
 from hpo.spec import StudySpec
@@ -85,8 +86,7 @@ class StudySummary:
     @property
     def epochs_saved(self) -> float:
         """The share of the finished trials' epochs that pruning saved."""
-        planned = self.epochs_without_pruning
-        return 1 - self.epochs_run / planned if planned else 0.0
+        return saved_share(self.epochs_run, self.epochs_without_pruning)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -92,7 +92,7 @@ def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
     """Importances (PED-ANOVA, Optuna's default) and a caption; empty with the reason when the
     study cannot support them."""
     inside = [t for t in data.complete if in_space(t)]
-    outside = sorted(t.number for t in data.complete if not in_space(t))
+    outside = sorted({t.number for t in data.complete} - {t.number for t in inside})
     if len(inside) < 3:
         return (
             {},

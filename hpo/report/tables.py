@@ -12,7 +12,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo.config import TrainConfig
 from hpo.model import parameter_count
-from hpo.records import curve, epochs_run, last_val_acc, pruning_epochs, trial_config
+from hpo.records import (
+    curve,
+    epochs_run,
+    last_val_acc,
+    pruning_epochs,
+    saved_share,
+    trial_config,
+)
 from hpo.report.study import StudyData
 from hpo.spec import in_use
 
@@ -114,7 +121,7 @@ class Summary:
 
     @property
     def epochs_saved(self) -> float:
-        return 1 - self.epochs_run / self.epochs_planned if self.epochs_planned else 0.0
+        return saved_share(self.epochs_run, self.epochs_planned)
 
 
 def summarise(data: StudyData) -> Summary:
