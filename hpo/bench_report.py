@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ RATIOS: tuple[Ratio, ...] = (
         (
             f"study throughput (training images/s, end to end), hpo run --jobs {jobs}, "
             f"{precision}, vs the tutorial's loop (cpu)",
-            "test_one_epoch[cpu-torchvision]",
+            "test_study_jobs[tutorial-loop]",
             f"test_study_jobs[{jobs}-{precision}]",
             "train_images",
         )
@@ -79,24 +80,87 @@ RATIOS: tuple[Ratio, ...] = (
 _PER = {per for *_, per in RATIOS if per is not None}
 
 
-def ratios(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Every ratio whose two benchmarks (and their ``per`` amounts, if any) are present."""
-    found = {b["name"]: b for b in benchmarks}
-    out = []
-    for label, slow, fast, per in RATIOS:
-        times = [_time_per(found.get(name), per) for name in (slow, fast)]
-        if times[0] and times[1]:
-            out.append({"label": label, "slow": slow, "fast": fast, "ratio": times[0] / times[1]})
+def expand(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The benchmarks with each alternating one (``benchmarks/alternate.py``) replaced by a row
+    per variant: its stats from its own round times, its notes with the round's, and ``round_s``
+    and ``alternated`` (the round benchmark's name) for the ratios."""
+    out: list[dict[str, Any]] = []
+    for b in benchmarks:
+        extra = dict(b.get("extra_info", {}))
+        variants = extra.pop("variants", None)
+        if not variants:
+            out.append(dict(b))
+            continue
+        for name, v in variants.items():
+            times = [float(t) for t in v["round_s"]]
+            stats = {"median": statistics.median(times), "min": min(times), "rounds": len(times)}
+            out.append(
+                {
+                    "name": name,
+                    "stats": stats,
+                    "extra_info": {**extra, **v.get("extra_info", {})},
+                    "round_s": times,
+                    "alternated": b["name"],
+                }
+            )
     return out
 
 
-def _time_per(b: Mapping[str, Any] | None, per: str | None) -> float | None:
-    if b is None or not b["stats"]["median"]:
-        return None
+def ratios(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every ratio whose two benchmarks (and their ``per`` amounts, if any) are present. Two
+    variants timed in the same rounds are divided round by round: the median of those ratios,
+    with their range (``low``, ``high``) and ``rounds``; others, median by median."""
+    found = {b["name"]: b for b in expand(benchmarks)}
+    out = []
+    for label, slow_name, fast_name, per in RATIOS:
+        slow, fast = found.get(slow_name), found.get(fast_name)
+        if slow is None or fast is None:
+            continue
+        slow_work, fast_work = _amount(slow, per), _amount(fast, per)
+        if not (slow_work and fast_work):
+            continue
+        ratio: dict[str, Any] = {"label": label, "slow": slow_name, "fast": fast_name}
+        if _same_rounds(slow, fast):
+            each = [
+                (s / slow_work) / (f / fast_work)
+                for s, f in zip(slow["round_s"], fast["round_s"], strict=True)
+            ]
+            ratio |= {"ratio": statistics.median(each), "low": min(each), "high": max(each)}
+            ratio["rounds"] = len(each)
+        elif slow["stats"]["median"] and fast["stats"]["median"]:
+            ratio["ratio"] = (slow["stats"]["median"] / slow_work) / (
+                fast["stats"]["median"] / fast_work
+            )
+        else:
+            continue
+        out.append(ratio)
+    return out
+
+
+def _same_rounds(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return (
+        a.get("alternated") is not None
+        and a.get("alternated") == b.get("alternated")
+        and len(a["round_s"]) == len(b["round_s"])
+        and all(t > 0 for t in b["round_s"])
+    )
+
+
+def _amount(b: Mapping[str, Any], per: str | None) -> float | None:
+    """The work a benchmark's time is divided by: 1 without ``per``."""
     if per is None:
-        return float(b["stats"]["median"])
+        return 1.0
     amount = b.get("extra_info", {}).get(per)
-    return float(b["stats"]["median"]) / amount if amount else None
+    return float(amount) if amount else None
+
+
+def _basis(ratio: Mapping[str, Any]) -> str:
+    if "rounds" in ratio:
+        return (
+            f"median of {ratio['rounds']} alternated rounds' ratios "
+            f"({ratio['low']:.2f}x-{ratio['high']:.2f}x)"
+        )
+    return "medians of variants timed one after the other"
 
 
 def _seconds(value: float) -> str:
@@ -122,19 +186,20 @@ def markdown(report: Mapping[str, Any]) -> str:
         "| benchmark | median | min | rounds | notes |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for b in report.get("benchmarks", []):
+    for b in expand(report.get("benchmarks", [])):
         s = b["stats"]
         notes = ", ".join(f"{k}={short(v)}" for k, v in sorted(b.get("extra_info", {}).items()))
+        rounds = f"{s['rounds']}, alternated" if "alternated" in b else str(s["rounds"])
         lines.append(
             f"| `{b['name']}` | {_seconds(s['median'])} | {_seconds(s['min'])} | "
-            f"{s['rounds']} | {notes} |"
+            f"{rounds} | {notes} |"
         )
-    # Recomputed from the medians printed above, so the two can never disagree; the stored ones
+    # Recomputed from the times printed above, so the two can never disagree; the stored ones
     # (conftest writes them) only for a file whose benchmarks this code no longer names.
     found = ratios(report.get("benchmarks", [])) or report.get("hpo_ratios") or []
     if found:
-        lines += ["", "| ratio (same run) | value |", "| --- | --- |"]
-        lines += [f"| {r['label']} | {r['ratio']:.2f}x |" for r in found]
+        lines += ["", "| ratio (same run) | value | from |", "| --- | --- | --- |"]
+        lines += [f"| {r['label']} | {r['ratio']:.2f}x | {_basis(r)} |" for r in found]
     return "\n".join(lines) + "\n"
 
 
@@ -165,12 +230,9 @@ def load(path: Path) -> dict[str, Any]:
         extra = b.get("extra_info", {})
         if not isinstance(extra, dict):
             raise BenchFileError(f"{path}: benchmark {i}'s extra_info is not an object: {fix}")
-        for per in sorted(_PER & extra.keys()):  # the amounts of work ratios divide by
-            if not _number(extra[per]):
-                raise BenchFileError(
-                    f"{path}: benchmark {i}'s extra_info.{per} is {extra[per]!r}, not a number: "
-                    f"{fix}"
-                )
+        _check_amounts(extra, f"{path}: benchmark {i}'s extra_info", fix)
+        for name, v in _variants(extra.get("variants"), f"{path}: benchmark {i}", fix).items():
+            _check_amounts(v.get("extra_info", {}), f"{path}: variant {name}'s extra_info", fix)
     for outer, inner in (("machine_info", "cpu"), ("hpo_machine", "versions")):
         part = data.get(outer, {})
         if not isinstance(part, dict) or not isinstance(part.get(inner, {}), dict):
@@ -182,6 +244,36 @@ def load(path: Path) -> dict[str, Any]:
     ):
         raise BenchFileError(f"{path}: hpo_ratios is not a list of labelled ratios: {fix}")
     return data
+
+
+def _check_amounts(extra: Mapping[str, Any], where: str, fix: str) -> None:
+    """The amounts of work that ratios divide by must be numbers."""
+    for per in sorted(_PER & extra.keys()):
+        if not _number(extra[per]):
+            raise BenchFileError(f"{where}.{per} is {extra[per]!r}, not a number: {fix}")
+
+
+def _variants(variants: object, where: str, fix: str) -> dict[str, Any]:
+    """An alternating benchmark's variants, checked to be what benchmarks/alternate.py writes."""
+    if variants is None:
+        return {}
+    shape = "an object of variants, each with round_s (seconds per round) and extra_info"
+    if not isinstance(variants, dict) or not variants:
+        raise BenchFileError(f"{where}'s extra_info.variants is not {shape}: {fix}")
+    lengths = set()
+    for name, v in variants.items():
+        times = v.get("round_s") if isinstance(v, dict) else None
+        if not (
+            isinstance(times, list)
+            and times
+            and all(_number(t) and t >= 0 for t in times)
+            and isinstance(v.get("extra_info", {}), dict)
+        ):
+            raise BenchFileError(f"{where}'s variant {name} is not {shape}: {fix}")
+        lengths.add(len(times))
+    if len(lengths) > 1:  # alternated in the same rounds: one time each per round
+        raise BenchFileError(f"{where}'s variants have different numbers of rounds: {fix}")
+    return variants
 
 
 def _number(value: object) -> bool:

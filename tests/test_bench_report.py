@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hpo.bench_report import load, markdown, ratios
+from benchmarks.alternate import Variant, alternate
+from hpo.bench_report import RATIOS, expand, load, markdown, ratios
 from hpo.cli import main
 from hpo.errors import HpoError
 
@@ -29,7 +30,7 @@ def test_ratios_are_medians_of_the_same_run_divided() -> None:
 
 def test_throughput_ratios_divide_each_time_by_its_work_first() -> None:
     tutorial = {
-        "name": "test_one_epoch[cpu-torchvision]",
+        "name": "test_study_jobs[tutorial-loop]",
         "stats": {"median": 8.0},
         "extra_info": {"train_images": 60_000},
     }
@@ -216,4 +217,126 @@ def test_ratios_are_recomputed_from_the_medians_the_table_prints() -> None:
     tensor["stats"]["median"] = loop["stats"]["median"] / 4  # exactly 4x
     text = markdown(report)
     line = next(x for x in text.splitlines() if x.startswith("| one epoch, tensor path vs"))
-    assert line.endswith("| 4.00x |"), line
+    assert "| 4.00x |" in line, line
+
+
+class _Benchmark:
+    """pytest-benchmark's fixture as alternate() uses it: ``pedantic`` runs its target once per
+    round, ``extra_info`` is stored."""
+
+    def __init__(self) -> None:
+        self.extra_info: dict[str, Any] = {}
+
+    def pedantic(self, target: Any, rounds: int, iterations: int) -> None:
+        for _ in range(rounds):
+            target()
+
+
+def test_alternate_runs_every_variant_each_round_in_turn_reversing_the_order() -> None:
+    calls: list[str] = []
+
+    def variant(name: str) -> Variant:
+        def run() -> int:
+            calls.append(f"run {name}")
+            return len(calls)
+
+        return Variant(name, run, prepare=lambda: calls.append(f"prepare {name}"))
+
+    variants = [variant("a"), variant("b")]
+    bench = _Benchmark()
+    alternate(bench, variants, rounds=3)
+    runs = [c.split()[1] for c in calls if c.startswith("run")]
+    assert runs == ["a", "b", "b", "a", "a", "b"]  # a drift falls on both alike
+    assert all(calls[i] == f"prepare {runs[i // 2]}" for i in range(0, len(calls), 2))
+    assert variants[0].results == [2, 8, 10] and variants[1].results == [4, 6, 12]
+    stored = bench.extra_info["variants"]
+    assert list(stored) == ["a", "b"] and [len(v["round_s"]) for v in stored.values()] == [3, 3]
+    variants[0].extra_info["n"] = 1  # filled in after the rounds, stored by reference
+    assert stored["a"]["extra_info"] == {"n": 1}
+    with pytest.raises(ValueError, match="variant names repeat"):
+        alternate(_Benchmark(), [Variant("a", int), Variant("a", int)], rounds=1)
+
+
+def _alternated(slow: list[float], fast: list[float], **extra: Any) -> dict[str, Any]:
+    """A pytest-benchmark record of test_one_epoch[cpu] as alternate() leaves it."""
+    variants = {
+        "test_one_epoch[cpu-torchvision]": {"round_s": slow, "extra_info": {"loop": True}},
+        "test_one_epoch[cpu-tensor]": {"round_s": fast, "extra_info": {}},
+    }
+    return {
+        "name": "test_one_epoch[cpu]",
+        "stats": {"median": 99.0, "min": 99.0, "rounds": len(slow)},
+        "extra_info": {"variants": variants, **extra},
+    }
+
+
+def test_alternated_variants_are_divided_round_by_round_not_median_by_median() -> None:
+    # per round 10x, 5x, 10x: median 10x; the medians alone (20 s / 3 s) would say 6.67x
+    (found,) = ratios([_alternated([10.0, 20.0, 30.0], [1.0, 4.0, 3.0])])
+    assert found["ratio"] == pytest.approx(10.0)
+    assert (found["low"], found["high"], found["rounds"]) == (pytest.approx(5.0), 10.0, 3)
+    rows = {b["name"]: b for b in expand([_alternated([10.0, 20.0, 30.0], [1.0, 4.0, 3.0])])}
+    assert set(rows) == {"test_one_epoch[cpu-torchvision]", "test_one_epoch[cpu-tensor]"}
+    assert rows["test_one_epoch[cpu-tensor]"]["stats"] == {"median": 3.0, "min": 1.0, "rounds": 3}
+    assert rows["test_one_epoch[cpu-torchvision]"]["extra_info"] == {"loop": True}
+
+
+def test_a_variant_timed_apart_from_its_partner_is_divided_by_medians() -> None:
+    study = {
+        "name": "test_study_jobs[2-bf16]",
+        "stats": {"median": 10.0, "min": 10.0, "rounds": 1},
+        "extra_info": {"train_images": 500_000},
+    }
+    loop = {
+        "name": "test_study_jobs",
+        "stats": {"median": 99.0, "min": 99.0, "rounds": 2},
+        "extra_info": {
+            "variants": {"test_study_jobs[tutorial-loop]": {
+                "round_s": [8.0, 12.0], "extra_info": {"train_images": 60_000},
+            }}
+        },
+    }  # fmt: skip
+    (found,) = ratios([loop, study])
+    # 6,000 images/s (10 s median) vs 50,000: 8.33x, and no rounds to show for it
+    assert found["ratio"] == pytest.approx(50_000 / 6_000) and "rounds" not in found
+
+
+def test_the_table_shows_each_variant_and_how_each_ratio_was_taken() -> None:
+    text = markdown({"benchmarks": [_alternated([10.0, 20.0, 30.0], [1.0, 4.0, 3.0], load=1.5)]})
+    assert "| `test_one_epoch[cpu-tensor]` | 3.00 s | 1.00 s | 3, alternated | load=1.5 |" in text
+    assert "`test_one_epoch[cpu]`" not in text  # the rounds' sum is no one's time
+    assert "| 10.00x | median of 3 alternated rounds' ratios (5.00x-10.00x) |" in text
+
+
+@pytest.mark.parametrize(
+    ("variants", "said"),
+    [
+        ({}, "extra_info.variants is not an object of variants"),
+        ({"a": {"round_s": []}}, "variant a is not an object of variants"),
+        ({"a": {"round_s": [1.0, "2"]}}, "variant a is not"),
+        ({"a": {"round_s": [1.0], "extra_info": []}}, "variant a is not"),
+        ({"a": {"round_s": [1.0]}, "b": {"round_s": [1.0, 2.0]}}, "different numbers of rounds"),
+        (
+            {"a": {"round_s": [1.0], "extra_info": {"train_images": None}}},
+            "variant a's extra_info.train_images is None, not a number",
+        ),
+    ],
+)
+def test_a_file_with_malformed_variants_is_refused_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], variants: dict[str, Any], said: str
+) -> None:
+    wrong = tmp_path / "b.json"
+    wrong.write_text(json.dumps({"benchmarks": [{**OK, "extra_info": {"variants": variants}}]}))
+    assert main(["bench-report", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
+
+
+def test_every_cpu_ratio_is_found_in_the_stored_full_run_and_its_slow_side_is_slower() -> None:
+    """The sample is a whole `pytest benchmarks/` run on a CPU: a benchmark renamed without its
+    RATIOS entry (or the reverse) leaves a ratio out here."""
+    labels = {r["label"]: r["ratio"] for r in ratios(load(SAMPLE)["benchmarks"])}
+    on_gpu = ("[cuda", "[mps")
+    cpu = [label for label, slow, fast, _ in RATIOS if not any(d in slow + fast for d in on_gpu)]
+    assert sorted(labels) == sorted(cpu)
+    assert all(value > 1 for value in labels.values()), labels
