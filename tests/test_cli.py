@@ -53,7 +53,7 @@ def test_the_whole_parser_imports_no_torch_and_no_report_stack() -> None:
 def test_the_run_modules_import_neither_torchvision_nor_tensorboard() -> None:
     # A --jobs parent imports these modules and trains nothing: torchvision would pull in
     # torch._dynamo (about 1 s). TensorBoard is imported when a trial writes its events.
-    parent = "import hpo.cli.run, hpo.search, hpo.study_setup, hpo.finalize, hpo.train"
+    parent = "import hpo.cli.run, hpo.tuning, hpo.search, hpo.study_setup, hpo.finalize, hpo.train"
     assert imported_after(parent, ("torchvision", "torch.utils.tensorboard")) == []
 
 

@@ -368,12 +368,13 @@ def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
 
 def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() -> None:
     from hpo.cli import build_parser
-    from hpo.cli.run import worker_argv
+    from hpo.cli.run import tuning_options
+    from hpo.tuning import worker_argv
 
     url = "postgresql://hpo:pw-in-url@db/hpo"
     flags = ["--seed", "3", "--precision", "bf16", "--no-compile"]
-    args = build_parser().parse_args(["run", "--storage", url, *flags])
-    argv = worker_argv(args, "s", 20, 1, "cuda:1", 2)
+    args = build_parser().parse_args(["run", "--storage", url, "--study", "s", *flags])
+    argv = worker_argv(tuning_options(args), 1, "cuda:1", 2)
     assert not [a for a in argv if "pw-in-url" in a]  # `ps` shows argv to every user
     assert argv[:5] == ["run", "--worker", "1", "--jobs", "2"]
     assert {"--device", "cuda:1", "--no-finalize", *flags} <= set(argv)
