@@ -1,5 +1,5 @@
 """The study driver: run trials until N have finished, summarize (``hpo.study_setup`` creates
-or resumes the study).
+or resumes the study; ``hpo.study_summary`` counts and sums it up).
 
 One pass of the loop asks for a trial, trains it with ``run_trial(trial, ctx)`` under a heartbeat
 and tells the outcome. Any number of such loops, in processes on one machine or many, may share one
@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 import torch
@@ -26,23 +24,12 @@ from hpo.errors import HpoError
 from hpo.liveness import is_gone, this_process
 from hpo.lost_trials import MAX_RETRY, Orphans, fail_lost, not_requeued
 from hpo.mnist import Mnist
-from hpo.progress import Counts, Progress
-from hpo.records import (
-    FINISHED,
-    TARGET_ATTR,
-    Final,
-    baseline_of,
-    best_of,
-    final_of,
-    last_val_acc,
-    pruning_epochs,
-    saved_share,
-    trial_config,
-)
+from hpo.progress import Progress
+from hpo.records import FINISHED, TARGET_ATTR
 from hpo.spec import StudySpec
 from hpo.storage import GRACE_FACTOR, Heartbeat, reporting_loss
-from hpo.storage_url import mask_url
 from hpo.study_setup import open_study
+from hpo.study_summary import StudySummary, counts, counts_of, outcome, summarize
 from hpo.trial import UNFINISHED, Diverged, TrialContext, queue_interrupted, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
@@ -51,68 +38,6 @@ LIVE = (TrialState.RUNNING, TrialState.WAITING)
 # study may be done, and the parent of --jobs workers waits for the last of them to notice. A
 # few small queries a poll, and only while the study's last trials run elsewhere.
 WAIT_POLL_S = 0.25
-
-
-@dataclass(frozen=True)
-class TrialBrief:
-    number: int
-    value: float  # the objective
-    val_acc: float | None  # final-epoch validation accuracy, whatever the objective
-    params: dict[str, Any]
-    config: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    study_name: str
-    storage: str  # masked
-    target: int
-    complete: int
-    pruned: int
-    failed: int
-    running: int
-    epochs: int  # per trial
-    epochs_run: int  # by the finished (complete + pruned) trials
-    epochs_without_pruning: int  # what those trials would have run unpruned
-    best: TrialBrief | None
-    baseline: TrialBrief | None
-    final: Final | None
-    stopped_early: str = ""  # why the run ended before the target ("timeout"), else ""
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned
-
-    @property
-    def epochs_saved(self) -> float:
-        """The share of the finished trials' epochs that pruning saved."""
-        return saved_share(self.epochs_run, self.epochs_without_pruning)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---------------------------------------------------------------------- the loop
-
-
-def counts(study: optuna.Study, target: int) -> Counts:
-    return counts_of(study.get_trials(deepcopy=False), target, study.direction)
-
-
-def counts_of(
-    trials: list[FrozenTrial], target: int, direction: optuna.study.StudyDirection
-) -> Counts:
-    n = {s: sum(t.state == s for t in trials) for s in TrialState}
-    best = best_of(trials, direction)
-    return Counts(
-        target,
-        n[TrialState.COMPLETE],
-        n[TrialState.PRUNED],
-        n[TrialState.FAIL],
-        n[TrialState.RUNNING],
-        best.value if best else None,
-        best.number if best else None,
-    )
 
 
 def run_study(
@@ -297,45 +222,3 @@ def surplus(study: optuna.Study, number: int, target: int) -> bool:
 def _return_to_queue(storage: RDBStorage, trial: optuna.Trial) -> None:
     # Untrained and without a heartbeat: back to WAITING with whatever it was queued with.
     storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
-
-
-def outcome(t: FrozenTrial) -> str:
-    reason = t.user_attrs.get("reason", "")
-    if t.state == TrialState.COMPLETE:
-        return f"complete: {t.value:.4f}"
-    if t.state == TrialState.PRUNED:
-        return reason or "pruned"
-    return f"failed: {reason}"
-
-
-def summarize(
-    study: optuna.Study, storage: RDBStorage, target: int, stopped: str = ""
-) -> StudySummary:
-    trials = study.get_trials(deepcopy=False)  # one read for everything below
-    c = counts_of(trials, target, study.direction)
-    epochs = int(study.user_attrs.get("epochs", 0))
-    run, planned = pruning_epochs(trials)
-    best, base = best_of(trials, study.direction), baseline_of(trials)
-    return StudySummary(
-        study.study_name,
-        mask_url(storage.url),
-        target,
-        c.complete,
-        c.pruned,
-        c.failed,
-        c.running,
-        epochs,
-        run,
-        planned,
-        _brief(best),
-        _brief(base),
-        final_of(study.user_attrs),
-        stopped,
-    )
-
-
-def _brief(t: FrozenTrial | None) -> TrialBrief | None:
-    if t is None or t.value is None:
-        return None
-    # trial_config: a trial told by hand (or by older code) may have no stored config
-    return TrialBrief(t.number, t.value, last_val_acc(t), dict(t.params), trial_config(t))

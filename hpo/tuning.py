@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # for annotations only
 
     from hpo.device import WorkerPlan
     from hpo.mnist import Mnist
-    from hpo.search import StudySummary
+    from hpo.study_summary import StudySummary
 
 Log = Callable[[str], None]
 
@@ -70,9 +70,9 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.retrain import models_dir
-    from hpo.search import summarize
     from hpo.storage import open_storage, reporting_loss
     from hpo.study_setup import restore_baseline
+    from hpo.study_summary import summarize
 
     plan = plan_workers(
         options.device,
@@ -195,8 +195,8 @@ def _run_workers(
     """``--jobs`` worker processes share ``study`` (opened here, before they load it); this
     process draws their progress."""
     from hpo.device import crowded_note, usable_cpus
-    from hpo.search import summarize
     from hpo.storage import GRACE_FACTOR, reporting_loss
+    from hpo.study_summary import summarize
     from hpo.workers import describe_plan, run_parallel
 
     with reporting_loss(storage.url):

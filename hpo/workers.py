@@ -35,6 +35,7 @@ from hpo.errors import HpoError
 from hpo.progress import Progress, Running
 from hpo.storage import StorageError, storage_failure
 from hpo.storage_url import STORAGE_ENV
+from hpo.study_summary import counts, counts_of, outcome
 
 POLL_S = 1.0  # how often the parent reads the study for its display
 TAIL = 3000  # characters of a crashed worker's stderr shown
@@ -113,8 +114,6 @@ def run_parallel(
     """Run one worker per argv, as ``plan`` places them, to the end under one progress display
     on ``stream``; raise HpoError naming each distinct failure once. ``env``: added to the
     workers' environment."""
-    from hpo.search import counts
-
     progress = Progress(stream, workers=plan.jobs)
     progress.start(counts(study, target))
     epochs = int(study.user_attrs["epochs"])
@@ -331,8 +330,6 @@ class StudyWatch:
         self._seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
 
     def __call__(self) -> None:
-        from hpo.search import counts_of, outcome
-
         try:
             trials = self._study.get_trials(deepcopy=False)
         except Exception as exc:  # the workers say what went wrong with the storage

@@ -38,7 +38,7 @@ from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
-from hpo.search import run_study, summarize
+from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
@@ -51,6 +51,7 @@ from hpo.study_setup import (
     restore_baseline,
     setup_notes,
 )
+from hpo.study_summary import summarize
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch, predict
 from hpo.trial import CURVE_KEYS, UNFINISHED, training_seed

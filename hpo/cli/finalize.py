@@ -52,8 +52,8 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.mnist import Mnist
     from hpo.records import target_of
     from hpo.retrain import models_dir
-    from hpo.search import summarize
     from hpo.storage import load_existing_study
+    from hpo.study_summary import summarize
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)

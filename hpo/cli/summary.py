@@ -9,7 +9,7 @@ from hpo.text import short
 
 if TYPE_CHECKING:  # for annotations only: the parser is built without importing Optuna
     from hpo.records import Role
-    from hpo.search import StudySummary, TrialBrief
+    from hpo.study_summary import StudySummary, TrialBrief
 
 
 def format_summary(s: StudySummary, fmt: str) -> str:
