@@ -5,75 +5,49 @@ run against the same storage (Optuna's distributed mode, nothing scheduled here)
 own device and share of the CPU threads. Workers live in their own process group, so a terminal's
 Ctrl-C reaches the parent alone, which forwards it once; a worker killed outright leaves the
 others running, its trial failed by the heartbeat and re-run by them. The parent draws the one
-progress display from the storage and reports each distinct failure once.
+progress display from the storage (hpo.study_watch) and reports each distinct failure once
+(hpo.worker_outcomes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import datetime as dt
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, TextIO, get_args
+from typing import IO, TextIO
 
 import optuna
-from optuna.trial import TrialState
 
 from hpo import interrupts
 from hpo.device import WorkerPlan
 from hpo.errors import HpoError
-from hpo.progress import Progress, Running
-from hpo.storage import StorageError, storage_failure
+from hpo.progress import Progress
 from hpo.storage_url import STORAGE_ENV
-from hpo.study_summary import counts, counts_of, outcome
+from hpo.study_summary import counts
+from hpo.study_watch import StudyWatch
+from hpo.worker_outcomes import (
+    WorkerOutcome,
+    WorkerResult,
+    failure_message,
+    hpo_warnings,
+    parse_outcome,
+    signal_name,
+    worker_warnings,
+)
 
 POLL_S = 1.0  # how often the parent reads the study for its display
 TAIL = 3000  # characters of a crashed worker's stderr shown
 # How long workers stopped because the parent cannot watch them any more have to queue their
 # trials again before they are killed.
 ABANDON_GRACE_S = 30.0
-
-
-Status = Literal["ok", "error", "interrupted"]
-Kind = Literal["", "storage", "error", "crash", "signal"]
-
-
-@dataclass(frozen=True)
-class WorkerOutcome:
-    """What a worker reports on its stdout, as one JSON line, for the parent to read."""
-
-    status: Status
-    kind: Kind = ""  # storage errors are merged into one message
-    message: str = ""
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    index: int
-    device: str
-    returncode: int
-    outcome: WorkerOutcome
-    stderr_tail: str = ""
-    # (kind, message) of each warning hpo gave, from the whole stderr: the tail alone loses
-    # a first trial's warning (a compiled step's fallback) under the rest of a long run's log.
-    warnings: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and self.outcome.status == "ok"
 
 
 @dataclass(frozen=True)
@@ -145,21 +119,6 @@ def run_parallel(
         raise HpoError(problem)
 
 
-# A warning as Python prints it, from hpo's code: "/x/hpo/step_compile.py:90: RuntimeWarning: ..."
-_HPO_WARNING = re.compile(r"^\S*[/\\]hpo[/\\]\S+:\d+: (\w*Warning): (.*)$", re.MULTILINE)
-
-
-def worker_warnings(results: Sequence[WorkerResult]) -> list[str]:
-    """Each distinct warning hpo gave in the workers (a compiled step that fell back to a slower
-    one, say), once, with the workers that gave it: a worker's stderr is otherwise shown only
-    when it fails."""
-    said: dict[str, list[int]] = {}
-    for r in results:
-        for kind, message in r.warnings:
-            said.setdefault(f"{kind}: {message}", []).append(r.index)
-    return [f"worker(s) {', '.join(map(str, i))}: {text}" for text, i in said.items()]
-
-
 def run_workers(
     argvs: Sequence[Sequence[str]],
     devices: Sequence[str],
@@ -223,14 +182,6 @@ def _start(
     return _Worker(index, device, proc, out, err)
 
 
-def signal_name(number: int) -> str:
-    """SIGKILL for 9; real-time signals (SIGRTMIN+n) have no name in Python's enum."""
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def _signal_all(workers: Sequence[_Worker], sig: signal.Signals) -> None:
     for w in workers:
         if w.proc.poll() is None:
@@ -261,123 +212,25 @@ def _result(w: _Worker) -> WorkerResult:
     stderr = w.err.read().decode(errors="replace")
     w.out.close()
     w.err.close()
-    outcome = _parse(lines[-1]) if lines else None
+    outcome = parse_outcome(lines[-1]) if lines else None
     if outcome is None:
         if code < 0:
             outcome = WorkerOutcome("error", "signal", f"was killed by {signal_name(-code)}")
         else:
             outcome = WorkerOutcome("error", "crash", f"exited with code {code}, reporting nothing")
-    said = tuple(dict.fromkeys(_HPO_WARNING.findall(stderr)))  # each once, in order
-    return WorkerResult(w.index, w.device, code, outcome, stderr[-TAIL:], said)
+    return WorkerResult(w.index, w.device, code, outcome, stderr[-TAIL:], hpo_warnings(stderr))
 
 
-def _parse(line: str) -> WorkerOutcome | None:
-    try:
-        data = json.loads(line)
-        status, kind, message = data["status"], data["kind"], str(data["message"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    if status not in get_args(Status) or kind not in get_args(Kind):  # not a worker's line
-        return None
-    return WorkerOutcome(status, kind, message)
-
-
-def failure_message(
-    results: Sequence[WorkerResult], grace_s: int, *, complete: bool = False
-) -> str | None:
-    """One message for all that went wrong, or None when every worker finished cleanly;
-    ``complete``: the study reached its target all the same.
-
-    A lost database stops every worker with much the same error: it is said once."""
-    bad = [r for r in results if not r.ok]
-    if not bad:
-        return None
-    lines: list[str] = []
-    lost = [r for r in bad if r.outcome.kind == "storage"]
-    if lost:
-        lines.append(f"{len(lost)} of {len(results)} workers stopped: {lost[0].outcome.message}")
-    said: set[str] = set()
-    for r in bad:
-        if r.outcome.kind == "storage" or r.outcome.message in said:
-            continue
-        said.add(r.outcome.message)
-        line = f"worker {r.index} ({r.device}) {r.outcome.message}"
-        if r.outcome.kind == "signal" and complete:
-            line += "; the others re-ran the trial it was running, and the study is complete"
-        elif r.outcome.kind == "signal":
-            line += (
-                "; the trial it was running is failed and queued again (by the other workers or "
-                f"the next run on this machine at once, elsewhere after {grace_s} s without a "
-                "heartbeat). Rerun the same command to finish and finalize the study"
-            )
-        elif r.outcome.status == "interrupted":  # a signal to it alone, not to the run
-            line += (
-                "; its trial was queued again. Rerun the same command to finish and finalize the "
-                "study"
-            )
-        elif r.outcome.kind == "crash" and r.stderr_tail.strip():
-            line += "\n" + r.stderr_tail.rstrip()
-        lines.append(line)
-    return "\n".join(lines)
-
-
-class StudyWatch:
-    """The parent's view of the study for its display: finished trials and running epochs."""
-
-    def __init__(self, study: optuna.Study, target: int, epochs: int, progress: Progress) -> None:
-        self._study, self._target, self._epochs = study, target, epochs
-        self._progress = progress
-        self._seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-
-    def __call__(self) -> None:
-        try:
-            trials = self._study.get_trials(deepcopy=False)
-        except Exception as exc:  # the workers say what went wrong with the storage
-            if not storage_failure(exc):
-                raise
-            return
-        direction, clock = self._study.direction, dt.datetime.now()
-        new = [t for t in trials if t.state.is_finished() and t.number not in self._seen]
-        for t in sorted(new, key=lambda t: t.datetime_complete or clock):
-            self._seen.add(t.number)
-            # The study as it stood when this trial ended, so the lines read in order.
-            then = [u for u in trials if not _ended_after(u, t)]
-            took = t.duration.total_seconds() if t.duration else None
-            now = counts_of(then, self._target, direction)
-            self._progress.trial_finished(t.number, outcome(t), now, seconds=took)
-        self._progress.running(
-            [
-                Running(t.number, len(t.intermediate_values), self._epochs, _since(t, clock))
-                for t in trials
-                if t.state == TrialState.RUNNING
-            ]
-        )
-
-
-def _ended_after(u: optuna.trial.FrozenTrial, t: optuna.trial.FrozenTrial) -> bool:
-    if not u.state.is_finished() or u.number == t.number:
-        return False
-    return (u.datetime_complete, u.number) > (t.datetime_complete, t.number)
-
-
-def _since(t: optuna.trial.FrozenTrial, clock: dt.datetime) -> float:
-    return max(0.0, (clock - t.datetime_start).total_seconds()) if t.datetime_start else 0.0
+def describe_plan(devices: Sequence[str], threads: int | None) -> str:
+    per = f", {threads} thread(s) each" if threads is not None else ""
+    spread: dict[str, int] = {}
+    for d in devices:
+        spread[d] = spread.get(d, 0) + 1
+    where = ", ".join(f"{n} on {d}" for d, n in spread.items())
+    return f"workers: {len(devices)} ({where}{per})"
 
 
 # ---------------------------------------------------------------------- in the worker
-
-
-def outcome_of(exc: BaseException | None) -> tuple[WorkerOutcome, int]:
-    """The outcome line and the exit code for a worker that ended with ``exc`` (None: done)."""
-    if exc is None:
-        return WorkerOutcome("ok"), 0
-    if isinstance(exc, KeyboardInterrupt):
-        return WorkerOutcome("interrupted", "error", "was interrupted"), 130
-    if isinstance(exc, StorageError):
-        return WorkerOutcome("error", "storage", str(exc)), 1
-    if isinstance(exc, HpoError):
-        return WorkerOutcome("error", "error", f"stopped: {exc}"), 1
-    return WorkerOutcome("error", "crash", f"crashed: {type(exc).__name__}: {exc}"), 1
 
 
 def exit_with_parent() -> None:
@@ -391,12 +244,3 @@ def exit_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGINT))
     if os.getppid() != parent:  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGINT)
-
-
-def describe_plan(devices: Sequence[str], threads: int | None) -> str:
-    per = f", {threads} thread(s) each" if threads is not None else ""
-    spread: dict[str, int] = {}
-    for d in devices:
-        spread[d] = spread.get(d, 0) + 1
-    where = ", ".join(f"{n} on {d}" for d, n in spread.items())
-    return f"workers: {len(devices)} ({where}{per})"

@@ -29,18 +29,17 @@ from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
 from hpo.storage import open_storage
 from hpo.study_setup import open_study
-from hpo.workers import (
+from hpo.worker_outcomes import (
     Kind,
     Status,
     WorkerOutcome,
     WorkerResult,
     failure_message,
     outcome_of,
-    run_parallel,
-    run_workers,
-    worker_env,
+    parse_outcome,
     worker_warnings,
 )
+from hpo.workers import run_parallel, run_workers, worker_env
 from tests.support.cli import (
     USER_ATTRS,
     Launcher,
@@ -516,9 +515,9 @@ def test_ctrl_c_or_sigterm_reaches_every_worker_once_and_queues_their_trials_aga
 
 def test_a_line_that_is_not_a_workers_outcome_is_not_read_as_one() -> None:
     ok = WorkerOutcome("ok")
-    assert hpo.workers._parse(ok.to_json()) == ok
+    assert parse_outcome(ok.to_json()) == ok
     for line in ('{"status": "done", "kind": "", "message": ""}', '{"status": "ok"}', "ok", "[]"):
-        assert hpo.workers._parse(line) is None, line
+        assert parse_outcome(line) is None, line
 
 
 @pytest.mark.parametrize("complete", [True, False])
@@ -555,4 +554,4 @@ def test_a_worker_killed_by_any_signal_is_said_by_its_name_or_number(
     got = hpo.workers._result(worker)
     assert got.returncode == -number
     expected = "SIGKILL" if number == signal.SIGKILL else f"signal {number}"
-    assert got.outcome == hpo.workers.WorkerOutcome("error", "signal", f"was killed by {expected}")
+    assert got.outcome == WorkerOutcome("error", "signal", f"was killed by {expected}")

@@ -193,7 +193,8 @@ def _check_flags(args: argparse.Namespace) -> None:
 def _worker(options: TuningOptions) -> int:
     """One worker of ``--jobs``: silent; its outcome goes to stdout as one JSON line."""
     from hpo.device import set_threads, usable_cpus, worker_threads
-    from hpo.workers import exit_with_parent, outcome_of
+    from hpo.worker_outcomes import outcome_of
+    from hpo.workers import exit_with_parent
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop_once)
