@@ -25,6 +25,8 @@ ONE_SEED = "1 seed (hpo finalize): not a claim"
 NOT_FINALIZED = "not finalized: run"  # then the command, with the study's --study and --storage
 TUTORIAL_EPOCHS = TrainConfig().epochs
 
+Differing = tuple[tuple[str, Any, Any], ...]  # (key, baseline value, best value)
+
 
 @dataclass(frozen=True)
 class Side:
@@ -51,7 +53,7 @@ class Verdict:
     baseline: Side | None
     best: Side | None
     difference: Difference | None  # test accuracy, best minus baseline; only when confirmed
-    differing: tuple[tuple[str, Any, Any], ...]  # (key, baseline value, best value)
+    differing: Differing
 
 
 def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
@@ -69,93 +71,117 @@ def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
 def _decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
     best_trial, base_trial = data.best, data.baseline
     if best_trial is None:
-        counts = {
-            s: len([t for t in data.trials if t.state.name == s])
-            for s in ("PRUNED", "FAIL", "RUNNING")
-        }
-        return Verdict(
-            "none",
-            f"No trial has completed yet ({counts['PRUNED']} pruned, "
-            f"{counts['FAIL']} failed, {counts['RUNNING']} running): "
-            "there is no best configuration to compare.",
-            None,
-            None,
-            None,
-            (),
-        )
+        return _nothing_completed(data)
     best = _side(data, best_trial, "best", confirm_runs)
     if base_trial is None:
-        attempts = data.baseline_attempts
-        missing = (
-            "The study has no baseline trial (user attr is_baseline)"
-            if not attempts
-            else "The baseline did not complete ("
-            + ", ".join(f"trial #{t.number} {t.state.name.lower()}" for t in attempts)
-            + ")"
-        )
-        return Verdict(
-            "no-baseline",
-            f"{missing}, so nothing to compare; the best trial, #{best.trial}, reached "
-            f"{percent(best.val_acc)} validation accuracy.",
-            None,
-            best,
-            None,
-            (),
-        )
+        return _no_baseline(data, best)
     base = _side(data, base_trial, "baseline", confirm_runs)
     differing = _differing(base.config, best.config)
     if best_trial.number == base_trial.number:
-        return Verdict(
-            "baseline-best",
-            f"The tutorial's own configuration (trial "
-            f"#{base.trial}) is still the best trial: {percent(base.val_acc)} validation "
-            "accuracy. The search has not beaten it.",
-            base,
-            best,
-            None,
-            differing,
-        )
+        return _baseline_best(base, best, differing)
     diff = welch_interval(
         seed_accuracies(confirm_runs, best.trial), seed_accuracies(confirm_runs, base.trial)
     )
     if diff is None:
-        gap = (best.val_acc or 0.0) - (base.val_acc or 0.0)
-        test = ""
-        if best.test is not None and base.test is not None:
-            test = (
-                f"; test {percent(best.test.mean)} vs {percent(base.test.mean)} "
-                f"({_pp(best.test.mean - base.test.mean)})"
-            )
-        seeds = [side.test.n if side.test is not None else 0 for side in (best, base)]
-        if min(seeds) >= 2:  # every seed of each side scored the same
-            why = (
-                f"{seeds[0]} vs {seeds[1]} seeds, each side's all scoring the same: their "
-                f"spread, and any interval, is unknown; "
-                f"`{data.command('report', f'--confirm {2 * max(seeds)}')}` adds seeds."
-            )
-        elif max(seeds) >= 2:  # the top trial changed since a --confirm, say
-            why = (
-                f"{seeds[0]} vs {seeds[1]} seeds: an interval needs two or more on each side; "
-                f"`{data.command('report', f'--confirm {max(seeds)}')}` trains the missing ones "
-                "(stored seeds are reused)."
-            )
-        else:
-            why = (
-                f"One run each, not a claim (the best's validation score is the best of "
-                f"{len(data.complete)} trials', which flatters it): "
-                f"`{data.command('report', '--confirm 5')}` retrains the top 3 trials and the "
-                "baseline over 5 seeds each for a verdict."
-            )
-        return Verdict(
-            "unconfirmed",
-            f"Best trial #{best.trial}: {percent(best.val_acc)} "
-            f"validation accuracy vs the tutorial's {percent(base.val_acc)} "
-            f"({_pp(gap)}){test}. {why}",
-            base,
-            best,
-            None,
-            differing,
+        return _unconfirmed(data, base, best, differing)
+    return _confirmed(base, best, diff, differing)
+
+
+def _nothing_completed(data: StudyData) -> Verdict:
+    counts = {
+        s: len([t for t in data.trials if t.state.name == s]) for s in ("PRUNED", "FAIL", "RUNNING")
+    }
+    return Verdict(
+        "none",
+        f"No trial has completed yet ({counts['PRUNED']} pruned, "
+        f"{counts['FAIL']} failed, {counts['RUNNING']} running): "
+        "there is no best configuration to compare.",
+        None,
+        None,
+        None,
+        (),
+    )
+
+
+def _no_baseline(data: StudyData, best: Side) -> Verdict:
+    attempts = data.baseline_attempts
+    missing = (
+        "The study has no baseline trial (user attr is_baseline)"
+        if not attempts
+        else "The baseline did not complete ("
+        + ", ".join(f"trial #{t.number} {t.state.name.lower()}" for t in attempts)
+        + ")"
+    )
+    return Verdict(
+        "no-baseline",
+        f"{missing}, so nothing to compare; the best trial, #{best.trial}, reached "
+        f"{percent(best.val_acc)} validation accuracy.",
+        None,
+        best,
+        None,
+        (),
+    )
+
+
+def _baseline_best(base: Side, best: Side, differing: Differing) -> Verdict:
+    return Verdict(
+        "baseline-best",
+        f"The tutorial's own configuration (trial "
+        f"#{base.trial}) is still the best trial: {percent(base.val_acc)} validation "
+        "accuracy. The search has not beaten it.",
+        base,
+        best,
+        None,
+        differing,
+    )
+
+
+def _unconfirmed(data: StudyData, base: Side, best: Side, differing: Differing) -> Verdict:
+    """No interval to claim by: the scores side by side, and how to get one."""
+    gap = (best.val_acc or 0.0) - (base.val_acc or 0.0)
+    test = ""
+    if best.test is not None and base.test is not None:
+        test = (
+            f"; test {percent(best.test.mean)} vs {percent(base.test.mean)} "
+            f"({_pp(best.test.mean - base.test.mean)})"
         )
+    seeds = [side.test.n if side.test is not None else 0 for side in (best, base)]
+    return Verdict(
+        "unconfirmed",
+        f"Best trial #{best.trial}: {percent(best.val_acc)} "
+        f"validation accuracy vs the tutorial's {percent(base.val_acc)} "
+        f"({_pp(gap)}){test}. {_why_no_interval(data, seeds)}",
+        base,
+        best,
+        None,
+        differing,
+    )
+
+
+def _why_no_interval(data: StudyData, seeds: list[int]) -> str:
+    """``seeds``: test scores of the best, then the baseline."""
+    if min(seeds) >= 2:  # every seed of each side scored the same
+        return (
+            f"{seeds[0]} vs {seeds[1]} seeds, each side's all scoring the same: their "
+            f"spread, and any interval, is unknown; "
+            f"`{data.command('report', f'--confirm {2 * max(seeds)}')}` adds seeds."
+        )
+    if max(seeds) >= 2:  # the top trial changed since a --confirm, say
+        return (
+            f"{seeds[0]} vs {seeds[1]} seeds: an interval needs two or more on each side; "
+            f"`{data.command('report', f'--confirm {max(seeds)}')}` trains the missing ones "
+            "(stored seeds are reused)."
+        )
+    return (
+        f"One run each, not a claim (the best's validation score is the best of "
+        f"{len(data.complete)} trials', which flatters it): "
+        f"`{data.command('report', '--confirm 5')}` retrains the top 3 trials and the "
+        "baseline over 5 seeds each for a verdict."
+    )
+
+
+def _confirmed(base: Side, best: Side, diff: Difference, differing: Differing) -> Verdict:
+    """An interval over several seeds each: the claim is where it lies against 0."""
     assert best.test is not None and base.test is not None
     span = (
         f"{_pp(diff.diff)} ({diff.level:.0%} CI {_pp(diff.low)} to {_pp(diff.high)}; "
@@ -227,7 +253,7 @@ def _seconds_per_epoch(
     return float(value), f"the search, {row['device'] or '?'}"
 
 
-def _differing(base: dict[str, Any], best: dict[str, Any]) -> tuple[tuple[str, Any, Any], ...]:
+def _differing(base: dict[str, Any], best: dict[str, Any]) -> Differing:
     """Keys whose values differ and matter to at least one side (a gamma that neither side's
     schedule uses is noise, not a difference)."""
     out = []
