@@ -763,7 +763,8 @@ def test_a_stop_whose_raise_python_dropped_still_stops_the_run(
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     try:
         with pytest.raises(Terminated):
-            run_study(tiny_spec(epochs=3), storage, "s", 4, CPU, mnist, SigtermInACallback())
+            spec, progress = tiny_spec(epochs=3), SigtermInACallback()
+            run_study(spec, storage, "s", 4, CPU, mnist, progress, runs_dir=tmp_path / "runs")
     finally:
         for sig, handler in held.items():
             signal.signal(sig, handler)
