@@ -251,6 +251,35 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     assert "baseline (#0)" in table and "3 finished of 3" in table
 
 
+def test_a_val_loss_study_minimises_and_its_summary_names_the_lowest_loss_as_best(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write_spec(tmp_path / "loss.toml", trials=3, objective="val_loss")
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    argv = ["run", "--spec", str(spec), "--storage", url, "--study", "l", "--format", "json",
+            "--data-dir", str(synthetic), "--device", "cpu", "--no-compile"]  # fmt: skip
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    study = optuna.load_study(study_name="l", storage=url)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    assert study.user_attrs["objective"] == "val_loss"
+    complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 3
+    for t in complete:  # each trial's value is its last validation loss, not its accuracy
+        curves = t.user_attrs["curves"]
+        assert t.value == curves["val_loss"][-1] != curves["val_acc"][-1]
+        assert f"trial {t.number} complete: {t.value:.4f}" in err
+    lowest = min(complete, key=lambda t: t.value or 0.0)
+    highest = max(complete, key=lambda t: t.value or 0.0)
+    assert lowest.number != highest.number  # the wrong end of the scale names another trial
+    best = summary["best"]
+    assert (best["number"], best["value"]) == (lowest.number, lowest.value)
+    assert best["val_acc"] == lowest.user_attrs["curves"]["val_acc"][-1]
+    assert summary["final"]["best"]["trial"] == lowest.number
+    assert summary["baseline"]["value"] == study.trials[0].value
+
+
 def test_finalize_and_the_report_measure_the_study_against_the_last_runs_trials(
     tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

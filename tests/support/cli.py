@@ -37,6 +37,7 @@ SPEC = """
 trials = {trials}
 epochs = {epochs}
 seed = 0
+objective = "{objective}"
 [sampler]
 name = "{sampler}"
 {sampler_options}
@@ -158,11 +159,13 @@ def write_spec(
     hidden2: object = 8,
     sampler: str = "tpe",
     trials: int = 4,
+    objective: str = "val_acc",
 ) -> Path:
     options = "n_startup_trials = 2" if sampler == "tpe" else ""
     path.write_text(
         SPEC.format(
             epochs=epochs,
+            objective=objective,
             hidden1=hidden1,
             hidden2=hidden2,
             sampler=sampler,
