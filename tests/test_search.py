@@ -25,7 +25,7 @@ import hpo.retrain
 import hpo.search
 import hpo.study_setup
 import hpo.trial
-from hpo.algorithms import make_pruner
+from hpo.algorithms import make_pruner, make_sampler
 from hpo.cli.common import stop_once
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
@@ -38,6 +38,7 @@ from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.retrain import models_dir, trained
+from hpo.sampling import TrialSeededSampler
 from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
@@ -271,6 +272,58 @@ def test_a_different_seed_samples_differently(mnist: Mnist, tmp_path: Path) -> N
     b = run(tiny_spec(seed=1), tmp_path / "b", 3, mnist=mnist).trials
     assert a[0].params == b[0].params  # both baselines
     assert a[1].params != b[1].params
+
+
+def test_each_sampler_name_builds_optunas_sampler_with_the_specs_settings() -> None:
+    def inner(sampler: dict[str, Any]) -> Any:  # Optuna's own sampler, inside hpo's wrapper
+        wrapper = make_sampler(tiny_spec(sampler=sampler))
+        assert isinstance(wrapper, TrialSeededSampler)
+        return wrapper._inner
+
+    tpe = inner({"name": "tpe", "n_startup_trials": 3})
+    assert type(tpe) is optuna.samplers.TPESampler
+    assert (tpe._n_startup_trials, tpe._multivariate, tpe._group, tpe._constant_liar) == (
+        3, True, True, True,
+    )  # fmt: skip
+    flat = inner({"name": "tpe", "multivariate": False})
+    assert (flat._n_startup_trials, flat._multivariate, flat._group) == (10, False, False)
+    assert type(inner({"name": "random"})) is optuna.samplers.RandomSampler
+    qmc = inner({"name": "qmc", "qmc_type": "halton"})
+    assert type(qmc) is optuna.samplers.QMCSampler and qmc._qmc_type == "halton"
+    assert inner({"name": "qmc"})._qmc_type == "sobol"
+    cma = inner({"name": "cmaes", "n_startup_trials": 2})
+    assert type(cma) is optuna.samplers.CmaEsSampler and cma._n_startup_trials == 2
+
+
+def test_a_qmc_study_walks_the_sobol_sequence_from_the_corner_to_the_centre(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(epochs=1, sampler={"name": "qmc"})
+    study = run(spec, tmp_path, 4, mnist=mnist)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    # Sobol's first points, unscrambled: 0 then 0.5 in every dimension of the space.
+    assert {k: study.trials[1].params[k] for k in ("lr", "momentum", "hidden1", "hidden2")} == {
+        "lr": pytest.approx(1e-4), "momentum": 0.5, "hidden1": 8, "hidden2": 8,
+    }  # fmt: skip
+    centre = study.trials[2].params
+    assert centre["lr"] == pytest.approx(math.sqrt(1e-4 * 0.3))  # the middle of a log scale
+    assert (centre["momentum"], centre["hidden1"], centre["hidden2"]) == (
+        pytest.approx(0.725), 16, 12,
+    )  # fmt: skip
+    drawn = study._storage.get_study_system_attrs(study._study_id)
+    assert [v for k, v in drawn.items() if k.startswith("qmc:")] == [2]  # trials 1-3: 0, 1, 2
+
+
+def test_a_cmaes_study_runs_its_trials_from_cma_es_after_the_startup(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    spec = tiny_spec(epochs=1, sampler={"name": "cmaes", "n_startup_trials": 1})
+    study = run(spec, tmp_path, 4, mnist=mnist)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    # The baseline (queued, the one startup trial) is not CMA-ES's; the rest are its first
+    # generation's.
+    assert [t.system_attrs.get("cma:generation") for t in study.trials] == [None, 0, 0, 0]
+    assert len({repr(t.params) for t in study.trials}) == 4
 
 
 def test_pruning_stops_hopeless_trials_and_keeps_their_cut_curves(
