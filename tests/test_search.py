@@ -390,6 +390,41 @@ def test_ten_failures_in_a_row_stop_the_run_with_a_clear_error(
         run(spec, tmp_path, 3, mnist=mnist)
 
 
+@pytest.mark.parametrize(
+    ("fails_at", "stops"),
+    [
+        (lambda n: n % 10 != 0, False),  # 9 in a row, then a success: 18 failures, no stop
+        (lambda n: n >= 2, True),  # the tenth in a row stops it, whatever succeeded before
+    ],
+    ids=["interleaved", "in-a-row"],
+)
+def test_only_failures_in_a_row_stop_the_run_not_failures_in_total(
+    mnist: Mnist,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fails_at: Any,
+    stops: bool,
+) -> None:
+    def diverges_at_will(trial: optuna.Trial, ctx: hpo.trial.TrialContext) -> float:
+        if fails_at(trial.number):
+            trial.set_user_attr("reason", "diverged (told)")
+            raise hpo.trial.Diverged("diverged (told)")
+        return 0.5
+
+    monkeypatch.setattr(hpo.search, "run_trial", diverges_at_will)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    if stops:
+        with pytest.raises(HpoError, match=r"^10 trials in a row failed \(last: trial 11,"):
+            run_study(tiny_spec(), storage, "s", 3, CPU, mnist, Progress(), runs_dir=None)
+    else:
+        run_study(tiny_spec(), storage, "s", 3, CPU, mnist, Progress(), runs_dir=None)
+    states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
+    if stops:  # stopped at the tenth failure in a row: no eleventh asked
+        assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 10
+    else:
+        assert states.count(TrialState.FAIL) == 18 and states.count(TrialState.COMPLETE) == 3
+
+
 def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
     mnist: Mnist, tmp_path: Path
 ) -> None:
