@@ -3,11 +3,14 @@ trial target under concurrency, and real worker processes on SQLite (four at onc
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import os
 import signal
 import sqlite3
 import sys
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import hpo.workers
 from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
 from hpo.errors import HpoError
+from hpo.liveness import is_gone
 from hpo.progress import Counts, Progress, Running
 from hpo.sampling import TrialSeededSampler, sampler_seed
 from hpo.search import run_one, surplus
@@ -511,6 +515,47 @@ def test_ctrl_c_or_sigterm_reaches_every_worker_once_and_queues_their_trials_aga
         assert trials[number].user_attrs["reason"].startswith("interrupted")
     queued = [t for t in trials if t.state == TrialState.WAITING and "origin" in t.user_attrs]
     assert sorted(t.user_attrs["origin"] for t in queued) == sent  # once each, not twice
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_whose_parent_is_killed_outright_stop_and_queue_their_trials_again(
+    launcher: Launcher,
+) -> None:
+    # SIGKILL: the parent forwards nothing, and nothing of it runs after; the kernel's signal
+    # (prctl PR_SET_PDEATHSIG) is all that stops its workers training on unseen.
+    logs = launcher.cwd / "tmp"  # where the dead parent's worker logs stay
+    logs.mkdir()
+    launcher = dataclasses.replace(launcher, env={**launcher.env, "TMPDIR": str(logs)})
+    spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
+    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
+    proc = launcher.popen(launcher.run_args(spec, "k", url, 400, "--jobs", "2", "--no-finalize"))
+    running = wait_for_running(
+        proc,
+        url,
+        "k",
+        lambda trials: len(trials) == 2 and all(t.intermediate_values for t in trials),
+        timeout=120,
+    )
+    workers = [t.user_attrs["process"] for t in running or []]
+    try:
+        proc.kill()
+        proc.communicate(timeout=30)
+        assert running is not None and all(workers), "two workers never trained at once"
+        deadline = time.monotonic() + 60  # the bound on an orphan, not a speed claim
+        while time.monotonic() < deadline and not all(is_gone(w) for w in workers):
+            time.sleep(0.1)
+        assert all(is_gone(w) for w in workers), "the workers outlived their parent"
+    finally:
+        for w in workers:  # never leave an orphan training (the code under test failed)
+            if w and not is_gone(w):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(w["pid"], signal.SIGKILL)
+    trials = optuna.load_study(study_name="k", storage=url).trials
+    for t in running or []:  # each stopped as Ctrl-C stops it: failed, and queued again
+        assert trials[t.number].state == TrialState.FAIL
+        assert trials[t.number].user_attrs["reason"].startswith("interrupted")
+    queued = [t for t in trials if t.state == TrialState.WAITING and "origin" in t.user_attrs]
+    assert sorted(t.user_attrs["origin"] for t in queued) == sorted(t.number for t in running)
 
 
 def test_a_line_that_is_not_a_workers_outcome_is_not_read_as_one() -> None:
