@@ -40,11 +40,20 @@ def test_asking_for_an_absent_gpu_is_a_clear_error() -> None:
         resolve_device("cuda:1")
 
 
-def test_an_out_of_range_gpu_index_or_unknown_device_is_refused() -> None:
-    with pytest.raises(DeviceError):
-        resolve_device(f"cuda:{torch.cuda.device_count() + 3}")
-    with pytest.raises(DeviceError, match="unknown device"):
+def test_an_out_of_range_gpu_index_or_unknown_device_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two GPUs, as PyTorch would see them: the index is checked, not the absence of CUDA.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    said = r"--device cuda:2 was asked for, but only 2 CUDA device\(s\) exist \(cuda:0..cuda:1\)"
+    with pytest.raises(DeviceError, match=said):
+        resolve_device("cuda:2")
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)  # the last one there is
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         resolve_device("tpu")
+    with pytest.raises(DeviceError, match="unsupported device 'meta'"):
+        resolve_device("meta")
 
 
 @no_cuda
