@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import torch
 
@@ -78,9 +79,16 @@ def test_optuna_dashboard_serves_the_study_and_its_trials(tmp_path: Path) -> Non
         assert "dash" in names
         detail = get_json(f"http://127.0.0.1:{port}/api/studies/{names['dash']}")
         trials = detail["trials"]
-        assert len(trials) == 2 and trials[0]["state"] == "Complete"
-        attrs = {a["key"] for a in trials[0]["user_attrs"]}
-        assert {"is_baseline", "curves", "config"} <= attrs
+        stored = optuna.load_study(study_name="dash", storage=url).trials
+        assert [(t["number"], t["state"]) for t in trials] == [(0, "Complete"), (1, "Complete")]
+        assert [t["values"] for t in trials] == [[s.value] for s in stored]
+        for shown, t in zip(trials, stored, strict=True):  # the curves the report draws
+            assert [v["value"] for v in shown["intermediate_values"]] == t.user_attrs["curves"][
+                "val_acc"
+            ]
+            attrs = {a["key"]: a["value"] for a in shown["user_attrs"]}
+            assert json.loads(attrs["config"]) == t.user_attrs["config"]
+            assert attrs["is_baseline"] == str(t.number == 0)
     finally:
         server.terminate()
         server.wait(timeout=10)
