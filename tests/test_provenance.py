@@ -3,14 +3,19 @@ constant between releases)."""
 
 from __future__ import annotations
 
+import platform
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy
+import optuna
 import pytest
+import torch
+import torchvision
 
 import hpo.provenance
-from hpo.provenance import cpu_model, source_commit
+from hpo.provenance import cpu_model, library_versions, source_commit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,3 +53,13 @@ def test_the_cpu_is_named_by_its_model() -> None:
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         assert f": {model}" in cpuinfo.read_text()
+
+
+def test_the_versions_recorded_are_those_of_the_libraries_running() -> None:
+    versions = library_versions()
+    # Distributions' versions, without the local build tag a module may carry ("+cu130").
+    assert versions["torch"] == torch.__version__.split("+")[0]
+    assert versions["torchvision"] == torchvision.__version__.split("+")[0]
+    assert versions["optuna"] == optuna.__version__
+    assert versions["numpy"] == numpy.__version__
+    assert versions["python"] == platform.python_version()
