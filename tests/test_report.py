@@ -280,6 +280,45 @@ def test_csv_opens_in_pandas_with_one_row_per_trial_and_the_documented_columns(
     assert frame["is_baseline"].tolist() == [n == BASELINE for n, *_ in TRIALS]
 
 
+def test_csv_takes_the_peak_of_a_curve_that_falls_at_the_end_and_the_trials_own_times(
+    tmp_path: Path,
+) -> None:
+    url = build_study(tmp_path / "hpo.db", trials=[BASELINE])
+    study = optuna.load_study(study_name="demo", storage=url)
+    config = TrainConfig(epochs=EPOCHS, seed=101, lr=0.05, schedule="cosine", head="logits")
+    curves = {
+        **trial_curves(0.95, EPOCHS, 1),
+        "val_acc": [0.93, 0.97, 0.95],  # overfits: the last epoch is not the best
+        "train_seconds": [1.25, 2.5, 4.0],
+    }
+    start = datetime(2026, 1, 2, 9, 30, 15, 750_000)  # a fraction of a second: dropped
+    trial = create_trial(
+        state=TrialState.COMPLETE,
+        value=0.95,
+        params={"lr": 0.05},
+        distributions={"lr": SPACE["lr"]},
+        user_attrs={
+            "config": config.to_dict(),
+            "curves": curves,
+            "epochs_run": EPOCHS,
+            "is_baseline": False,
+            "wall_seconds": 9.5,
+        },
+        intermediate_values=dict(enumerate(curves["val_acc"])),
+    )
+    trial.datetime_start, trial.datetime_complete = start, start + timedelta(seconds=9.5)
+    study.add_trial(trial)
+    report = build_report(options(tmp_path, url))
+    with report.csv_path.open(newline="") as f:
+        row = next(r for r in csv.DictReader(f) if r["trial"] == "1")
+    assert (float(row["value"]), float(row["val_acc"]), float(row["best_val_acc"])) == (
+        0.95, 0.95, 0.97,
+    )  # fmt: skip
+    assert float(row["train_seconds"]) == 7.75 and float(row["seconds_per_epoch"]) == 7.75 / 3
+    assert float(row["wall_seconds"]) == 9.5
+    assert (row["started"], row["finished"]) == ("2026-01-02T09:30:15", "2026-01-02T09:30:25")
+
+
 def test_summary_counts_states_and_the_epochs_pruning_saved(study_url: str) -> None:
     data = read_study("demo", study_url)
     summary = summarise(data)
