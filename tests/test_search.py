@@ -590,16 +590,36 @@ def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_p
     best, baseline = final["best"], final["baseline"]
     assert best is not None and baseline is not None
     assert baseline["trial"] == 0 and keys <= set(baseline)
-    assert (
-        best["trial"]
-        == max(
-            (t for t in study.trials if t.value is not None), key=lambda t: (t.value, -t.number)
-        ).number
-    )
+    assert best["trial"] == study.best_trial.number  # Optuna's own reading of the study
     assert best["test_acc"] is not None and 0.0 <= best["test_acc"] <= 1.0
     assert best["val_acc"] == study.trials[best["trial"]].value
     # the same two trials again: the stored result is reused, not retrained
     assert finalize(study, mnist, CPU, compile=False)["finalized_at"] == final["finalized_at"]
+
+
+def test_finalize_retrains_the_highest_complete_trial_the_earlier_of_a_tie(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """Told by hand so that every wrong pick differs: the first, the last, the lowest, the
+    later of a tie, a pruned trial whose curve rose higher."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'hpo.db'}", direction="maximize")
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+    told = [(TrialState.COMPLETE, 0.6), (TrialState.COMPLETE, 0.9), (TrialState.COMPLETE, 0.9),
+            (TrialState.PRUNED, None), (TrialState.COMPLETE, 0.3)]  # fmt: skip
+    for number, (state, value) in enumerate(told):
+        config = TrainConfig(epochs=1, seed=number, hidden1=8, hidden2=8, lr=0.01 + number / 100)
+        curves = {"val_acc": [0.99 if value is None else value]}
+        attrs = {"config": config.to_dict(), "curves": curves, "is_baseline": number == 0}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state, value=value, params={"lr": config.lr}, distributions=lr,
+                user_attrs=attrs, intermediate_values={0: curves["val_acc"][0]},
+            )
+        )  # fmt: skip
+    final = finalize(study, mnist, CPU, compile=False)
+    assert final["best"] is not None and final["baseline"] is not None
+    assert (final["best"]["trial"], final["baseline"]["trial"]) == (1, 0)
+    assert final["best"]["config"]["lr"] == pytest.approx(0.02)  # trial 1's config, retrained
 
 
 def test_finalize_caches_its_models_where_the_report_finds_them(
