@@ -36,6 +36,7 @@ from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, t
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history
 from hpo.report.landscape import BLUES, in_space, parallel, param_importances, slices
+from hpo.report.pictures import Predictions
 from hpo.report.tables import summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
@@ -752,6 +753,15 @@ def test_the_pictures_retrain_with_the_thread_count_and_compile_mode_finalize_us
     opts = dataclasses.replace(options(tmp_path, study_url, pictures=True), compile=None)
     build_report(opts, mnist=synthetic_mnist)
     assert asked == [(1, False), (1, None)]  # the baseline's record has no mode: the report's
+
+
+def test_the_pictures_mark_fixed_and_broken_digits_by_which_model_got_them_right() -> None:
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 6])
+    best = torch.tensor([0, 1, 9, 8, 9, 5, 6])  # right at 0, 1, 5, 6
+    baseline = torch.tensor([0, 7, 2, 8, 7, 9, 6])  # right at 0, 2, 6
+    p = Predictions(labels, best, baseline)
+    assert p.fixed.tolist() == [1, 5]  # best right, tutorial wrong
+    assert p.broken.tolist() == [2]  # best wrong, tutorial right; 3 and 4: both wrong
 
 
 def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(
