@@ -272,6 +272,10 @@ def test_a_different_seed_samples_differently(mnist: Mnist, tmp_path: Path) -> N
     b = run(tiny_spec(seed=1), tmp_path / "b", 3, mnist=mnist).trials
     assert a[0].params == b[0].params  # both baselines
     assert a[1].params != b[1].params
+    # Each trial trains with study seed * 100,003 + its draw: no two studies share a seed.
+    assert [t.user_attrs["seed"] for t in a] == [0, 1, 2]
+    assert [t.user_attrs["seed"] for t in b] == [100_003, 100_004, 100_005]
+    assert [t.user_attrs["config"]["seed"] for t in b] == [100_003, 100_004, 100_005]
 
 
 def test_each_sampler_name_builds_optunas_sampler_with_the_specs_settings() -> None:
