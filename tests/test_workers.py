@@ -9,8 +9,10 @@ import io
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import optuna
 import pytest
 from optuna.distributions import BaseDistribution
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 import hpo.workers
 from hpo.algorithms import make_sampler
@@ -475,6 +477,21 @@ def test_four_workers_share_one_sqlite_study_without_lock_errors(launcher: Launc
     assert all(t.user_attrs["device_name"].endswith(" x1 threads") for t in finished(trials))
 
 
+def _two_workers_training(
+    launcher: Launcher, study: str, trials: int, mid_trial: Callable[[FrozenTrial], bool]
+) -> tuple[subprocess.Popen, str, list[FrozenTrial] | None]:
+    """``hpo run --jobs 2`` of a wide network (6,000 images, epochs of about 0.4 s, long enough
+    to be caught in the middle), once both workers' trials are ``mid_trial`` (None: never)."""
+    spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
+    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
+    args = launcher.run_args(spec, study, url, trials, "--jobs", "2", "--no-finalize")
+    proc = launcher.popen(args)
+    running = wait_for_running(
+        proc, url, study, lambda ts: len(ts) == 2 and all(map(mid_trial, ts)), timeout=120
+    )
+    return proc, url, running
+
+
 @pytest.mark.parametrize(
     ("sig", "code", "everyone"),
     [(signal.SIGINT, 130, False), (signal.SIGTERM, 143, False), (signal.SIGTERM, 143, True)],
@@ -484,18 +501,8 @@ def test_ctrl_c_or_sigterm_reaches_every_worker_once_and_queues_their_trials_aga
 ) -> None:
     # everyone: a batch system's SIGTERM to every process of the job at once, workers included,
     # which then also get the parent's forwarded SIGINT while queuing their trials again.
-    # Wide layers on 6,000 images: epochs of about 0.4 s, long enough to be caught in the middle.
-    spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
-    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
-    proc = launcher.popen(launcher.run_args(spec, "c", url, 20, "--jobs", "2", "--no-finalize"))
-    running = wait_for_running(
-        proc,
-        url,
-        "c",
-        lambda trials: (
-            len(trials) == 2 and all(1 <= len(t.intermediate_values) <= 3 for t in trials)
-        ),
-        timeout=120,
+    proc, url, running = _two_workers_training(
+        launcher, "c", 20, lambda t: 1 <= len(t.intermediate_values) <= 3
     )
     sent = None
     if running is not None:
@@ -526,15 +533,8 @@ def test_workers_whose_parent_is_killed_outright_stop_and_queue_their_trials_aga
     logs = launcher.cwd / "tmp"  # where the dead parent's worker logs stay
     logs.mkdir()
     launcher = dataclasses.replace(launcher, env={**launcher.env, "TMPDIR": str(logs)})
-    spec = write_spec(launcher.cwd / "wide.toml", epochs=6, hidden1=512, hidden2=256)
-    url = f"sqlite:///{launcher.cwd / 'hpo.db'}"
-    proc = launcher.popen(launcher.run_args(spec, "k", url, 400, "--jobs", "2", "--no-finalize"))
-    running = wait_for_running(
-        proc,
-        url,
-        "k",
-        lambda trials: len(trials) == 2 and all(t.intermediate_values for t in trials),
-        timeout=120,
+    proc, url, running = _two_workers_training(
+        launcher, "k", 400, lambda t: bool(t.intermediate_values)
     )
     workers = [t.user_attrs["process"] for t in running or []]
     try:
