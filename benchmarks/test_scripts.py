@@ -169,6 +169,9 @@ def test_repeat_epoch_prints_one_training_time_per_round() -> None:
     assert len(lines) == 1
     (times,) = match(r"epoch seconds: (.+)", lines[0])
     assert len(positive(*times.split(", "))) == 2
+    lines = run_script("repeat_epoch", "1", "--threads", "2", "1")
+    assert [line.split(":")[0] for line in lines] == ["threads 2", "threads 1"]
+    assert all(len(positive(*line.split(": ")[1].split(", "))) == 1 for line in lines)
 
 
 def test_start_end_tables_the_median_start_and_end_per_jobs_variant() -> None:

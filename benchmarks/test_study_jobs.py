@@ -128,7 +128,8 @@ class _Study:
         self.jobs, self.precision = jobs, precision
         # (study, launched), in local time as Optuna stamps the trials, one per round
         self.studies: list[tuple[str, dt.datetime]] = []
-        self.study, self.cmd = "", [""]
+        self.study = ""
+        self.cmd: list[str] = []
 
     def prepare(self) -> None:
         self.study = f"jobs-{self.jobs}-{self.precision}-{len(self.studies)}"
