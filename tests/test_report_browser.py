@@ -8,6 +8,7 @@ messages ending in NUL on file descriptors 3 and 4), so the test needs no driver
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import select
@@ -187,12 +188,24 @@ FIGURES = """[...document.querySelectorAll('.plotly-graph-div')].map(d => ({id: 
     svg: d.querySelectorAll('.main-svg').length, traces: (d.data || []).length,
     drawn: d.querySelectorAll('.main-svg path, .main-svg rect, canvas').length}))"""
 
+# Each log axis of each figure: its range (log10 units), its drawn labels and their boxes.
+LOG_AXES = """[...document.querySelectorAll('.plotly-graph-div')].flatMap(d =>
+    Object.entries(d._fullLayout).filter(([k, a]) => /^[xy]axis\\d*$/.test(k) && a.type === 'log')
+    .map(([k, a]) => {
+      const labels = [...d.querySelectorAll(`.${a._id}tick text`)];
+      return {figure: d.id, axis: k, range: a.range, labels: labels.map(t => t.textContent),
+        boxes: labels.map(t => { const r = t.getBoundingClientRect();
+                                 return [r.left, r.top, r.right, r.bottom]; })};
+    }))"""
+
 
 def test_report_renders_in_chromium_without_errors_or_network_and_shows_the_stored_numbers(
     tmp_path: Path, synthetic_mnist: Mnist, browser: DevTools
 ) -> None:
     url = build_study(tmp_path / "hpo.db")
     report = build_report(options(tmp_path, url, pictures=True), mnist=synthetic_mnist)
+    desktop = {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+    browser.call("Emulation.setDeviceMetricsOverride", desktop)
     open_page(browser, report.html_path)
 
     assert errors(browser.events) == []
@@ -215,6 +228,19 @@ def test_report_renders_in_chromium_without_errors_or_network_and_shows_the_stor
     ]
     for f in figures:
         assert f["svg"] >= 1 and f["traces"] >= 1 and f["drawn"] > 0, f
+    # Log axes (the lr and hidden1 slices, the schedule) labelled in full, in order, within the
+    # axis, none overlapping: plotly's own wrote "9, 0.01, 2, 3" and "10m".
+    log_axes = browser.evaluate(LOG_AXES)
+    assert {a["figure"] for a in log_axes} == {"fig-slice", "fig-schedule"}
+    for a in log_axes:
+        ticks = [float(text) for text in a["labels"]]  # "10m" would raise
+        lo, hi = (10**end for end in a["range"])
+        assert len(ticks) >= 2 and ticks == sorted(set(ticks)), a
+        assert all(lo <= t <= hi for t in ticks), a
+        # Along the axis, each label ends before the next begins (boxes: left, top, right, bottom).
+        along = (0, 2) if a["axis"].startswith("x") else (1, 3)
+        spans = sorted((box[along[0]], box[along[1]]) for box in a["boxes"])
+        assert all(end <= start for (_, end), (start, _) in itertools.pairwise(spans)), a
     images = browser.evaluate("[...document.images].map(i => i.complete && i.naturalWidth)")
     assert len(images) == 4 and all(w > 100 for w in images)
 

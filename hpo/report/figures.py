@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from hpo.config import TrainConfig
 from hpo.records import curve, trial_config
+from hpo.report.log_ticks import plain_log_ticks
 from hpo.report.study import StudyData
 from hpo.schedules import lr_curve
 
@@ -38,7 +39,7 @@ def layout(fig: go.Figure, x: str, y: str, **extra: Any) -> go.Figure:
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
         **extra,
     )
-    return fig
+    return plain_log_ticks(fig)
 
 
 def _tick(data: StudyData, percent: str) -> str:

@@ -13,6 +13,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial
 
 from hpo.report.figures import Figure, layout
+from hpo.report.log_ticks import plain_log_ticks
 from hpo.report.study import StudyData
 
 
@@ -55,7 +56,7 @@ def _restyle(fig: go.Figure, height: int) -> go.Figure:
         autosize=True,
         margin={"t": 30},
     )
-    return fig
+    return plain_log_ticks(fig)
 
 
 def parallel(data: StudyData) -> Figure:
