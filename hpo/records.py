@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
-from optuna.study import StudyDirection
+from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 # Trials that count towards a study's target.
@@ -17,9 +17,14 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # The finished trials the last ``hpo run`` asked for (--trials, else the spec's): what
 # ``hpo finalize`` and the report measure the study against.
 TARGET_ATTR = "trials_target"
-# finalize's record (``Final``) and --confirm's runs (``{"runs": [ConfirmRun, ...]}``).
+# finalize's record (``Final``).
 FINAL_ATTR = "final"
+# --confirm's runs, one attr each (``confirm_run_key``): a run is one write, so two confirms of
+# a study storing at once keep each other's runs. Versions before that kept them all in one attr,
+# ``{"runs": [ConfirmRun, ...]}`` under ``CONFIRM_ATTR``, read, merged and written again, which
+# loses a run when two store in the same instant; such studies are still read.
 CONFIRM_ATTR = "confirm"
+_CONFIRM_RUN_PREFIX = f"{CONFIRM_ATTR}:"
 
 
 class Retrained(TypedDict):
@@ -82,13 +87,29 @@ def final_of(attrs: dict[str, Any]) -> Final | None:
     return cast(Final, final) if isinstance(final, dict) else None
 
 
+def confirm_run_key(trial: int, seed: int) -> str:
+    """The user attr that holds --confirm's run of ``trial`` with ``seed``."""
+    return f"{_CONFIRM_RUN_PREFIX}{trial}:{seed}"
+
+
+def store_confirm_run(study: Study, run: ConfirmRun) -> None:
+    """Store one --confirm run on ``study``: one write of its own attr, nothing read first."""
+    study.set_user_attr(confirm_run_key(run["trial"], run["seed"]), run)
+
+
 def confirm_runs_of(attrs: dict[str, Any]) -> list[ConfirmRun]:
-    """The --confirm runs stored on a study (none where it has none)."""
+    """The --confirm runs stored on a study (none where it has none), by trial then seed: each
+    run's own attr, and the runs of the one attr older versions kept (the run's own attr wins
+    where both hold a trial and seed). One without a whole-number trial and seed is left out."""
     record = attrs.get(CONFIRM_ATTR)
-    runs = record.get("runs") if isinstance(record, dict) else None
-    return (
-        [cast(ConfirmRun, r) for r in runs if isinstance(r, dict)] if isinstance(runs, list) else []
-    )
+    old = record.get("runs") if isinstance(record, dict) else None
+    own = (v for k, v in attrs.items() if k.startswith(_CONFIRM_RUN_PREFIX))
+    runs = {
+        (r["trial"], r["seed"]): cast(ConfirmRun, r)
+        for r in [*(old if isinstance(old, list) else []), *own]
+        if isinstance(r, dict) and all(type(r.get(k)) is int for k in ("trial", "seed"))
+    }
+    return [runs[key] for key in sorted(runs)]
 
 
 def _score(direction: StudyDirection) -> Callable[[FrozenTrial], tuple[float, int]]:

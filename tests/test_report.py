@@ -31,7 +31,17 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
-from hpo.records import TARGET_ATTR, ConfirmRun, baseline_of, confirm_runs_of, curve, last_val_acc
+from hpo.records import (
+    CONFIRM_ATTR,
+    TARGET_ATTR,
+    ConfirmRun,
+    baseline_of,
+    confirm_run_key,
+    confirm_runs_of,
+    curve,
+    last_val_acc,
+    store_confirm_run,
+)
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history
@@ -636,6 +646,51 @@ def test_confirms_of_one_study_that_overlap_keep_each_others_runs_and_train_none
     # The first's #6 kept; the second trained only the seeds the first had not stored.
     assert stored == [(BASELINE, 0), (BASELINE, 1), (BEST, 0), (BEST, 1), (6, 0)]
     assert trained_by_second == [1, 1]
+
+
+def test_confirm_runs_stored_at_once_by_two_writers_are_all_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = build_study(tmp_path / "c.db", finalized=False)
+    first_storage = optuna.storages.RDBStorage(url)
+    first = optuna.load_study(study_name="demo", storage=first_storage)
+    second = optuna.load_study(study_name="demo", storage=url)
+    real_write = first_storage.set_study_user_attr
+    interleaved: list[bool] = []
+
+    def second_stores_in_between(study_id: int, key: str, value: Any) -> None:
+        # The race a read-merge-write loses: the first has made its write, the second stores
+        # its runs before that write lands.
+        if not interleaved:
+            interleaved.append(True)
+            store_confirm_run(second, confirm_run(BEST, 1, 0.971, 1.0))
+            store_confirm_run(second, confirm_run(BASELINE, 0, 0.962, 1.1))
+        real_write(study_id, key, value)
+
+    monkeypatch.setattr(first_storage, "set_study_user_attr", second_stores_in_between)
+    store_confirm_run(first, confirm_run(BEST, 0, 0.973, 1.2))
+    store_confirm_run(first, confirm_run(BASELINE, 1, 0.964, 1.3))
+    attrs = optuna.load_study(study_name="demo", storage=url).user_attrs
+    stored = [(r["trial"], r["seed"], r["test_acc"]) for r in confirm_runs_of(attrs)]
+    assert interleaved and stored == sorted(
+        [(BEST, 0, 0.973), (BEST, 1, 0.971), (BASELINE, 0, 0.962), (BASELINE, 1, 0.964)]
+    )
+    assert attrs[confirm_run_key(BEST, 1)]["seconds_per_epoch"] == 1.0  # one attr a run
+
+
+def test_confirm_runs_stored_by_older_versions_in_one_attr_are_still_read() -> None:
+    old = [confirm_run(BEST, 0, 0.97, 1.0), confirm_run(BASELINE, 0, 0.96, 1.0)]
+    attrs: dict[str, Any] = {
+        CONFIRM_ATTR: {"runs": old, "updated_at": "2026-01-01T12:00:00+00:00"},
+        confirm_run_key(BEST, 1): confirm_run(BEST, 1, 0.98, 1.0),
+        confirm_run_key(BASELINE, 0): confirm_run(BASELINE, 0, 0.95, 1.0),  # stored again
+    }
+    stored = [(r["trial"], r["seed"], r["test_acc"]) for r in confirm_runs_of(attrs)]
+    # The run's own attr wins over the old record's run of the same trial and seed.
+    assert stored == sorted([(BEST, 0, 0.97), (BEST, 1, 0.98), (BASELINE, 0, 0.95)])
+    assert confirm_runs_of({CONFIRM_ATTR: {"runs": old}}) == sorted(
+        old, key=lambda r: (r["trial"], r["seed"])
+    )
 
 
 def test_confirm_trains_top_k_and_baseline_per_seed_stores_and_resumes(

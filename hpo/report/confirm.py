@@ -1,6 +1,6 @@
 """``--confirm N``: retrain the top configurations and the baseline over N seeds on all 60,000
-training images, score each on the test set, and keep the runs on the study (user attr
-``confirm``) so that every later report reuses them.
+training images, score each on the test set, and keep the runs on the study (a user attr each,
+``hpo.records.confirm_run_key``) so that every later report reuses them.
 
 Which configuration is "best" stays the search's choice (validation accuracy): picking the winner
 by these test scores would tune on the test set. The other top configurations are shown so a
@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,13 @@ from optuna.trial import FrozenTrial
 
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
-from hpo.records import CONFIRM_ATTR, ConfirmRun, confirm_runs_of, last_val_acc, trial_config
+from hpo.records import (
+    ConfirmRun,
+    confirm_runs_of,
+    last_val_acc,
+    store_confirm_run,
+    trial_config,
+)
 from hpo.report.stats import Sample, sample_of
 from hpo.report.study import StudyData
 from hpo.retrain import trained
@@ -60,7 +65,6 @@ def run_confirm(
     """
     if n_seeds < 1 or top_k < 1:
         raise ValueError(f"n_seeds and top_k must be >= 1 (got {n_seeds}, {top_k})")
-    runs = confirm_runs_of(data.attrs)
     chosen = candidates(data, top_k)
     total = len(chosen) * n_seeds
     for i, trial in enumerate(chosen):
@@ -68,8 +72,8 @@ def run_confirm(
         for seed in range(n_seeds):
             # What is stored now, not only what was at the start: another `hpo report
             # --confirm` of this study (another machine, say) may have trained it meanwhile.
-            runs = _merged(confirm_runs_of(data.study.user_attrs), runs)
-            if any((r["trial"], r["seed"]) == (trial.number, seed) for r in runs):
+            stored = confirm_runs_of(data.study.user_attrs)
+            if any((r["trial"], r["seed"]) == (trial.number, seed) for r in stored):
                 continue
             log(f"confirm: trial {trial.number}, seed {seed} ({i * n_seeds + seed + 1}/{total})")
             done = trained(
@@ -86,22 +90,11 @@ def run_confirm(
                 "is_baseline": bool(trial.user_attrs.get("is_baseline")),
                 **done.record(),
             }
-            # Stored after every run, onto what is stored now: an interrupted confirm resumes
-            # where it stopped, and another's runs stored meanwhile are kept. (Two that store
-            # in the same instant can still lose one run, which the next confirm trains again.)
-            runs = _merged(confirm_runs_of(data.study.user_attrs), [*runs, run])
-            data.study.set_user_attr(CONFIRM_ATTR, {"runs": runs, "updated_at": _now()})
-    return runs
-
-
-def _merged(stored: list[ConfirmRun], mine: list[ConfirmRun]) -> list[ConfirmRun]:
-    """``stored``, then each of ``mine`` whose (trial, seed) it lacks."""
-    have = {(r["trial"], r["seed"]) for r in stored}
-    return [*stored, *(r for r in mine if (r["trial"], r["seed"]) not in have)]
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+            # Stored after every run, in an attr of its own: an interrupted confirm resumes
+            # where it stopped, and another's runs stored meanwhile, even in the same instant,
+            # are kept (nothing is read and written back).
+            store_confirm_run(data.study, run)
+    return confirm_runs_of(data.study.user_attrs)
 
 
 def confirm_frame(data: StudyData, runs: list[ConfirmRun]) -> pd.DataFrame:
