@@ -20,11 +20,15 @@ SOURCE = Path(__file__).resolve().parent  # the hpo package that is running
 @cache
 def library_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("hpo", "torch", "torchvision", "optuna", "numpy", "pandas", "plotly"):
+    for dist in ("hpo", "torchvision", "optuna", "numpy", "pandas", "plotly"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[dist] = "absent"
+    # The module's version, not the distribution's: only it keeps the local build tag
+    # ("2.14.1+cu130"), and a CUDA build and a CPU one of a release compute differently.
+    out["torch"] = str(torch.__version__)
+    out["torch_cuda"] = torch.version.cuda or "none"
     # The version is a constant between releases: the commit says which code ran.
     out["hpo_commit"] = source_commit()
     out["cpu"] = f"{cpu_model()} ({torch.backends.cpu.get_cpu_capability()})"

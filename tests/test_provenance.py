@@ -57,9 +57,21 @@ def test_the_cpu_is_named_by_its_model() -> None:
 
 def test_the_versions_recorded_are_those_of_the_libraries_running() -> None:
     versions = library_versions()
-    # Distributions' versions, without the local build tag a module may carry ("+cu130").
-    assert versions["torch"] == torch.__version__.split("+")[0]
+    # torch's with its build tag ("+cu130"); the other distributions' without it.
+    assert versions["torch"] == str(torch.__version__)
+    assert versions["torch_cuda"] == (torch.version.cuda or "none")
     assert versions["torchvision"] == torchvision.__version__.split("+")[0]
     assert versions["optuna"] == optuna.__version__
     assert versions["numpy"] == numpy.__version__
     assert versions["python"] == platform.python_version()
+
+
+def test_a_cpu_build_of_torch_records_no_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.version, "cuda", None)
+    monkeypatch.setattr(torch, "__version__", "2.14.1+cpu")
+    library_versions.cache_clear()
+    try:
+        versions = library_versions()
+        assert (versions["torch"], versions["torch_cuda"]) == ("2.14.1+cpu", "none")
+    finally:
+        library_versions.cache_clear()
