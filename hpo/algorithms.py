@@ -9,7 +9,16 @@ import optuna
 
 from hpo.errors import HpoError
 from hpo.sampling import TrialSeededSampler
-from hpo.spec import Component, StudySpec
+from hpo.spec import (
+    USED_BY,
+    Choice,
+    Component,
+    FloatRange,
+    IntRange,
+    SearchSpace,
+    StudySpec,
+    in_use,
+)
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
@@ -40,9 +49,29 @@ def _build_sampler(s: Component, seed: int) -> optuna.samplers.BaseSampler:
             import cmaes  # noqa: F401 - Optuna imports it lazily, after the study started
         except ImportError:
             raise HpoError("sampler cmaes needs the cmaes package: pip install cmaes") from None
+        # Its warning per parameter sampled at random goes to a log hpo run silences;
+        # setup_notes names those parameters once, before the first trial, instead.
         return optuna.samplers.CmaEsSampler(
-            seed=seed, n_startup_trials=s.option("n_startup_trials")
+            seed=seed,
+            n_startup_trials=s.option("n_startup_trials"),
+            warn_independent_sampling=False,
         )
+
+
+def cma_es_falls_back(space: SearchSpace) -> list[str]:
+    """The searched parameters CMA-ES cannot model, which Optuna's CmaEsSampler samples
+    independently at random: categorical ones, and numbers that only some of the searched
+    schedules use (CMA-ES models the parameters every finished trial has)."""
+    schedule = dict(space.dims).get("schedule")
+    schedules = schedule.choices if isinstance(schedule, Choice) else ()
+    # Under a fixed schedule a conditional is in every trial or in none.
+    partly_used = {name for name in USED_BY if any(not in_use(name, s) for s in schedules)}
+    return [
+        name
+        for name, dim in space.dims
+        if (isinstance(dim, Choice) and len(dim.choices) > 1)
+        or (isinstance(dim, FloatRange | IntRange) and dim.low < dim.high and name in partly_used)
+    ]
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:

@@ -14,7 +14,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 import hpo
-from hpo.algorithms import make_pruner, make_sampler
+from hpo.algorithms import cma_es_falls_back, make_pruner, make_sampler
 from hpo.errors import HpoError
 from hpo.lost_trials import INTERRUPTED, queue_again
 from hpo.records import FINISHED
@@ -200,6 +200,13 @@ def setup_notes(spec: StudySpec) -> list[str]:
             "objective val_loss: the softmax head's loss (the baseline's, the tutorial's double "
             "softmax; never below about 1.46) is on another scale than the logits head's, so "
             "trials of the two heads do not compare by loss; val_acc compares them"
+        )
+    random = cma_es_falls_back(spec.space) if spec.sampler.name == "cmaes" else []
+    if random:
+        notes.append(
+            f"sampler cmaes: {', '.join(random)} sampled independently at random, not by "
+            "CMA-ES (it models only the numbers every trial has; these are categorical or used "
+            "by only some schedules)"
         )
     never = _never_prunes(spec)
     return [*notes, never] if never else notes

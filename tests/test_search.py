@@ -297,6 +297,62 @@ def test_each_sampler_name_builds_optunas_sampler_with_the_specs_settings() -> N
     assert inner({"name": "qmc"})._qmc_type == "sobol"
     cma = inner({"name": "cmaes", "n_startup_trials": 2})
     assert type(cma) is optuna.samplers.CmaEsSampler and cma._n_startup_trials == 2
+    assert cma._warn_independent_sampling is False  # setup_notes says it instead
+
+
+def _cma_note_names(spec: StudySpec) -> list[str] | None:
+    """The parameters the cmaes note names, None without the note."""
+    notes = [n for n in setup_notes(spec) if n.startswith("sampler cmaes: ")]
+    if not notes:
+        return None
+    (note,) = notes
+    return note.removeprefix("sampler cmaes: ").split(" sampled")[0].split(", ")
+
+
+@pytest.mark.parametrize(
+    ("space", "named"),
+    [
+        # TINY_SPACE: five schedules, two of them use neither conditional; the head fixed.
+        ({}, ["schedule", "gamma", "step_every"]),
+        ({"head": {"choices": ["softmax", "logits"]}}, ["head", "schedule", "gamma", "step_every"]),
+        # Both schedules use gamma, only one step_every.
+        ({"schedule": {"choices": ["step", "exponential"]}}, ["schedule", "step_every"]),
+        # A fixed schedule: every trial has both conditionals, CMA-ES models them.
+        ({"schedule": "step", "head": {"choices": ["softmax", "logits"]}}, ["head"]),
+        ({"schedule": "step"}, None),  # numbers only: no note
+    ],
+)
+def test_the_cmaes_note_names_the_parameters_it_samples_at_random(
+    space: dict[str, Any], named: list[str] | None
+) -> None:
+    spec = tiny_spec(space=space, sampler={"name": "cmaes"})
+    assert _cma_note_names(spec) == named
+    assert _cma_note_names(tiny_spec(space=space)) is None  # tpe models them all
+
+
+@pytest.mark.filterwarnings("ignore:Fixed parameter")  # the baseline's, outside the tiny space
+def test_the_params_the_cmaes_note_names_are_those_optuna_samples_at_random(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = tiny_spec(sampler={"name": "cmaes", "n_startup_trials": 1})
+    at_random: set[str] = set()
+    real = optuna.samplers.RandomSampler.sample_independent
+
+    def spy(self: Any, study: Any, trial: FrozenTrial, name: str, dist: Any) -> Any:
+        if trial.number >= 1:  # after the startup trial, the baseline
+            at_random.add(name)
+        return real(self, study, trial, name, dist)
+
+    monkeypatch.setattr(optuna.samplers.RandomSampler, "sample_independent", spy)
+    study = optuna.create_study(sampler=make_sampler(spec))
+    study.enqueue_trial(baseline_params(spec.space))
+
+    def objective(trial: optuna.Trial) -> float:
+        return sum(v for v in suggest(trial, spec.space).values() if isinstance(v, float))
+
+    study.optimize(objective, n_trials=20)
+    assert {t.system_attrs.get("cma:generation") for t in study.trials[1:]} >= {0, 1}
+    assert sorted(at_random) == sorted(_cma_note_names(spec) or [])
 
 
 def test_a_qmc_study_walks_the_sobol_sequence_from_the_corner_to_the_centre(
