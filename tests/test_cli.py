@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 import hpo.cli
 from hpo.cli import VERBS, build_parser, console, main
 from hpo.interrupts import Terminated, on_signal
+from tests.support.cli import Launcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,3 +156,79 @@ def test_a_stop_while_the_command_loads_is_an_interrupt_not_a_traceback(
     err = capsys.readouterr().err
     assert code == (143 if stop is Terminated else 130)
     assert err.strip().endswith("nothing was changed. Rerun the same command"), err
+
+
+# A sitecustomize for the processes below: the import of $HPO_TEST_STALL_AT says so on stdout
+# and waits there, so that a signal provably lands inside an import, however slow the machine.
+STALL_HOOK = """\
+import os, sys, time
+class _Stall:
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["HPO_TEST_STALL_AT"]:
+            sys.meta_path.remove(self)
+            os.write(1, b"importing\\n")
+            time.sleep(300)
+        return None
+sys.meta_path.insert(0, _Stall())
+"""
+# The console script pip writes for ``hpo = "hpo.cli:console"``.
+CONSOLE_SCRIPT = """\
+import sys
+from hpo.cli import console
+sys.exit(console())
+"""
+
+
+def _launcher(cwd: Path, *first: Path, **env: str) -> Launcher:
+    """Processes in ``cwd`` that import this checkout's hpo, after what ``first`` holds."""
+    path = os.pathsep.join([*map(str, first), str(REPO), os.environ.get("PYTHONPATH", "")])
+    return Launcher(cwd=cwd, data_dir=cwd, env={**os.environ, "PYTHONPATH": path, **env})
+
+
+@pytest.mark.parametrize(
+    ("entry", "stall_at", "sig"),
+    [
+        # hpo.cli's own imports, before main can catch anything (hpo.cli.loading's handlers).
+        ("-m", "hpo.cli.common", signal.SIGINT),
+        ("-m", "hpo.cli.common", signal.SIGTERM),
+        ("script", "hpo.cli.common", signal.SIGINT),
+        ("script", "hpo.cli.common", signal.SIGTERM),
+        # The verb's imports while main builds the parser (hpo.interrupts', caught by main).
+        ("-m", "hpo.cli.run", signal.SIGINT),
+        ("script", "hpo.cli.run", signal.SIGTERM),
+    ],
+)
+def test_a_stop_while_hpo_imports_says_one_line_and_exits_as_the_signal_asks(
+    tmp_path: Path, entry: str, stall_at: str, sig: signal.Signals
+) -> None:
+    (tmp_path / "sitecustomize.py").write_text(STALL_HOOK)
+    (tmp_path / "hpo").write_text(CONSOLE_SCRIPT)
+    launcher = _launcher(tmp_path, tmp_path, HPO_TEST_STALL_AT=stall_at)
+    start = ["-m", "hpo.cli"] if entry == "-m" else [str(tmp_path / "hpo")]
+    proc = launcher.popen([sys.executable, *start, "run", "--help"])
+    try:
+        assert proc.stdout is not None
+        # No time limit of its own: a loaded machine may take long to get here.
+        assert proc.stdout.readline() == "importing\n", proc.communicate()[1]
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    said = "terminated (SIGTERM)" if sig == signal.SIGTERM else "interrupted"
+    # One line, the same whichever handler took the stop; no traceback.
+    line = f"hpo: error: {said} while starting; nothing was changed. Rerun the same command"
+    assert err == f"{line}\n"
+    assert proc.returncode == 128 + sig
+
+
+def test_a_program_that_imports_hpo_cli_keeps_its_own_ctrl_c(tmp_path: Path) -> None:
+    # Only the hpo command is given the starting handlers: a test run's Ctrl-C stays its own.
+    code = (
+        "import signal, hpo.cli; "
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+        "signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)"
+    )
+    proc = _launcher(tmp_path).popen([sys.executable, "-c", code])
+    out, err = proc.communicate(timeout=120)
+    assert out.split() == ["True", "True"], err

@@ -6,6 +6,9 @@ success, 1 on an error, 2 on a usage error (bad flag, bad spec); kebab-case flag
 
 from __future__ import annotations
 
+# First: from here on a stop while the rest imports is one line, not a traceback.
+from hpo.cli import loading  # isort: split
+
 import argparse
 import gc
 import importlib
@@ -101,13 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         interrupts.taken()
         ended = isinstance(exc, Terminated)
+        if args is None:  # the same line as a stop while hpo.cli itself imports
+            signum = signal.SIGTERM if ended else signal.SIGINT
+            return fail(loading.stopped_while_starting(signum), loading.exit_code(signum))
         # A handler sets args.after_interrupt once what it said above stops being true.
         nothing = "nothing was changed. Rerun the same command"
-        after = (
-            nothing
-            if args is None
-            else getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(verb, nothing)
-        )
+        after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(verb, nothing)
         return fail(
             f"{'terminated (SIGTERM)' if ended else 'interrupted'}; {after}",
             EXIT_TERMINATED if ended else 130,
@@ -138,11 +140,9 @@ def console() -> NoReturn:
     the storages' connections by ``hpo.storage.close_storages`` at exit.
 
     SIGTERM is handled as Ctrl-C is (``Terminated``), exiting 143; both by
-    ``hpo.interrupts.on_signal``, which remembers a stop in case Python drops its raise."""
-    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # not where it was set to be ignored
-        signal.signal(signal.SIGTERM, interrupts.on_signal)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, interrupts.on_signal)
+    ``hpo.interrupts.on_signal``, which remembers a stop in case Python drops its raise. Until
+    here, ``hpo.cli.loading`` has them."""
+    loading.hand_over(interrupts.on_signal)
     code = main()
     gc.freeze()
     sys.exit(code)
