@@ -3,8 +3,9 @@ or resumes the study; ``hpo.study_summary`` counts and sums it up).
 
 One pass of the loop asks for a trial, trains it with ``run_trial(trial, ctx)`` under a heartbeat
 and tells the outcome. Any number of such loops, in processes on one machine or many, may share one
-study (Optuna's distributed mode): each fails the stale trials it finds, and a trial only trains
-while the study still needs it, so the finished trials come out at exactly the target.
+study (Optuna's distributed mode): each fails the lost trials it finds (``hpo.sweeper``), and a
+trial only trains while the study still needs it, so the finished trials come out at exactly the
+target.
 """
 
 from __future__ import annotations
@@ -21,23 +22,19 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hpo import interrupts
 from hpo.errors import HpoError
-from hpo.liveness import is_gone, this_process
-from hpo.lost_trials import MAX_RETRY, Orphans, fail_lost, not_requeued
+from hpo.liveness import this_process
 from hpo.mnist import Mnist
 from hpo.progress import Progress
 from hpo.records import FINISHED, TARGET_ATTR
 from hpo.spec import StudySpec
-from hpo.storage import GRACE_FACTOR, Heartbeat, reporting_loss
+from hpo.storage import Heartbeat, reporting_loss
 from hpo.study_setup import open_study
 from hpo.study_summary import StudySummary, counts, counts_of, outcome, summarize
-from hpo.trial import UNFINISHED, Diverged, TrialContext, queue_interrupted, run_trial
+from hpo.sweeper import Sweeper
+from hpo.trial import Diverged, TrialContext, queue_interrupted, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
-# How often a worker with no free place looks again: the place may open (a trial failed) or the
-# study may be done, and the parent of --jobs workers waits for the last of them to notice. A
-# few small queries a poll, and only while the study's last trials run elsewhere.
-WAIT_POLL_S = 0.25
 
 
 def run_study(
@@ -78,49 +75,20 @@ def _loop(
 ) -> str:
     """The trials of this process; returns why it stopped before the target ("timeout") or ""."""
     progress = ctx.progress
-    heartbeat = storage.get_heartbeat_interval()
-    # Without heartbeats (a storage opened without them) no trial can be told apart as lost.
-    beats, interval = heartbeat is not None, heartbeat or 1
     deadline = None if timeout is None else time.monotonic() + timeout
-    fails, waited_on = 0, None
-    grace = GRACE_FACTOR * interval  # silent this long, a running trial counts as lost
-    silent = f"no heartbeat for {grace} s"
-    orphans = Orphans(study, storage, grace) if beats else None
+    fails = 0
+    sweeper = Sweeper(study, storage, progress)
     progress.start(counts(study, n_trials))
     try:
         while True:
             interrupts.raise_pending()  # a stop whose raise Python dropped (hpo.interrupts)
-            before = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            # Those whose process on this machine has ended: lost now, not after the grace
-            # (hpo.liveness), so a run restarted at once goes on as one run straight through.
-            dead = [t for t in before if is_gone(t.user_attrs.get("process"))]
-            # Not those another worker failed first: their heartbeat was not what said so.
-            gone = [n for t in dead if (n := fail_lost(study, t._trial_id)) is not None]
-            if gone:
-                ended_here = "their process on this machine has ended"
-                progress.lost(gone, not_requeued(study.get_trials(deepcopy=False), gone),
-                              ended_here, MAX_RETRY)  # fmt: skip
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            trials = study.get_trials(deepcopy=False)
-            if lost := [n for n in _lost(before, trials) if n not in {t.number for t in dead}]:
-                progress.lost(lost, not_requeued(trials, lost), silent, MAX_RETRY)
-            now = counts_of(trials, n_trials, study.direction)
+            now = counts_of(sweeper.sweep(), n_trials, study.direction)
             if now.finished >= n_trials:
                 return ""
             if deadline is not None and time.monotonic() >= deadline:
                 return "timeout"
-            if now.finished + now.running >= n_trials:
-                running = [t.number for t in study.get_trials(states=(TrialState.RUNNING,))]
-                if running != waited_on:  # say it once, not every poll
-                    progress.waiting(running, grace, now)
-                    waited_on = running
-                if orphans is not None and (ended := orphans.sweep()):  # queued again
-                    dropped = not_requeued(study.get_trials(deepcopy=False), ended)
-                    progress.lost(ended, dropped, silent, MAX_RETRY)
-                    continue
-                time.sleep(min(interval, WAIT_POLL_S))
+            if now.finished + now.running >= n_trials:  # every place left is taken
+                sweeper.wait(now)
                 continue
             t = run_one(study, storage, ctx, n_trials)
             if t is None:  # another worker took the last free place first
@@ -135,19 +103,6 @@ def _loop(
                 )
     finally:
         progress.close()
-
-
-def _lost(before: list[FrozenTrial], trials: list[FrozenTrial]) -> list[int]:
-    """The trials running in ``before`` that the stale check has since failed: their reason is
-    still the one a trial carries until it ends (its process was killed), or they have none
-    (killed between their first heartbeat and their first attributes)."""
-    now = {t.number: t for t in trials}
-    return [
-        t.number
-        for t in before
-        if now[t.number].state == TrialState.FAIL
-        and now[t.number].user_attrs.get("reason", UNFINISHED) == UNFINISHED
-    ]
 
 
 def run_one(

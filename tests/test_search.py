@@ -10,6 +10,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -24,6 +25,7 @@ import hpo.device
 import hpo.retrain
 import hpo.search
 import hpo.study_setup
+import hpo.sweeper
 import hpo.trial
 from hpo.algorithms import make_pruner, make_sampler
 from hpo.cli.common import stop_once
@@ -809,6 +811,43 @@ def test_a_trial_lost_before_its_first_heartbeat_is_failed_and_run_again(
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 2
 
 
+def test_the_wait_for_trials_running_elsewhere_is_said_when_they_change_not_at_every_poll(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose last places are held by another worker's trials polls until they end: it says
+    which trials it waits for once, and again only when that changes."""
+    spec = tiny_spec()
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = open_study(spec, storage, "s")
+    with pytest.warns(UserWarning):  # asked by hand, as the other worker would
+        elsewhere = [study.ask(), study.ask()]  # the baseline and one more, both beating
+    for trial in elsewhere:
+        storage.record_heartbeat(trial._trial_id)
+    polls = 0
+
+    def poll(seconds: float) -> None:  # no real sleep: the other worker ends its trials here
+        nonlocal polls
+        polls += 1
+        if polls in (3, 6):
+            study.tell(elsewhere[polls // 3 - 1], 0.5)
+
+    monkeypatch.setattr(hpo.sweeper, "time", SimpleNamespace(sleep=poll))
+    said = io.StringIO()
+    summary = run_study(
+        spec, storage, "s", 2, CPU, mnist, Progress(said), runs_dir=None, compile=False
+    )
+    assert polls == 6 and summary.stopped_early == ""
+    waits = [line for line in said.getvalue().splitlines() if line.startswith("waiting for")]
+    assert [w.split(":")[0] for w in waits] == [
+        "waiting for running trial(s) #0, #1",
+        "waiting for running trial(s) #1",
+    ]
+    assert "re-queued after 3 s without a heartbeat" in waits[0]
+    assert [t.state for t in optuna.load_study(study_name="s", storage=storage).trials] == [
+        TrialState.COMPLETE
+    ] * 2  # none trained here: the place check kept this run from a third
+
+
 def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:
     study = optuna.create_study()
     x: dict[str, BaseDistribution] = {"x": optuna.distributions.FloatDistribution(0, 2)}
@@ -846,7 +885,7 @@ def test_a_trial_killed_before_its_first_attributes_is_said_lost_too() -> None:
         trial(2, TrialState.FAIL, {"reason": UNFINISHED}),
         trial(3, TrialState.FAIL, {"reason": "diverged: train loss nan at epoch 1 of 2"}),
     ]
-    assert hpo.search._lost(before, now) == [1, 2]
+    assert hpo.sweeper._lost(before, now) == [1, 2]
 
 
 def test_a_lost_trial_given_up_is_said_so_not_said_queued() -> None:
