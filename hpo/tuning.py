@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from hpo.config import PrecisionChoice
-from hpo.spec import StudySpec
+from hpo.spec import SpecOverrides, StudySpec
 from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only
@@ -46,11 +45,8 @@ class TuningOptions:
     data_dir: Path | None = None
     finalize: bool = True
     compile: bool | None = None  # None: compile where the device supports it
-    # The overrides as given (None: not given), for the workers' command lines: each worker
-    # applies them to the spec file itself, as this process did.
-    seed: int | None = None
-    epochs: int | None = None
-    precision: PrecisionChoice | None = None
+    # Applied to ``spec`` already; kept for the workers, which apply them to the file again.
+    overrides: SpecOverrides = field(default_factory=SpecOverrides)
 
 
 def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySummary:
@@ -245,11 +241,8 @@ def worker_argv(options: TuningOptions, index: int, device: str, jobs: int) -> l
     environment instead (see hpo.workers.worker_env)."""
     argv = ["run", "--worker", str(index), "--jobs", str(jobs), "--spec", str(options.spec_path)]
     argv += ["--study", options.study_name, "--trials", str(options.trials), "--device", device]
-    argv += ["--heartbeat", str(options.heartbeat), "--no-finalize"]
+    argv += ["--heartbeat", str(options.heartbeat), "--no-finalize", *options.overrides.argv()]
     for flag, value in (
-        ("--seed", options.seed),
-        ("--epochs", options.epochs),
-        ("--precision", options.precision),
         ("--timeout", options.timeout),
         ("--data-dir", options.data_dir),
     ):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hpo.config import TrainConfig
-from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError
+from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError, SpecOverrides
 from hpo.spec_parse import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -200,13 +200,28 @@ def test_bad_toml_and_missing_file_are_spec_errors(tmp_path: Path) -> None:
 
 def test_overrides_are_validated_too() -> None:
     spec = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}}})
-    assert spec.with_overrides(epochs=3, seed=7).epochs == 3
-    assert spec.with_overrides(epochs=3, seed=7).seed == 7
-    assert spec.with_overrides(precision="bf16").precision == "bf16"
+    assert SpecOverrides(epochs=3, seed=7).apply(spec).epochs == 3
+    assert SpecOverrides(epochs=3, seed=7).apply(spec).seed == 7
+    assert SpecOverrides(precision="bf16").apply(spec).precision == "bf16"
+    assert SpecOverrides().apply(spec) == spec  # none given: the file's values stand
     with pytest.raises(SpecError, match="--epochs"):
-        spec.with_overrides(epochs=0)
+        SpecOverrides(epochs=0).apply(spec)
     with pytest.raises(SpecError, match=r"--precision must be auto\|fp32\|bf16 \(got 'fp16'\)"):
-        spec.with_overrides(precision="fp16")  # type: ignore[arg-type]
+        SpecOverrides(precision="fp16").apply(spec)  # type: ignore[arg-type]
+    with pytest.raises(SpecError) as every:  # each bad one named, in one message
+        SpecOverrides(seed=-1, epochs=True, precision="fp16").apply(spec)  # type: ignore[arg-type]
+    assert str(every.value) == (
+        "--precision must be auto|fp32|bf16 (got 'fp16'); "
+        "--epochs must be an integer >= 1 (got True); --seed must be an integer >= 0 (got -1)"
+    )
+
+
+def test_overrides_give_the_run_flags_of_those_given_only() -> None:
+    assert SpecOverrides().argv() == []
+    assert SpecOverrides(seed=0, precision="fp32").argv() == ["--seed", "0", "--precision", "fp32"]
+    assert SpecOverrides(7, 3, "bf16").argv() == [
+        "--seed", "7", "--epochs", "3", "--precision", "bf16"
+    ]  # fmt: skip
 
 
 def test_precision_is_fp32_unless_the_spec_asks_and_is_one_of_the_known() -> None:

@@ -388,6 +388,35 @@ def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() 
     assert env["HPO_STORAGE"] == url and env["OMP_NUM_THREADS"] == "1"
 
 
+@pytest.mark.parametrize(
+    ("flags", "changed"),
+    [
+        (
+            ["--seed", "7", "--epochs", "3", "--precision", "bf16"],
+            {"seed": 7, "epochs": 3, "precision": "bf16"},
+        ),
+        (["--seed", "0", "--precision", "auto"], {"seed": 0, "precision": "auto"}),
+        ([], {}),
+    ],
+)
+def test_a_worker_applies_the_overrides_its_parent_applied(
+    tmp_path: Path, flags: list[str], changed: dict[str, Any]
+) -> None:
+    """A --jobs worker loads the spec file again and applies the overrides on its command line:
+    parsed by hpo run's own parser, they give it the spec its parent runs."""
+    from hpo.cli import build_parser
+    from hpo.cli.run import tuning_options
+    from hpo.spec_parse import load_spec
+    from hpo.tuning import worker_argv
+
+    path = write_spec(tmp_path / "tiny.toml", epochs=2)  # seed 0, precision fp32
+    parent = tuning_options(build_parser().parse_args(["run", "--spec", str(path), *flags]))
+    worker = tuning_options(build_parser().parse_args(worker_argv(parent, 1, "cpu", 2)))
+    assert parent.spec == dataclasses.replace(load_spec(path), **changed)
+    assert worker.spec == parent.spec
+    assert worker.overrides == parent.overrides  # --seed 0 too, though the file says 0
+
+
 def test_the_one_display_lists_every_running_trial_and_shares_the_eta() -> None:
     now = [100.0]
     out = io.StringIO()

@@ -23,7 +23,7 @@ from hpo.cli.common import (
     study_arg,
 )
 from hpo.cli.summary import format_summary
-from hpo.spec import DEFAULT_SPEC, StudySpec
+from hpo.spec import DEFAULT_SPEC, SpecOverrides, StudySpec
 from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only: the parser is built without importing torch
@@ -128,9 +128,7 @@ def load_spec_args(args: argparse.Namespace) -> StudySpec:
         log(f"spec: {SHIPPED_SPEC} (no {DEFAULT_SPEC} here)")
         args.spec = SHIPPED_SPEC
     try:
-        return load_spec(args.spec).with_overrides(
-            epochs=args.epochs, seed=args.seed, precision=args.precision
-        )
+        return _overrides(args).apply(load_spec(args.spec))
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 
@@ -170,10 +168,12 @@ def tuning_options(args: argparse.Namespace) -> TuningOptions:
         data_dir=args.data_dir,
         finalize=not args.no_finalize,
         compile=compile_flag(args),
-        seed=args.seed,
-        epochs=args.epochs,
-        precision=args.precision,
+        overrides=_overrides(args),
     )
+
+
+def _overrides(args: argparse.Namespace) -> SpecOverrides:
+    return SpecOverrides(seed=args.seed, epochs=args.epochs, precision=args.precision)
 
 
 def _check_flags(args: argparse.Namespace) -> None:
