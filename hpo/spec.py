@@ -4,7 +4,6 @@ tables a spec is checked against (``hpo.spec_parse`` reads and validates a TOML 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -12,11 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hpo.config import (
-    PRECISION_CHOICES,
     RULES,
     Kind,
     PrecisionChoice,
-    of_kind,
 )
 
 
@@ -174,39 +171,3 @@ class StudySpec:
             "pruner": self.pruner.to_dict(),
             "space": self.space.to_dict(),
         }
-
-
-@dataclass(frozen=True)
-class SpecOverrides:
-    """``hpo run``'s --seed, --epochs and --precision as given (None: the spec's own). Kept
-    apart from the spec they change so that each --jobs worker gets them on its command line
-    and applies them to the spec file itself, as its parent did."""
-
-    seed: int | None = None
-    epochs: int | None = None
-    precision: PrecisionChoice | None = None
-
-    def apply(self, spec: StudySpec) -> StudySpec:
-        """``spec`` with these overrides, validated like the file's values."""
-        problems = []
-        if self.precision is not None and self.precision not in PRECISION_CHOICES:
-            problems.append(
-                f"--precision must be {'|'.join(PRECISION_CHOICES)} (got {self.precision!r})"
-            )
-        if self.epochs is not None and (not of_kind(self.epochs, "int") or self.epochs < 1):
-            problems.append(f"--epochs must be an integer >= 1 (got {self.epochs!r})")
-        if self.seed is not None and (not of_kind(self.seed, "int") or self.seed < 0):
-            problems.append(f"--seed must be an integer >= 0 (got {self.seed!r})")
-        if problems:
-            raise SpecError("; ".join(problems))
-        return dataclasses.replace(
-            spec,
-            seed=spec.seed if self.seed is None else self.seed,
-            epochs=spec.epochs if self.epochs is None else self.epochs,
-            precision=spec.precision if self.precision is None else self.precision,
-        )
-
-    def argv(self) -> list[str]:
-        """The ``hpo run`` flags that give these overrides, the ones given only."""
-        flags = (("--seed", self.seed), ("--epochs", self.epochs), ("--precision", self.precision))
-        return [arg for flag, value in flags if value is not None for arg in (flag, str(value))]

@@ -171,6 +171,10 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
             f"the baseline failed ({said}): the study has no baseline to compare its winners with"
         )
         return note, target
+    # Two machines rerunning in the same instant may both queue it (storages have no
+    # compare-and-set). Harmless: the lower-numbered copy takes the one place the target leaves
+    # (search.surplus), the other waits untrained; a later, larger run trains it as a trial, and
+    # the report's baseline stays the first complete one (records.baseline_of).
     queue_again(study, last)
     note = (
         f"the baseline's {len(attempts)} attempts were all lost (their runs killed); it is "

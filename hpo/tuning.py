@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from hpo.spec import SpecOverrides, StudySpec
+from hpo.spec import StudySpec
+from hpo.spec_overrides import SpecOverrides
 from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only

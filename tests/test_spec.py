@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from hpo.config import TrainConfig
-from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError, SpecOverrides
+from hpo.spec import Choice, Fixed, FloatRange, IntRange, SpecError
+from hpo.spec_overrides import SpecOverrides
 from hpo.spec_parse import load_spec, parse_spec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -23,7 +23,8 @@ from hpo.cli.common import (
     study_arg,
 )
 from hpo.cli.summary import format_summary
-from hpo.spec import DEFAULT_SPEC, SpecOverrides, StudySpec
+from hpo.spec import DEFAULT_SPEC, StudySpec
+from hpo.spec_overrides import SpecOverrides
 from hpo.storage import HEARTBEAT_INTERVAL
 
 if TYPE_CHECKING:  # for annotations only: the parser is built without importing torch
