@@ -36,9 +36,10 @@ from hpo.finalize import finalize
 from hpo.idx import write_idx
 from hpo.interrupts import Terminated
 from hpo.liveness import this_process
-from hpo.lost_trials import INTERRUPTED, not_requeued, requeue
+from hpo.lost_trials import INTERRUPTED, not_requeued, queue_again, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
+from hpo.records import baseline_of
 from hpo.retrain import models_dir, trained
 from hpo.sampling import TrialSeededSampler
 from hpo.search import run_study
@@ -938,6 +939,32 @@ def test_a_restored_baseline_runs_where_the_study_had_reached_its_target(
     trials = optuna.load_study(study_name="s", storage=storage).trials
     done = [t for t in trials if t.user_attrs.get("is_baseline") and t.state.is_finished()]
     assert done[-1].state == TrialState.COMPLETE
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the two trials asked by hand
+def test_a_baseline_queued_again_by_two_machines_at_once_trains_once_per_place(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """Storages have no compare-and-set: two runs restoring at the same instant both queue it.
+    The target leaves one place, so one copy trains; the report's baseline is that one."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = lost_baseline_study(storage, [UNFINISHED] * 4)
+    for _ in range(2):  # the study's target of 2 reached meanwhile
+        study.tell(study.ask(), 0.5)
+    last = study.trials[3]
+    _, target = restore_baseline(storage, "s", 2)
+    queue_again(study, last)  # the other machine, which loaded the study before this one queued
+    first, second = study.get_trials(states=(TrialState.WAITING,))
+    run_study(tiny_spec(), storage, "s", target, CPU, mnist, Progress(), runs_dir=None)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert (states[first.number], states[second.number]) == (
+        TrialState.COMPLETE,
+        TrialState.WAITING,
+    )
+    run_study(tiny_spec(), storage, "s", target + 1, CPU, mnist, Progress(), runs_dir=None)
+    assert study.trials[second.number].state == TrialState.COMPLETE  # a trial of a larger run
+    baseline = baseline_of(study.get_trials())
+    assert baseline is not None and baseline.number == first.number
 
 
 def test_a_baseline_that_failed_by_itself_is_not_queued_again(tmp_path: Path) -> None:
