@@ -229,11 +229,11 @@ def test_report_renders_in_chromium_without_errors_or_network_and_shows_the_stor
     for f in figures:
         assert f["svg"] >= 1 and f["traces"] >= 1 and f["drawn"] > 0, f
     # Log axes (the lr and hidden1 slices, the schedule) labelled in full, in order, within the
-    # axis, none overlapping: plotly's own wrote "9, 0.01, 2, 3" and "10m".
+    # axis, none overlapping: plotly's own wrote "9, 0.01, 2, 3" and "100μ".
     log_axes = browser.evaluate(LOG_AXES)
     assert {a["figure"] for a in log_axes} == {"fig-slice", "fig-schedule"}
     for a in log_axes:
-        ticks = [float(text) for text in a["labels"]]  # "10m" would raise
+        ticks = [float(text) for text in a["labels"]]  # "100μ" would raise
         lo, hi = (10**end for end in a["range"])
         assert len(ticks) >= 2 and ticks == sorted(set(ticks)), a
         assert all(lo <= t <= hi for t in ticks), a

@@ -1,7 +1,7 @@
 """Readable labels for the report's log axes (a learning rate, a hidden size on a log scale).
 
 Plotly labels a log axis spanning about a decade with the leading digit alone ("9, 0.01, 2, 3":
-a learning rate of 0.02 reads as 2) and wider ones with SI prefixes ("10m" for 0.01). Here each
+a learning rate of 0.02 reads as 2) and wider ones with SI prefixes ("100μ" for 0.0001). Here each
 log axis gets ticks at 1-9, 1-2-5, 1-3 or 1 per decade, the finest whose labels do not overlap
 at the axis's length, written out in full: 0.02, 0.0001, 300.
 """
