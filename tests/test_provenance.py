@@ -3,9 +3,12 @@ constant between releases)."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import platform
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy
@@ -57,10 +60,11 @@ def test_the_cpu_is_named_by_its_model() -> None:
 
 def test_the_versions_recorded_are_those_of_the_libraries_running() -> None:
     versions = library_versions()
-    # torch's with its build tag ("+cu130"); the other distributions' without it.
+    # torch's and torchvision's with their build tags ("+cu130"); a CUDA build and a CPU one
+    # of a release compute differently.
     assert versions["torch"] == str(torch.__version__)
     assert versions["torch_cuda"] == (torch.version.cuda or "none")
-    assert versions["torchvision"] == torchvision.__version__.split("+")[0]
+    assert versions["torchvision"] == torchvision.__version__
     assert versions["optuna"] == optuna.__version__
     assert versions["numpy"] == numpy.__version__
     assert versions["python"] == platform.python_version()
@@ -75,3 +79,30 @@ def test_a_cpu_build_of_torch_records_no_cuda(monkeypatch: pytest.MonkeyPatch) -
         assert (versions["torch"], versions["torch_cuda"]) == ("2.14.1+cpu", "none")
     finally:
         library_versions.cache_clear()
+
+
+def test_torchvision_version_is_read_with_its_build_tag_without_importing_it() -> None:
+    # A fresh interpreter: torchvision's import costs 0.8 s that the default data path never
+    # needs, so recording its version must not pay it.
+    code = (
+        "import sys; from hpo.provenance import torchvision_version as v; "
+        "print(v()); print('torchvision' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == [torchvision.__version__, "False"]
+
+
+def test_torchvision_version_falls_back_to_the_metadata_without_a_version_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "torchvision"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("")
+    monkeypatch.delitem(sys.modules, "torchvision")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    assert hpo.provenance.torchvision_version() == importlib.metadata.version("torchvision")
+    (fake / "version.py").write_text("__version__ = '9.9.9+cpu'\ngit_version = 'x'\n")
+    assert hpo.provenance.torchvision_version() == "9.9.9+cpu"
