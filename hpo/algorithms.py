@@ -6,6 +6,8 @@ import functools
 import warnings
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial
 
 from hpo.errors import HpoError
 from hpo.sampling import TrialSeededSampler
@@ -23,10 +25,12 @@ from hpo.spec import (
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     """The spec's sampler, reseeded per trial from (seed, trial number): see hpo.sampling."""
-    return TrialSeededSampler(functools.partial(_build_sampler, spec.sampler), spec.seed)
+    return TrialSeededSampler(
+        functools.partial(_build_sampler, spec.sampler, spec.space), spec.seed
+    )
 
 
-def _build_sampler(s: Component, seed: int) -> optuna.samplers.BaseSampler:
+def _build_sampler(s: Component, space: SearchSpace, seed: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if s.name == "tpe":
@@ -49,13 +53,37 @@ def _build_sampler(s: Component, seed: int) -> optuna.samplers.BaseSampler:
             import cmaes  # noqa: F401 - Optuna imports it lazily, after the study started
         except ImportError:
             raise HpoError("sampler cmaes needs the cmaes package: pip install cmaes") from None
-        # Its warning per parameter sampled at random goes to a log hpo run silences;
-        # setup_notes names those parameters once, before the first trial, instead.
-        return optuna.samplers.CmaEsSampler(
+        return StableCmaEsSampler(
+            frozenset(cma_es_falls_back(space)),
             seed=seed,
             n_startup_trials=s.option("n_startup_trials"),
-            warn_independent_sampling=False,
         )
+
+
+class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
+    """CMA-ES over the numbers every trial has, fixed from the first trial on.
+
+    Optuna's CmaEsSampler models the numbers common to the finished trials. When the first
+    generation's trials happen to share a conditional (say all used gamma) and a later trial
+    lacks it, that set shrinks, the stored optimizer's dimension no longer matches, and the
+    sampler falls back to random search for the rest of the study, saying so only in a log
+    warning. Leaving out from the start what only some schedules use keeps its dimension fixed,
+    and makes setup_notes' list of parameters sampled at random exact.
+    """
+
+    def __init__(self, at_random: frozenset[str], *, seed: int, n_startup_trials: int) -> None:
+        # Its warning per parameter sampled at random goes to a log hpo run silences;
+        # setup_notes names those parameters once, before the first trial, instead.
+        super().__init__(
+            seed=seed, n_startup_trials=n_startup_trials, warn_independent_sampling=False
+        )
+        self._at_random = at_random
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        space = super().infer_relative_search_space(study, trial)
+        return {name: d for name, d in space.items() if name not in self._at_random}
 
 
 def cma_es_falls_back(space: SearchSpace) -> list[str]:

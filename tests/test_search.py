@@ -299,7 +299,7 @@ def test_each_sampler_name_builds_optunas_sampler_with_the_specs_settings() -> N
     assert type(qmc) is optuna.samplers.QMCSampler and qmc._qmc_type == "halton"
     assert inner({"name": "qmc"})._qmc_type == "sobol"
     cma = inner({"name": "cmaes", "n_startup_trials": 2})
-    assert type(cma) is optuna.samplers.CmaEsSampler and cma._n_startup_trials == 2
+    assert isinstance(cma, optuna.samplers.CmaEsSampler) and cma._n_startup_trials == 2
     assert cma._warn_independent_sampling is False  # setup_notes says it instead
 
 
@@ -356,6 +356,31 @@ def test_the_params_the_cmaes_note_names_are_those_optuna_samples_at_random(
     study.optimize(objective, n_trials=20)
     assert {t.system_attrs.get("cma:generation") for t in study.trials[1:]} >= {0, 1}
     assert sorted(at_random) == sorted(_cma_note_names(spec) or [])
+
+
+def test_cma_es_goes_on_modelling_when_a_later_trial_lacks_what_its_first_generation_had() -> None:
+    # Optuna's CmaEsSampler models the numbers common to the finished trials: here the first
+    # generation all used the step schedule (gamma, step_every), and once a cosine trial
+    # finishes, that set shrinks below the stored optimizer's and plain CmaEsSampler turns to
+    # random search for good. hpo's keeps the numbers every schedule has from the start.
+    spec = tiny_spec(
+        space={"schedule": {"choices": ["step", "cosine"]}},
+        sampler={"name": "cmaes", "n_startup_trials": 1},
+    )
+    study = optuna.create_study(sampler=make_sampler(spec))
+    for _ in range(12):
+        study.enqueue_trial({"schedule": "step"})
+
+    def objective(trial: optuna.Trial) -> float:
+        return sum(v for v in suggest(trial, spec.space).values() if isinstance(v, float))
+
+    study.optimize(objective, n_trials=40)
+    assert {t.params["schedule"] for t in study.trials[12:]} == {"step", "cosine"}
+    generations = [t.system_attrs.get("cma:generation") for t in study.trials]
+    assert None not in generations[1:]  # every trial after the startup one is CMA-ES's
+    assert max(g for g in generations if g is not None) >= 3
+    searched = make_sampler(spec).infer_relative_search_space(study, study.trials[-1])
+    assert sorted(searched) == ["hidden1", "hidden2", "lr", "momentum"]
 
 
 def test_a_qmc_study_walks_the_sobol_sequence_from_the_corner_to_the_centre(
