@@ -29,7 +29,7 @@ from hpo.records import (
     final_of,
     last_val_acc,
 )
-from hpo.retrain import trained
+from hpo.retrain import Trained, export_model, trained
 
 
 def finalize(
@@ -40,6 +40,7 @@ def finalize(
     force: bool = False,
     compile: bool | None = None,
     cache_dir: Path | None = None,
+    export_dir: Path | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> Final:
     """Retrain the best and the baseline trial on all 60,000 training images for their epochs
@@ -49,7 +50,9 @@ def finalize(
     A stored result for the same two trials is returned as is unless ``force``. With
     ``cache_dir`` (``hpo.retrain.models_dir``) the two models are cached there, so that
     ``hpo report`` draws its pictures without training them again; ``force`` trains anew
-    rather than reading the cache."""
+    rather than reading the cache. With ``export_dir`` (``runs/<study>``) each model is also
+    written there as ``best.pt`` / ``baseline.pt`` for the user (``hpo.retrain.load_model``),
+    and its record says where (``model``)."""
     trials = study.get_trials(deepcopy=False)
     best, base = best_of(trials, study.direction), baseline_of(trials)
     if best is None:
@@ -64,14 +67,22 @@ def finalize(
         and _trial_of(stored.get("baseline")) == (base.number if base else None)
     ):
         return stored
-    done: dict[int, FinalSide] = {}
+    done: dict[int, tuple[Trained, FinalSide]] = {}
     sides: tuple[tuple[Role, FrozenTrial | None], ...] = (("best", best), ("baseline", base))
+    records: dict[Role, FinalSide] = {}
     for role, t in sides:
-        if t is not None and t.number not in done:
+        if t is None:
+            continue
+        if t.number not in done:
             done[t.number] = _retrain(t, role, mnist, device, compile, cache_dir, force, log)
+        model, records[role] = done[t.number]
+        if export_dir is not None:
+            path = export_dir / f"{role}.pt"
+            export_model(model, path, study=study.study_name, trial=t.number, role=role)
+            records[role] = {**records[role], "model": str(path)}
     final: Final = {
-        "best": done[best.number],
-        "baseline": done[base.number] if base is not None else None,
+        "best": records["best"],
+        "baseline": records.get("baseline"),
         "finalized_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     study.set_user_attr(FINAL_ATTR, final)
@@ -91,14 +102,14 @@ def _retrain(
     cache_dir: Path | None,
     refresh: bool,
     log: Callable[[str], None],
-) -> FinalSide:
+) -> tuple[Trained, FinalSide]:
     config = TrainConfig.from_dict(t.user_attrs["config"])
     log(f"finalize: trial {t.number} ({role}) on the full training set")
     done = trained(config, mnist, device, cache_dir, compile=compile, refresh=refresh)
     if done.cached:  # trained the same way before (the same config, seed, threads, compile)
         log(f"finalize: trial {t.number}: its model and scores from the cache, {cache_dir}")
     epochs = len(done.train_loss)
-    return {
+    return done, {
         "trial": t.number,
         **done.record(),  # config, test_acc, test_loss, seconds_per_epoch, device, status
         "val_acc": last_val_acc(t),

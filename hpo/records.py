@@ -52,6 +52,7 @@ class FinalSide(Retrained):
     threads: NotRequired[int | None]  # a CPU's intra-op threads (they change the rounding)
     compile: NotRequired[bool | None]  # as asked (None: the device's default)
     cached: NotRequired[bool]  # read from the model cache rather than trained
+    model: NotRequired[str]  # the exported model's path on the machine that finalized
 
 
 Role = Literal["best", "baseline"]

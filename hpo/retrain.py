@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 from hpo.config import TrainConfig
+from hpo.errors import HpoError
 from hpo.files import replacing
 from hpo.jsonable import finite
 from hpo.mnist import Mnist
@@ -138,6 +140,33 @@ def trained(
         state = {"train_loss": list(out.train_loss), "state_dict": out.model.state_dict()}
         _save(path, {**payload, **state})
     return out
+
+
+def export_model(done: Trained, path: Path, **about: object) -> None:
+    """``done``'s model as a file that stands alone: its state_dict, the config that builds it
+    (``load_model``), its test scores, and ``about`` (the study, the trial). Written whole or not
+    at all, so a reader never sees half of a replaced best."""
+    record: dict[str, object] = {**about, **done.record()}  # config, test_acc, ...
+    _save(path, {**record, "state_dict": done.model.state_dict()})
+
+
+def load_model(path: Path | str) -> tuple[TrainConfig, Net]:
+    """The config and the network (in eval mode) of a model ``export_model`` wrote, such as
+    ``runs/<study>/best.pt``. It takes ``hpo.splits.normalise(images)``: (N, 784) float32."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # absent, damaged
+        raise HpoError(f"cannot read a model from {path}: {' '.join(str(e).split())}") from None
+    if not isinstance(saved, dict) or not {"config", "state_dict"} <= saved.keys():
+        raise HpoError(
+            f"{path} is not a model hpo exported (no config and state_dict in it); "
+            "`hpo finalize --study NAME` writes runs/NAME/best.pt and baseline.pt"
+        )
+    config = TrainConfig.from_dict(saved["config"])
+    model = build_model(config)
+    model.load_state_dict(saved["state_dict"])
+    return config, model.eval()
 
 
 def _save(path: Path, payload: dict[str, object]) -> None:

@@ -103,7 +103,15 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
         with reporting_loss(storage.url):
             study = optuna.load_study(study_name=study_name, storage=storage)
             models = models_dir(RUNS_DIR, study_name)  # where hpo report looks
-            finalize(study, mnist, device, compile=options.compile, cache_dir=models, log=log)
+            finalize(
+                study,
+                mnist,
+                device,
+                compile=options.compile,
+                cache_dir=models,
+                export_dir=RUNS_DIR / study_name,
+                log=log,
+            )
             summary = summarize(study, storage, n_trials, summary.stopped_early)
     return summary
 

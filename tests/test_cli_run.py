@@ -19,9 +19,11 @@ from optuna.trial import TrialState
 import hpo.data
 import hpo.device
 from hpo.cli import main
+from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
 from hpo.storage import open_storage
 from hpo.storage_url import dashboard_command, mask_text
+from hpo.study_summary import summarize
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 from tests.support.synthetic import file_digests, make_synthetic_mnist
@@ -222,6 +224,7 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     assert events == ["trial-0000", "trial-0001", "trial-0002"]
     study = optuna.load_study(study_name="j", storage=f"sqlite:///{tmp_path}/hpo.db")
     assert study.user_attrs["final"] == summary["final"]
+    assert summary["final"]["best"]["model"] == "runs/j/best.pt"
     assert {"spec", "spec_hash", "seed", "sampler", "pruner", "epochs", "hpo_version"} <= set(
         study.user_attrs
     )
@@ -249,6 +252,16 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     )
     table = capsys.readouterr().out
     assert "baseline (#0)" in table and "3 finished of 3" in table
+    # Both models exported where the table says (relative to the current dir: tmp_path here).
+    exported = "models    runs/j/best.pt (best), runs/j/baseline.pt (baseline): "
+    assert exported + "hpo.retrain.load_model(path)" in table
+    assert (tmp_path / "runs" / "j" / "best.pt").is_file()
+    # Another machine sharing the study has no such files: the table names none there.
+    for role in ("best", "baseline"):
+        (tmp_path / "runs" / "j" / f"{role}.pt").unlink()
+    storage = open_storage(f"sqlite:///{tmp_path}/hpo.db")
+    elsewhere = format_summary(summarize(study, storage, 3), "table")
+    assert "baseline (#0)" in elsewhere and "models" not in elsewhere
 
 
 def test_a_val_loss_study_minimises_and_its_summary_names_the_lowest_loss_as_best(

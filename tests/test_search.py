@@ -40,7 +40,7 @@ from hpo.lost_trials import INTERRUPTED, not_requeued, queue_again, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.records import baseline_of
-from hpo.retrain import models_dir, trained
+from hpo.retrain import load_model, models_dir, trained
 from hpo.sampling import TrialSeededSampler
 from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
@@ -743,6 +743,40 @@ def test_finalize_caches_its_models_where_the_report_finds_them(
     assert again["best"]["test_acc"] == best["test_acc"]
     with pytest.raises(AssertionError, match="trained again"):  # hpo finalize: anew, not cached
         finalize(study, mnist, CPU, compile=False, cache_dir=cache, force=True)
+
+
+def test_finalize_exports_best_and_baseline_as_models_load_model_rebuilds(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    study = run(tiny_spec(), tmp_path, 3, mnist=mnist)
+    out = tmp_path / "runs" / "s"
+    final = finalize(study, mnist, CPU, compile=False, export_dir=out)
+    images, labels = normalise(mnist.arrays.test_images), mnist.arrays.test_labels
+    for role in ("best", "baseline"):
+        record = final["best"] if role == "best" else final["baseline"]
+        assert record is not None and record["model"] == str(out / f"{role}.pt")
+        config, model = load_model(record["model"])
+        assert config == TrainConfig.from_dict(study.trials[record["trial"]].user_attrs["config"])
+        assert not model.training  # ready to predict: BatchNorm uses its running statistics
+        # The weights finalize scored: their own test predictions give its test accuracy.
+        correct = (predict(model, images) == labels).sum().item()
+        assert record["test_acc"] == pytest.approx(correct / len(labels), abs=1e-9)
+        saved = torch.load(record["model"], weights_only=True)
+        assert (saved["study"], saved["trial"], saved["role"]) == ("s", record["trial"], role)
+
+
+def test_load_model_names_a_file_that_is_no_exported_model(tmp_path: Path, mnist: Mnist) -> None:
+    with pytest.raises(HpoError, match=r"cannot read a model from .*absent\.pt: .*No such file"):
+        load_model(tmp_path / "absent.pt")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(HpoError, match=r"cannot read a model from .*cut\.pt: .*zip archive"):
+        load_model(tmp_path / "cut.pt")
+    # A model cache file holds weights but not the config that builds them.
+    cache = tmp_path / "models"
+    trained(TrainConfig(epochs=1, hidden1=8, hidden2=8), mnist, CPU, cache, compile=False)
+    (cached,) = cache.glob("*.pt")
+    with pytest.raises(HpoError, match=r"is not a model hpo exported .* writes runs/NAME/best"):
+        load_model(cached)
 
 
 def test_progress_redraws_one_line_on_a_terminal_and_prints_lines_otherwise() -> None:

@@ -59,9 +59,19 @@ def handler(args: argparse.Namespace) -> int:
     storage, study = load_existing_study(args.storage, args.study)
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
-    models = models_dir(Path("runs"), args.study)  # where hpo report looks
+    runs = Path("runs")
+    models = models_dir(runs, args.study)  # where hpo report looks
     compile_ = compile_flag(args)
-    finalize(study, mnist, device, force=True, compile=compile_, cache_dir=models, log=log)
+    finalize(
+        study,
+        mnist,
+        device,
+        force=True,
+        compile=compile_,
+        cache_dir=models,
+        export_dir=runs / args.study,
+        log=log,
+    )
     target = target_of(study.user_attrs) or 0
     print(format_summary(summarize(study, storage, target), args.format))
     return 0

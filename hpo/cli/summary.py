@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpo.text import short
@@ -30,6 +31,7 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     final = s.final
     rows: tuple[tuple[Role, TrialBrief | None], ...] = (("best", s.best), ("baseline", s.baseline))
     lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
+    models: list[str] = []
     for role, brief in rows:
         if brief is None:
             continue
@@ -38,12 +40,17 @@ def format_summary(s: StudySummary, fmt: str) -> str:
             test_acc, spe = None, None
         else:
             test_acc, spe = done.get("test_acc"), done.get("seconds_per_epoch")
+            # Where this machine finalized: another sharing the study has no such file.
+            if (model := done.get("model")) and Path(model).is_file():
+                models.append(f"{model} ({role})")
         lines.append(
             f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}{_pct(test_acc):>10}"
             f"{_num(spe):>9}"
         )
     if not final:
         lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
+    if models:
+        lines.append(f"\nmodels    {', '.join(models)}: hpo.retrain.load_model(path)")
     return "\n".join(lines)
 
 
