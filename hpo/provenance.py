@@ -22,11 +22,7 @@ SOURCE = Path(__file__).resolve().parent  # the hpo package that is running
 @cache
 def library_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for dist in ("hpo", "optuna", "numpy", "pandas", "plotly"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = "absent"
+    out.update({dist: _installed(dist) for dist in ("hpo", "optuna", "numpy", "pandas", "plotly")})
     # The module's version, not the distribution's: only it keeps the local build tag
     # ("2.14.1+cu130"), and a CUDA build and a CPU one of a release compute differently.
     out["torch"] = str(torch.__version__)
@@ -62,8 +58,13 @@ def torchvision_version() -> str:
                 and isinstance(node.value.value, str)
             ):
                 return node.value.value
+    return _installed("torchvision")
+
+
+def _installed(dist: str) -> str:
+    """A distribution's version from its metadata; "absent" where it is not installed."""
     try:
-        return metadata.version("torchvision")
+        return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return "absent"
 
