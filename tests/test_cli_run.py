@@ -261,7 +261,8 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
         (tmp_path / "runs" / "j" / f"{role}.pt").unlink()
     storage = open_storage(f"sqlite:///{tmp_path}/hpo.db")
     elsewhere = format_summary(summarize(study, storage, 3), "table")
-    assert "baseline (#0)" in elsewhere and "models" not in elsewhere
+    assert "baseline (#0)" in elsewhere and "best.pt (best)" not in elsewhere
+    assert "models    none on this machine: `hpo finalize --study j` trains and writes" in elsewhere
 
 
 def test_a_val_loss_study_minimises_and_its_summary_names_the_lowest_loss_as_best(

@@ -51,6 +51,11 @@ def format_summary(s: StudySummary, fmt: str) -> str:
         lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
     if models:
         lines.append(f"\nmodels    {', '.join(models)}: hpo.retrain.load_model(path)")
+    elif final:  # finalized elsewhere, by an older hpo, or the files were removed
+        lines.append(
+            f"\nmodels    none on this machine: `hpo finalize --study {s.study_name}` trains and "
+            f"writes runs/{s.study_name}/best.pt and baseline.pt"
+        )
     return "\n".join(lines)
 
 
