@@ -108,11 +108,9 @@ def trained(
     path = None if cache_dir is None else cache_dir / f"{key}.pt"
     if path is not None and path.is_file() and not refresh:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        model = build_model(config)
-        model.load_state_dict(saved["state_dict"])
+        model = _rebuilt(config, saved["state_dict"])
         fields = {k: saved[k] for k in _CACHED}
         train_loss = tuple(saved["train_loss"])
-        model.eval()
         return Trained(config, **fields, train_loss=train_loss, model=model, cached=True,
                        threads=threads)  # fmt: skip
     log(f"report: training {_describe(config)} on the full training set ({device})")
@@ -164,9 +162,15 @@ def load_model(path: Path | str) -> tuple[TrainConfig, Net]:
             "`hpo finalize --study NAME` writes runs/NAME/best.pt and baseline.pt"
         )
     config = TrainConfig.from_dict(saved["config"])
+    return config, _rebuilt(config, saved["state_dict"])
+
+
+def _rebuilt(config: TrainConfig, state_dict: dict[str, torch.Tensor]) -> Net:
+    """The network of ``config`` holding the saved weights, in eval mode (BatchNorm's running
+    statistics), as every reader of a saved model wants it."""
     model = build_model(config)
-    model.load_state_dict(saved["state_dict"])
-    return config, model.eval()
+    model.load_state_dict(state_dict)
+    return model.eval()
 
 
 def _save(path: Path, payload: dict[str, object]) -> None:
