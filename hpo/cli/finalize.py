@@ -4,7 +4,6 @@ images and score each on the test set (hpo run does this at its end)."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from hpo.cli.common import (
     ParagraphFormatter,
@@ -54,13 +53,13 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.retrain import models_dir
     from hpo.storage import load_existing_study
     from hpo.study_summary import summarize
+    from hpo.tuning import RUNS_DIR
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)
     device = resolve_device(args.device)
     mnist = Mnist.load(args.data_dir, log=log)
-    runs = Path("runs")
-    models = models_dir(runs, args.study)  # where hpo report looks
+    models = models_dir(RUNS_DIR, args.study)  # where hpo report looks
     compile_ = compile_flag(args)
     finalize(
         study,
@@ -69,7 +68,7 @@ def handler(args: argparse.Namespace) -> int:
         force=True,
         compile=compile_,
         cache_dir=models,
-        export_dir=runs / args.study,
+        export_dir=RUNS_DIR / args.study,
         log=log,
     )
     target = target_of(study.user_attrs) or 0
