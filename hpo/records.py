@@ -88,6 +88,12 @@ def final_of(attrs: dict[str, Any]) -> Final | None:
     return cast(Final, final) if isinstance(final, dict) else None
 
 
+def models_text(found: dict[Role, str]) -> str:
+    """finalize's exported files as one line: "runs/s/best.pt (best), ...: how to load them"."""
+    paths = ", ".join(f"{path} ({role})" for role, path in found.items())
+    return f"{paths}: hpo.retrain.load_model(path)"
+
+
 def confirm_run_key(trial: int, seed: int) -> str:
     """The user attr that holds --confirm's run of ``trial`` with ``seed``."""
     return f"{_CONFIRM_RUN_PREFIX}{trial}:{seed}"

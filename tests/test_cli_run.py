@@ -256,6 +256,12 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     exported = "models    runs/j/best.pt (best), runs/j/baseline.pt (baseline): "
     assert exported + "hpo.retrain.load_model(path)" in table
     assert (tmp_path / "runs" / "j" / "best.pt").is_file()
+    # `hpo report` says where they are too.
+    report = ["report", "--study", "j", "--storage", f"sqlite:///{tmp_path}/hpo.db"]
+    assert main([*report, "--no-pictures"]) == 0
+    assert (
+        "models: runs/j/best.pt (best), runs/j/baseline.pt (baseline): " in capsys.readouterr().out
+    )
     # Another machine sharing the study has no such files: the table names none there.
     for role in ("best", "baseline"):
         (tmp_path / "runs" / "j" / f"{role}.pt").unlink()

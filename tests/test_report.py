@@ -523,6 +523,43 @@ def test_finalize_of_an_earlier_best_is_not_shown_as_the_new_bests_test_score(
     assert v.baseline is not None and v.baseline.test is not None  # still about trial 0
 
 
+def test_the_report_names_finalizes_exported_models_only_where_they_are_and_are_current(
+    tmp_path: Path,
+) -> None:
+    url = build_study(tmp_path / "m.db")
+    study = optuna.load_study(study_name="demo", storage=url)
+    best, base = tmp_path / "best.pt", tmp_path / "baseline.pt"
+    best.write_bytes(b"model"), base.write_bytes(b"model")
+
+    def finalized_with(**paths: tuple[int, Path]) -> dict[str, Any]:
+        records = {
+            role: {
+                **final_record(BEST if role == "best" else BASELINE),
+                "trial": n,
+                "model": str(p),
+            }
+            for role, (n, p) in paths.items()
+        }
+        study.set_user_attr("final", records)
+        rows = dict(summary_frame(d := read_study("demo", url), summarise(d)).itertuples(False))
+        assert build_report(options(tmp_path, url)).models == d.exported_models()
+        return {"row": rows["trained models"], "models": d.exported_models()}
+
+    found = finalized_with(best=(BEST, best), baseline=(BASELINE, base))
+    assert found == {
+        "row": f"{best} (best), {base} (baseline): hpo.retrain.load_model(path)",
+        "models": {"best": str(best), "baseline": str(base)},
+    }
+    # An export of an earlier best is not this best's; a file gone from this machine is none.
+    base.unlink()
+    none = finalized_with(best=(6, best), baseline=(BASELINE, base))
+    assert none == {
+        "row": f"none on this machine: `hpo finalize --study demo --storage {url}` trains and "
+        "writes them",
+        "models": {},
+    }
+
+
 def test_a_running_study_is_marked_partial(tmp_path: Path) -> None:
     url = build_study(tmp_path / "r.db", running=True)
     report = build_report(options(tmp_path, url))

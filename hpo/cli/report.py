@@ -79,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from hpo.device import resolve_device
+    from hpo.records import models_text
     from hpo.report import ReportOptions, build_report
 
     if args.confirm < 0:
@@ -127,6 +128,7 @@ def handle(args: argparse.Namespace) -> int:
                         "df": finite(diff.df),
                     },
                     "notes": list(report.notes),
+                    "models": report.models,
                 },
                 indent=2,
             )
@@ -136,4 +138,6 @@ def handle(args: argparse.Namespace) -> int:
         log(f"report: {note}")
     print(v.headline)
     print(f"wrote {report.html_path} ({report.html_bytes / 1e6:.1f} MB) and {report.csv_path}")
+    if report.models:
+        print(f"models: {models_text(report.models)}")
     return 0

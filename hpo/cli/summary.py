@@ -31,7 +31,7 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     final = s.final
     rows: tuple[tuple[Role, TrialBrief | None], ...] = (("best", s.best), ("baseline", s.baseline))
     lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
-    models: list[str] = []
+    models: dict[Role, str] = {}
     for role, brief in rows:
         if brief is None:
             continue
@@ -42,7 +42,7 @@ def format_summary(s: StudySummary, fmt: str) -> str:
             test_acc, spe = done.get("test_acc"), done.get("seconds_per_epoch")
             # Where this machine finalized: another sharing the study has no such file.
             if (model := done.get("model")) and Path(model).is_file():
-                models.append(f"{model} ({role})")
+                models[role] = model
         lines.append(
             f"{f'{role} (#{brief.number})':16}{_pct(brief.val_acc):>9}{_pct(test_acc):>10}"
             f"{_num(spe):>9}"
@@ -50,7 +50,9 @@ def format_summary(s: StudySummary, fmt: str) -> str:
     if not final:
         lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
     if models:
-        lines.append(f"\nmodels    {', '.join(models)}: hpo.retrain.load_model(path)")
+        from hpo.records import models_text  # Optuna is loaded by now: the study was read
+
+        lines.append(f"\nmodels    {models_text(models)}")
     elif final:  # finalized elsewhere, by an older hpo, or the files were removed
         lines.append(
             f"\nmodels    none on this machine: `hpo finalize --study {s.study_name}` trains and "

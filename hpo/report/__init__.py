@@ -19,7 +19,7 @@ from hpo.config import TrainConfig
 from hpo.data import DataError
 from hpo.files import replacing
 from hpo.mnist import Mnist
-from hpo.records import confirm_runs_of
+from hpo.records import Role, confirm_runs_of
 from hpo.report.confirm import confirm_frame, run_confirm
 from hpo.report.figures import curves, history, schedules
 from hpo.report.html import Page, render
@@ -97,6 +97,7 @@ class Report:
     summary: Summary
     partial: bool
     notes: tuple[str, ...]
+    models: dict[Role, str]  # finalize's exports on this machine (hpo.retrain.load_model)
 
 
 def build_report(
@@ -160,7 +161,14 @@ def build_report(
     _write(options.html_path, html)
     _write(options.csv_path, trials_frame(data).to_csv(index=False).encode("utf-8"))
     return Report(
-        options.html_path, options.csv_path, len(html), verdict, summary, data.partial, tuple(notes)
+        options.html_path,
+        options.csv_path,
+        len(html),
+        verdict,
+        summary,
+        data.partial,
+        tuple(notes),
+        data.exported_models(),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -134,6 +135,21 @@ class StudyData:
         if trial is None or not isinstance(record, dict) or record.get("trial") != trial.number:
             return None
         return record
+
+    def exported_models(self) -> dict[Role, str]:
+        """finalize's exported model files (``hpo.retrain.load_model``) for the present best and
+        baseline, where they are on this machine: one sharing a PostgreSQL study, or an older
+        hpo's finalize, has none; an export of an earlier best is not this best's."""
+        found: dict[Role, str] = {}
+        sides: tuple[tuple[Role, FrozenTrial | None], ...] = (
+            ("best", self.best),
+            ("baseline", self.baseline),
+        )
+        for role, trial in sides:
+            record = self.final_for(trial, role)
+            if record is not None and (path := record.get("model")) and Path(path).is_file():
+                found[role] = path
+        return found
 
 
 def read_study(name: str, storage: str) -> StudyData:

@@ -16,6 +16,7 @@ from hpo.records import (
     curve,
     epochs_run,
     last_val_acc,
+    models_text,
     pruning_epochs,
     saved_share,
     trial_config,
@@ -195,7 +196,16 @@ def summary_frame(data: StudyData, summary: Summary) -> pd.DataFrame:
         ("hpo version", attrs.get("hpo_version", "unknown")),
         ("versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) or "unknown"),
     ]
+    if data.final is not None:
+        rows.append(("trained models", _models(data)))
     return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
+
+
+def _models(data: StudyData) -> str:
+    """Where finalize's exports of the best and the baseline are, else what writes them."""
+    if found := data.exported_models():
+        return models_text(found)
+    return f"none on this machine: `{data.command('finalize')}` trains and writes them"
 
 
 def algorithms(data: StudyData, key: str) -> str:
