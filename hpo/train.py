@@ -227,7 +227,9 @@ def run_epochs(
         metrics = EpochMetrics(epoch, lr, train_loss, train_acc, eval_loss, eval_acc,
                                train_seconds, time.perf_counter() - start)  # fmt: skip
         history.append(metrics)
-        if not math.isfinite(train_loss):
+        # The epoch's last steps can blow the weights up while its mean train loss stays
+        # finite: then only the validation loss shows it.
+        if not (math.isfinite(train_loss) and math.isfinite(eval_loss)):
             return history, "diverged"
         if on_epoch is not None:
             on_epoch(metrics)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,12 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         _store_curves(trial, history, began)
         if result.status == "diverged":
             last = result.final
-            reason = f"diverged: train loss {last.train_loss} at epoch {last.epoch + 1} of {total}"
+            loss, value = (
+                ("train loss", last.train_loss)
+                if not math.isfinite(last.train_loss)
+                else ("validation loss", last.eval_loss)
+            )
+            reason = f"diverged: {loss} {value} at epoch {last.epoch + 1} of {total}"
             trial.set_user_attr("reason", reason)
             raise Diverged(reason)
         trial.set_user_attr("reason", "")

@@ -19,7 +19,7 @@ from hpo.interrupts import Terminated
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.schedules import lr_at, lr_curve
-from hpo.train import EpochMetrics, batches, fit
+from hpo.train import EpochMetrics, batches, fit, run_epochs
 
 SMALL = TrainConfig(hidden1=48, hidden2=24, epochs=2, batch_size=64)
 
@@ -257,6 +257,22 @@ def test_a_diverging_run_stops_at_once_and_says_so(synthetic_mnist: Mnist) -> No
     assert [m.epoch for m in result.epochs] == [0] and result.final == result.epochs[-1]
     assert not math.isfinite(result.final.train_loss)
     assert seen == []
+
+
+def test_a_run_whose_validation_loss_goes_nan_has_diverged_though_its_train_loss_did_not() -> None:
+    # The last steps of an epoch can blow the weights up after the mean train loss was summed.
+    seen: list[EpochMetrics] = []
+    losses = iter([0.5, math.nan, 0.1])
+    config = dataclasses.replace(SMALL, epochs=3)
+    history, status = run_epochs(
+        config,
+        torch.device("cpu"),
+        lambda _lr: (0.4, 0.9),
+        lambda: (next(losses), 0.1),
+        seen.append,
+    )
+    assert status == "diverged" and [m.epoch for m in history] == [0, 1]
+    assert math.isnan(history[-1].eval_loss) and [m.epoch for m in seen] == [0]
 
 
 def test_tune_runs_hold_out_validation_and_full_runs_use_the_test_set(
