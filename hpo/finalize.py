@@ -59,6 +59,13 @@ def finalize(
         raise HpoError(
             f"study {study.study_name!r} has no complete trial to finalize yet; run `hpo run` first"
         )
+    if not isinstance(best.user_attrs.get("config"), dict):  # checked before any training
+        raise HpoError(
+            f"study {study.study_name!r}: its best trial, #{best.number}, stored no config (hpo "
+            "records one in every trial it runs; this one was added through Optuna's API or "
+            "another tool), so finalize cannot retrain it. Fix: keep hpo's trials in a study of "
+            "their own (`--study NEW`), or tune that configuration with `hpo run`."
+        )
     stored = final_of(study.user_attrs)
     if (
         not force

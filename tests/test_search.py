@@ -710,6 +710,23 @@ def test_finalize_retrains_the_highest_complete_trial_the_earlier_of_a_tie(
     assert final["best"]["config"]["lr"] == pytest.approx(0.02)  # trial 1's config, retrained
 
 
+def test_finalize_refuses_a_best_trial_hpo_did_not_run_naming_it_and_trains_nothing(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'hpo.db'}", direction="maximize")
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+    config = TrainConfig(epochs=1, seed=0, hidden1=8, hidden2=8).to_dict()
+    for value, attrs in ((0.5, {"config": config, "is_baseline": True}), (0.9, {})):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value, params={"lr": 0.01}, distributions=lr, user_attrs=attrs
+            )
+        )
+    with pytest.raises(HpoError, match=r"best trial, #1, stored no config .* Fix: "):
+        finalize(study, mnist, CPU, compile=False, cache_dir=tmp_path / "models")
+    assert "final" not in study.user_attrs and not (tmp_path / "models").exists()
+
+
 def test_finalize_caches_its_models_where_the_report_finds_them(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
