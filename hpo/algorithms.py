@@ -24,7 +24,9 @@ from hpo.spec import (
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The spec's sampler, reseeded per trial from (seed, trial number): see hpo.sampling."""
+    """The spec's sampler, reseeded per trial from (seed, the trial's draw index: its number
+    less the re-runs before it), so a resumed study draws as one run straight through; see
+    hpo.sampling."""
     return TrialSeededSampler(
         functools.partial(_build_sampler, spec.sampler, spec.space), spec.seed
     )

@@ -28,6 +28,7 @@ from hpo.progress import Progress
 from hpo.records import FINISHED, TARGET_ATTR
 from hpo.spec import StudySpec
 from hpo.storage import Heartbeat, reporting_loss
+from hpo.storage_url import RUNS_DIR
 from hpo.study_setup import open_study
 from hpo.study_summary import StudySummary, counts, counts_of, outcome, summarize
 from hpo.sweeper import Sweeper
@@ -47,7 +48,7 @@ def run_study(
     progress: Progress,
     *,
     timeout: float | None = None,
-    runs_dir: Path | None = Path("runs"),
+    runs_dir: Path | None = RUNS_DIR,
     compile: bool | None = None,
 ) -> StudySummary:
     """Run trials until ``n_trials`` have finished (complete or pruned) in the study in total,

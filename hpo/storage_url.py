@@ -11,8 +11,10 @@ import re
 import urllib.parse
 from pathlib import Path
 
-# Relative to the current directory, like runs/ itself; optuna-dashboard 0.21 serves it offline.
-DEFAULT_STORAGE = "sqlite:///runs/hpo.db"
+# Where a study's TensorBoard events, cached and exported models and report go, relative to the
+# current directory; the default storage lies in it too (optuna-dashboard 0.21 serves it offline).
+RUNS_DIR = Path("runs")
+DEFAULT_STORAGE = f"sqlite:///{RUNS_DIR.as_posix()}/hpo.db"
 # Read when --storage is not given: keeps a database password off the command line (and out of
 # `ps`), and is how `hpo run --jobs N` hands the URL to its workers.
 STORAGE_ENV = "HPO_STORAGE"

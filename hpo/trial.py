@@ -28,6 +28,7 @@ from hpo.sampling import draw_index
 from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
 from hpo.spec import StudySpec
 from hpo.step_compile import use_compile
+from hpo.storage_url import RUNS_DIR
 from hpo.tb import TrialWriter, trial_dir
 from hpo.train import EpochMetrics, StepKind, fit
 
@@ -63,7 +64,7 @@ class TrialContext:
     mnist: Mnist
     device: torch.device
     progress: Progress
-    runs_dir: Path | None = Path("runs")  # TensorBoard events go under it; None: none
+    runs_dir: Path | None = RUNS_DIR  # TensorBoard events go under it; None: none
     compile: bool | None = None
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TextIO
 from hpo.spec import StudySpec
 from hpo.spec_overrides import SpecOverrides
 from hpo.storage import HEARTBEAT_INTERVAL
+from hpo.storage_url import RUNS_DIR
 
 if TYPE_CHECKING:  # for annotations only
     import optuna
@@ -28,8 +29,6 @@ if TYPE_CHECKING:  # for annotations only
     from hpo.study_summary import StudySummary
 
 Log = Callable[[str], None]
-
-RUNS_DIR = Path("runs")  # where TensorBoard events and finalized models go, and hpo report looks
 
 
 @dataclass(frozen=True)

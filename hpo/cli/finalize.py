@@ -52,8 +52,8 @@ def handler(args: argparse.Namespace) -> int:
     from hpo.records import target_of
     from hpo.retrain import models_dir
     from hpo.storage import load_existing_study
+    from hpo.storage_url import RUNS_DIR
     from hpo.study_summary import summarize
-    from hpo.tuning import RUNS_DIR
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage, study = load_existing_study(args.storage, args.study)

@@ -37,7 +37,7 @@ from hpo.report.tables import (
 )
 from hpo.report.verdict import Verdict, decide
 from hpo.retrain import models_dir, trained
-from hpo.storage_url import DEFAULT_STORAGE
+from hpo.storage_url import DEFAULT_STORAGE, RUNS_DIR
 
 __all__ = [
     "DEFAULT_STUDY",
@@ -64,7 +64,7 @@ class ReportOptions:
     study: str = DEFAULT_STUDY
     storage: str = DEFAULT_STORAGE
     out: Path | None = None  # default: <runs_dir>/<study>/report.html
-    runs_dir: Path = Path("runs")
+    runs_dir: Path = RUNS_DIR
     confirm: int = 0  # seeds per configuration; 0 reuses what earlier --confirm runs stored
     top_k: int = 3
     pictures: bool = True
