@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import binascii
 import functools
 import warnings
+from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from hpo.errors import HpoError
-from hpo.sampling import TrialSeededSampler
+from hpo.sampling import TrialSeededSampler, draw_index, training_seed
 from hpo.spec import (
     USED_BY,
     Choice,
@@ -111,7 +113,8 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             n_startup_trials=p.option("n_startup_trials"), n_warmup_steps=p.option("n_warmup_steps")
         )
     if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+        return DrawSeededHyperband(
+            spec.seed,
             min_resource=p.option("min_resource"),
             max_resource=spec.epochs,
             reduction_factor=p.option("reduction_factor"),
@@ -123,3 +126,37 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
             min_early_stopping_rate=p.option("min_early_stopping_rate"),
         )
     return optuna.pruners.NopPruner()
+
+
+class DrawSeededHyperband(optuna.pruners.HyperbandPruner):
+    """Optuna's Hyperband, with each trial's bracket picked from its training seed (study seed,
+    draw index: ``hpo.sampling``) rather than from (study name, trial number). Optuna's way
+    moves every trial after a re-run (an interrupted or lost trial queued again takes a new
+    number) into another bracket, and gives the same spec and seed other brackets under
+    another ``--study`` name: which trials are pruned, and under TPE what they sample (it learns
+    from the trial's bracket only), would differ from a run straight through."""
+
+    def __init__(self, seed: int, **options: Any) -> None:
+        super().__init__(**options)
+        self._seed = seed
+
+    def _get_bracket_id(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        if not self._pruners:  # not set up yet (as Optuna's): every trial is in bracket 0
+            return 0
+        key = binascii.crc32(str(self._training_seed(study, trial)).encode())
+        n = key % self._total_trial_allocation_budget
+        for bracket, budget in enumerate(self._trial_allocation_budgets):
+            n -= budget
+            if n < 0:
+                return bracket
+        raise AssertionError("the budgets sum to the total")
+
+    def _training_seed(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        seed = trial.user_attrs.get("seed")
+        if isinstance(seed, int):  # recorded before the first report
+            return seed
+        # Asked while it is sampled (TPE reads the trial's bracket), before hpo records it; or
+        # a trial hpo did not run. ``study`` may be Optuna's per-bracket view: read them all.
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        origin = int(trial.user_attrs.get("origin", trial.number))
+        return training_seed(self._seed, draw_index(trials, origin))

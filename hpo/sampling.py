@@ -33,9 +33,17 @@ def draw_index(trials: Sequence[FrozenTrial], number: int) -> int:
     return number - reruns
 
 
+def training_seed(study_seed: int, index: int) -> int:
+    """The seed the trial at draw ``index`` trains with (initial weights, batch order), which
+    it records as its ``seed`` user attr; it also picks its Hyperband bracket
+    (``hpo.algorithms.DrawSeededHyperband``)."""
+    # Hash-free and stable across Python versions and processes.
+    return study_seed * 100_003 + index
+
+
 def sampler_seed(study_seed: int, index: int) -> int:
     """The sampler's seed for the trial at draw ``index`` (``draw_index``); the training seed
-    is ``hpo.trial.training_seed``."""
+    is ``training_seed``."""
     # SeedSequence mixes both words, so (0, 1) and (1, 0) do not share a stream; stable across
     # numpy versions and platforms.
     return int(np.random.SeedSequence([study_seed, index]).generate_state(1)[0])

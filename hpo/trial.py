@@ -24,7 +24,7 @@ from hpo.mnist import Mnist
 from hpo.model import parameter_count
 from hpo.progress import Progress
 from hpo.provenance import library_versions
-from hpo.sampling import draw_index
+from hpo.sampling import draw_index, training_seed
 from hpo.space import baseline_config, config_from_params, suggest, suggest_baseline
 from hpo.spec import StudySpec
 from hpo.step_compile import use_compile
@@ -47,12 +47,6 @@ UNFINISHED = "unfinished: the worker stopped before the trial ended (killed or c
 
 class Diverged(Exception):
     """The training loss went NaN or inf: the trial is recorded FAIL and the study goes on."""
-
-
-def training_seed(study_seed: int, index: int) -> int:
-    """The seed the trial at draw ``index`` trains with (initial weights, batch order)."""
-    # Hash-free and stable across Python versions and processes.
-    return study_seed * 100_003 + index
 
 
 @dataclass(frozen=True)

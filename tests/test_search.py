@@ -41,7 +41,7 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
 from hpo.records import baseline_of
 from hpo.retrain import load_model, models_dir, trained
-from hpo.sampling import TrialSeededSampler
+from hpo.sampling import TrialSeededSampler, training_seed
 from hpo.search import run_study
 from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
@@ -58,7 +58,7 @@ from hpo.study_setup import (
 from hpo.study_summary import summarize
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch, predict
-from hpo.trial import CURVE_KEYS, UNFINISHED, training_seed
+from hpo.trial import CURVE_KEYS, UNFINISHED
 from tests.support.cli import USER_ATTRS
 
 CPU = torch.device("cpu")
@@ -536,33 +536,46 @@ def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 4
 
 
-def test_a_study_resumed_after_an_interrupt_draws_what_one_run_straight_through_draws(
-    mnist: Mnist, tmp_path: Path
+HYPERBAND = {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}
+
+
+@pytest.mark.parametrize(
+    ("spec", "n"),
+    [
+        (tiny_spec(sampler={"name": "random"}), 5),
+        # Hyperband's brackets (which prune, and what TPE learns from) must not follow them either
+        (tiny_spec(epochs=4, pruner=HYPERBAND), 10),
+    ],
+    ids=["random", "tpe-hyperband"],
+)
+def test_a_study_resumed_after_an_interrupt_or_renamed_draws_what_one_run_straight_through_draws(
+    spec: StudySpec, n: int, mnist: Mnist, tmp_path: Path
 ) -> None:
     """The re-run of the interrupted trial takes a trial number of its own, so every later
     trial's number is one higher than in a run straight through: their sampler and training
-    seeds must not follow the numbers."""
+    seeds must not follow the numbers, nor the study's name."""
 
     class InterruptAt(Progress):
         def epoch(self, number: int, epoch: int) -> None:
             if number == 1:
                 raise KeyboardInterrupt
 
-    spec = tiny_spec(sampler={"name": "random"})
-    straight = run(spec, tmp_path / "a", 5, mnist=mnist).trials
+    straight = run(spec, tmp_path / "a", n, mnist=mnist).trials
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
     with pytest.raises(KeyboardInterrupt):
-        run_study(spec, storage, "s", 5, CPU, mnist, InterruptAt(), runs_dir=None, compile=False)
-    run_study(spec, storage, "s", 5, CPU, mnist, Progress(), runs_dir=None, compile=False)
-    resumed = optuna.load_study(study_name="s", storage=storage).trials
+        run_study(spec, storage, "t", n, CPU, mnist, InterruptAt(), runs_dir=None, compile=False)
+    run_study(spec, storage, "t", n, CPU, mnist, Progress(), runs_dir=None, compile=False)
+    resumed = optuna.load_study(study_name="t", storage=storage).trials
     assert [t.state for t in resumed].count(TrialState.FAIL) == 1  # the interrupted attempt
     kept = [t for t in resumed if t.state != TrialState.FAIL]
-    assert [t.number for t in kept] == [0, 2, 3, 4, 5]  # numbers shifted by the re-run
+    assert [t.number for t in kept] == [0, *range(2, n + 1)]  # numbers shifted by the re-run
 
     def drawn(trials: list[FrozenTrial]) -> list[tuple[object, ...]]:
         return [(t.params, t.value, t.user_attrs["seed"], t.state) for t in trials]
 
     assert drawn(kept) == drawn(straight)
+    if spec.pruner.name == "hyperband":  # it did prune, so the brackets mattered
+        assert {t.state for t in straight} == {TrialState.COMPLETE, TrialState.PRUNED}
 
 
 def test_a_study_with_another_space_is_refused_and_left_untouched(
