@@ -102,6 +102,12 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
     raise AssertionError("unreachable")
 
 
+def set_heartbeat(storage: RDBStorage, interval: int) -> None:
+    """Beat every ``interval`` seconds, and take a trial silent for ``GRACE_FACTOR`` times that
+    as lost: ``open_storage``'s settings, changed once the study says which it uses."""
+    storage.heartbeat_interval, storage.grace_period = interval, GRACE_FACTOR * interval
+
+
 def _check_folder(path: Path, given: str) -> None:
     """The database's own folder is made (runs/ in a fresh checkout), but not the folders above
     it: a mistyped path would otherwise leave a tree of empty folders behind."""

@@ -20,10 +20,15 @@ from hpo.lost_trials import INTERRUPTED, queue_again
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
+from hpo.storage import GRACE_FACTOR, HEARTBEAT_INTERVAL
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 
 UID = "uid"  # a study user attribute: study_uid
+# A study user attribute: the seconds between its trials' heartbeats, set by its first run.
+# Each process takes a trial silent for GRACE_FACTOR times its own interval as lost, so one
+# beating slower than another's would have its live trials failed by it.
+HEARTBEAT_ATTR = "heartbeat"
 # How long open_study waits for another process to finish creating the study (milliseconds
 # of writes) before taking it for dead and finishing the job itself.
 CREATION_WAIT_S = 10.0
@@ -72,7 +77,23 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
         raise StudyMismatchError(
             f"{where} exists with another setup: {'; '.join(problems)}. Nothing was changed; {fix}."
         )
+    had, asked = attrs.get(HEARTBEAT_ATTR), storage.get_heartbeat_interval()
+    if had is not None and asked is not None and had != asked:
+        raise StudyMismatchError(
+            f"{where}: its trials beat every {had} s (set by its first run) and this run's every "
+            f"{asked} s, so one process would fail the other's live trials as lost after "
+            f"{GRACE_FACTOR * asked} s. Nothing was changed; leave --heartbeat out (a run takes "
+            f"the study's) or pass --heartbeat {had}."
+        )
     return True
+
+
+def study_heartbeat(storage: RDBStorage, study_name: str) -> int:
+    """The study's heartbeat interval (``HEARTBEAT_ATTR``); ``HEARTBEAT_INTERVAL`` for a new
+    study, or one made by an hpo from before it was stored."""
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    attrs = next((s.user_attrs for s in summaries if s.study_name == study_name), {})
+    return int(attrs.get(HEARTBEAT_ATTR) or HEARTBEAT_INTERVAL)
 
 
 def _half_made(storage: RDBStorage, study_name: str) -> bool:
@@ -101,7 +122,7 @@ def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another process created it a moment ago: wait for it below
         else:
-            _initialise(study, spec)
+            _initialise(study, spec, storage.get_heartbeat_interval())
             return study
     study = optuna.load_study(
         study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
@@ -111,12 +132,15 @@ def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.
         time.sleep(0.2)
     if "spec_hash" in study.user_attrs:
         check_study(spec, storage, study_name)  # the creator's spec may differ from this one
-    else:
-        _initialise(study, spec)  # its creator died before the end
+        beat = storage.get_heartbeat_interval()
+        if HEARTBEAT_ATTR not in study.user_attrs and beat:  # an hpo from before it was stored
+            study.set_user_attr(HEARTBEAT_ATTR, beat)
+    else:  # its creator died before the end
+        _initialise(study, spec, storage.get_heartbeat_interval())
     return study
 
 
-def _initialise(study: optuna.Study, spec: StudySpec) -> None:
+def _initialise(study: optuna.Study, spec: StudySpec, heartbeat: int | None) -> None:
     # The baseline first, so that it is trial 0 whoever asks first; skip_if_exists: a creator
     # that died after queuing it left one.
     study.enqueue_trial(
@@ -131,6 +155,7 @@ def _initialise(study: optuna.Study, spec: StudySpec) -> None:
         "precision": spec.precision,
         "objective": spec.objective,
         "hpo_version": hpo.__version__,
+        HEARTBEAT_ATTR: heartbeat,  # None: opened without heartbeats (a test's storage)
         UID: uuid.uuid4().hex,
         "spec_hash": spec.space.digest(),  # last: the mark of a whole study
     }

@@ -40,7 +40,8 @@ class TuningOptions:
     storage: str  # URL
     device: str = "auto"  # auto, cpu, cuda, cuda:N or mps
     jobs: int | None = None  # None: one per GPU with auto|cuda and several GPUs, else 1
-    heartbeat: int = HEARTBEAT_INTERVAL
+    # Seconds; None: the study's own (hpo.study_setup.HEARTBEAT_ATTR), else HEARTBEAT_INTERVAL.
+    heartbeat: int | None = None
     timeout: float | None = None  # start no new trial after this many seconds
     data_dir: Path | None = None
     finalize: bool = True
@@ -66,8 +67,8 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.retrain import models_dir
-    from hpo.storage import open_storage, reporting_loss
-    from hpo.study_setup import restore_baseline
+    from hpo.storage import open_storage, reporting_loss, set_heartbeat
+    from hpo.study_setup import restore_baseline, study_heartbeat
     from hpo.study_summary import summarize
 
     plan = plan_workers(
@@ -78,7 +79,14 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
         mps=mps_available(),
     )
     devices = {d: resolve_device(d) for d in plan.devices}  # an absent one fails here, once
-    storage = open_storage(options.storage, heartbeat_interval=options.heartbeat)
+    storage = open_storage(
+        options.storage, heartbeat_interval=options.heartbeat or HEARTBEAT_INTERVAL
+    )
+    with reporting_loss(storage.url):
+        # Every process of a study beats alike: each judges the others' trials lost by its own.
+        heartbeat = options.heartbeat or study_heartbeat(storage, options.study_name)
+    set_heartbeat(storage, heartbeat)
+    options = dataclasses.replace(options, heartbeat=heartbeat)  # for the workers' command lines
     inherited, resuming = _prepare(options, storage, plan, devices, log)
     n_trials = options.trials
     study_name = options.study_name
@@ -124,7 +132,10 @@ def tune_as_worker(options: TuningOptions) -> None:
     from hpo.mnist import Mnist
     from hpo.storage import open_storage
 
-    storage = open_storage(options.storage, heartbeat_interval=options.heartbeat)
+    # Its parent passes the study's --heartbeat: never None here.
+    storage = open_storage(
+        options.storage, heartbeat_interval=options.heartbeat or HEARTBEAT_INTERVAL
+    )
     device = resolve_device(options.device)
     mnist = Mnist.load(options.data_dir, download=False)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -210,7 +221,7 @@ def _run_workers(
         # n_trials, not options.trials: restore_baseline may have raised the target.
         worker_options = dataclasses.replace(options, trials=n_trials)
         argvs = [worker_argv(worker_options, i, d, plan.jobs) for i, d in enumerate(plan.devices)]
-        grace = GRACE_FACTOR * options.heartbeat
+        grace = GRACE_FACTOR * (storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL)
         run_parallel(argvs, plan, study, n_trials, options.storage, grace, stream, inherited)
         summary = summarize(study, storage, n_trials)
     if options.timeout is not None and summary.finished < n_trials:
@@ -249,7 +260,9 @@ def worker_argv(options: TuningOptions, index: int, device: str, jobs: int) -> l
     environment instead (see hpo.workers.worker_env)."""
     argv = ["run", "--worker", str(index), "--jobs", str(jobs), "--spec", str(options.spec_path)]
     argv += ["--study", options.study_name, "--trials", str(options.trials), "--device", device]
-    argv += ["--heartbeat", str(options.heartbeat), "--no-finalize", *options.overrides.argv()]
+    argv += ["--no-finalize", *options.overrides.argv()]
+    if options.heartbeat is not None:  # resolved by tune: the study's
+        argv += ["--heartbeat", str(options.heartbeat)]
     for flag, value in (
         ("--timeout", options.timeout),
         ("--data-dir", options.data_dir),

@@ -10,14 +10,17 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 import torch
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 import hpo.data
 import hpo.device
+import hpo.search
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
@@ -384,6 +387,39 @@ def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(
     assert "search space differs in: hidden1" in err
     assert "precision:" not in err  # the refusal comes before this spec's setup is described
     assert optuna.load_study(study_name="m", storage=url).trials == before
+
+
+def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process takes a trial silent for 3 of its own heartbeats as lost: one beating every
+    1 s would fail the live trials of another beating every 5 s."""
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    beats: list[int | None] = []
+    run_study = hpo.search.run_study
+
+    def recording(spec: Any, storage: RDBStorage, *args: Any, **kw: Any) -> Any:
+        beats.append(storage.get_heartbeat_interval())
+        return run_study(spec, storage, *args, **kw)
+
+    monkeypatch.setattr(hpo.search, "run_study", recording)
+    assert hpo_run(tmp_path, synthetic, "--study", "h", "--heartbeat", "2", "--no-finalize") == 0
+    study = optuna.load_study(study_name="h", storage=url)
+    assert study.user_attrs["heartbeat"] == 2 and beats == [2]
+    before = study.trials
+    capsys.readouterr()
+    assert hpo_run(tmp_path, synthetic, "--study", "h", "--heartbeat", "5", "--trials", "4") == 1
+    err = capsys.readouterr().err
+    assert "its trials beat every 2 s (set by its first run) and this run's every 5 s" in err
+    assert "leave --heartbeat out (a run takes the study's) or pass --heartbeat 2" in err
+    assert optuna.load_study(study_name="h", storage=url).trials == before and beats == [2]
+    # Without --heartbeat, the study's.
+    assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "4", "--no-finalize") == 0
+    assert beats == [2, 2]
+    assert len(optuna.load_study(study_name="h", storage=url).trials) > len(before)
 
 
 def test_finalize_of_a_missing_study_names_the_studies_there(

@@ -386,6 +386,9 @@ def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() 
     assert argv[argv.index("--precision") + 1] == "bf16"
     env = worker_env(url, 1)
     assert env["HPO_STORAGE"] == url and env["OMP_NUM_THREADS"] == "1"
+    # The study's heartbeat, once tune has read it: every process of a study beats alike.
+    beating = worker_argv(dataclasses.replace(tuning_options(args), heartbeat=4), 1, "cpu", 2)
+    assert beating[beating.index("--heartbeat") + 1] == "4" and "--heartbeat" not in argv
 
 
 @pytest.mark.parametrize(

@@ -106,10 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--heartbeat",
         type=int,
-        default=HEARTBEAT_INTERVAL,
         metavar="SECONDS",
-        help="trial heartbeat; a trial silent for 3x this is failed and re-queued "
-        f"(default: {HEARTBEAT_INTERVAL})",
+        help="trial heartbeat; a trial silent for 3x this is failed and re-queued (default: "
+        f"the study's, set by its first run; {HEARTBEAT_INTERVAL} for a new study)",
     )
     p.add_argument(
         "--no-compile",
@@ -185,7 +184,7 @@ def _check_flags(args: argparse.Namespace) -> None:
         )
     if args.timeout is not None and not (0 < args.timeout < math.inf):  # nan too
         raise UsageError(f"--timeout must be a number of seconds > 0 (got {args.timeout})")
-    if args.heartbeat < 1:
+    if args.heartbeat is not None and args.heartbeat < 1:
         raise UsageError(f"--heartbeat must be >= 1 second (got {args.heartbeat})")
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1 (got {args.jobs})")
