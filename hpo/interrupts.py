@@ -45,6 +45,20 @@ def raise_pending() -> None:
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
+def stop_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The stop that ``exc`` stands for: a Ctrl-C or SIGTERM in its chain of causes (Python
+    wraps one raised inside ``__set_name__`` in a RuntimeError, as a stop in the middle of
+    importing matplotlib can be), or the stop still pending; None for a genuine error."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    if _pending is None:
+        return None
+    return Terminated() if _pending == signal.SIGTERM else KeyboardInterrupt()
+
+
 def taken() -> None:
     """Said by code that catches a stop and goes on (the parent of --jobs workers, the CLI's
     exit): the stop arrived, so it is no longer pending."""

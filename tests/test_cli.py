@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 import hpo.cli
+import hpo.data
+from hpo import interrupts
 from hpo.cli import VERBS, build_parser, console, main
 from hpo.interrupts import Terminated, on_signal
 from tests.support.cli import Launcher
@@ -156,6 +158,37 @@ def test_a_stop_while_the_command_loads_is_an_interrupt_not_a_traceback(
     err = capsys.readouterr().err
     assert code == (143 if stop is Terminated else 130)
     assert err.strip().endswith("nothing was changed. Rerun the same command"), err
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_python_wrapped_in_another_error_is_still_a_stop(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    signum: signal.Signals,
+) -> None:
+    """Python wraps an exception raised inside ``__set_name__`` in a RuntimeError: a Ctrl-C in
+    the middle of importing matplotlib (``hpo baseline``) came out as a traceback, exit 1."""
+
+    def stopped_inside_an_import(*_a: object, **_k: object) -> None:
+        try:
+            interrupts.stop(signum)
+        except KeyboardInterrupt as exc:
+            raise RuntimeError("Error calling __set_name__ on '_api.classproperty'") from exc
+
+    monkeypatch.setattr(hpo.data, "ensure_mnist", stopped_inside_an_import)
+    code = main(["data", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == (143 if signum == signal.SIGTERM else 130), err
+    assert "files already verified are kept" in err and "RuntimeError" not in err
+
+    # A genuine RuntimeError is still one (its traceback is for a bug report).
+    def broken(*_a: object, **_k: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(hpo.data, "ensure_mnist", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["data", "--data-dir", str(tmp_path)])
 
 
 # A sitecustomize for the processes below: the import of $HPO_TEST_STALL_AT says so on stdout

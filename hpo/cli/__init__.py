@@ -102,21 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         return fail(str(exc), EXIT_USAGE)
     except KeyboardInterrupt as exc:
-        interrupts.taken()
-        ended = isinstance(exc, Terminated)
-        if args is None:  # the same line as a stop while hpo.cli itself imports
-            signum = signal.SIGTERM if ended else signal.SIGINT
-            return fail(loading.stopped_while_starting(signum), loading.exit_code(signum))
-        # A handler sets args.after_interrupt once what it said above stops being true.
-        nothing = "nothing was changed. Rerun the same command"
-        after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(verb, nothing)
-        return fail(
-            f"{'terminated (SIGTERM)' if ended else 'interrupted'}; {after}",
-            EXIT_TERMINATED if ended else 130,
-        )
+        return _stopped(exc, args, verb)
     except Exception as exc:
         from hpo.device import DeviceError
         from hpo.errors import HpoError
+
+        if (stop := interrupts.stop_behind(exc)) is not None:  # a stop, wrapped by Python
+            return _stopped(stop, args, verb)
 
         if isinstance(exc, HpoError):  # its message says what is wrong and how to fix it
             if from_env and isinstance(exc, DeviceError):  # no --device was given: say who asked
@@ -129,6 +121,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 EXIT_ERROR,
             )
         raise
+
+
+def _stopped(exc: KeyboardInterrupt, args: argparse.Namespace | None, verb: str) -> int:
+    """Say what a Ctrl-C or SIGTERM left, and its exit code."""
+    interrupts.taken()
+    ended = isinstance(exc, Terminated)
+    if args is None:  # the same line as a stop while hpo.cli itself imports
+        signum = signal.SIGTERM if ended else signal.SIGINT
+        return fail(loading.stopped_while_starting(signum), loading.exit_code(signum))
+    # A handler sets args.after_interrupt once what it said above stops being true.
+    nothing = "nothing was changed. Rerun the same command"
+    after = getattr(args, "after_interrupt", None) or AFTER_INTERRUPT.get(verb, nothing)
+    return fail(
+        f"{'terminated (SIGTERM)' if ended else 'interrupted'}; {after}",
+        EXIT_TERMINATED if ended else 130,
+    )
 
 
 def console() -> NoReturn:
