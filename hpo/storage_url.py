@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import urllib.parse
 from pathlib import Path
 
@@ -74,6 +75,18 @@ def dashboard_command(url: str) -> str:
     if os.environ.get(STORAGE_ENV) == url:
         return f'optuna-dashboard "${STORAGE_ENV}"'
     return f"optuna-dashboard {masked}  (with your password for ***)"
+
+
+def hpo_command(verb: str, *flags: str, study: str | None, storage: str) -> str:
+    """``hpo VERB FLAGS`` on ``study`` (None: the default one) in ``storage`` (masked), as a
+    hint to paste: ``--storage`` only where it is not the default ($HPO_STORAGE's, where set),
+    and the names quoted for a shell."""
+    words = ["hpo", verb, *flags]
+    if study is not None:
+        words += ["--study", shlex.quote(study)]
+    if storage != mask_url(default_storage()):
+        words += ["--storage", shlex.quote(storage)]
+    return " ".join(words)
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
 from hpo.storage import open_storage
-from hpo.storage_url import dashboard_command, mask_text
+from hpo.storage_url import DEFAULT_STORAGE, dashboard_command, hpo_command, mask_text
 from hpo.study_summary import summarize
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
@@ -157,6 +158,24 @@ def test_the_dashboard_command_printed_can_be_pasted_without_showing_a_password(
     assert dashboard_command(url) == 'optuna-dashboard "$HPO_STORAGE"'
 
 
+def test_a_hinted_command_names_a_storage_other_than_the_default_and_pastes_into_a_shell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    hint = hpo_command("finalize", study="a b;c $(x)", storage="sqlite:////tmp/sp ace/h.db")
+    assert shlex.split(hint) == [
+        "hpo", "finalize", "--study", "a b;c $(x)", "--storage", "sqlite:////tmp/sp ace/h.db"
+    ]  # fmt: skip
+    assert hpo_command("report", "--confirm", "5", study=None, storage=DEFAULT_STORAGE) == (
+        "hpo report --confirm 5"
+    )
+    # The storage $HPO_STORAGE names is the default one: the hint leaves it to the variable.
+    monkeypatch.setenv("HPO_STORAGE", "postgresql://hpo:secret@db/hpo")
+    assert hpo_command("finalize", study="s", storage="postgresql://hpo:***@db/hpo") == (
+        "hpo finalize --study s"
+    )
+
+
 def test_a_password_in_a_driver_message_is_masked_where_it_stands_for_one() -> None:
     url = "postgresql://u:p%40ss@h/x"  # "p@ss", percent-encoded in the URL
     text = "at postgresql://u:p%40ss@h/x,\n dsn password='p@ss' host=h; password=p%40ss"
@@ -271,7 +290,8 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     storage = open_storage(f"sqlite:///{tmp_path}/hpo.db")
     elsewhere = format_summary(summarize(study, storage, 3), "table")
     assert "baseline (#0)" in elsewhere and "best.pt (best)" not in elsewhere
-    assert "models    none on this machine: `hpo finalize --study j` trains and writes" in elsewhere
+    finalize = f"hpo finalize --study j --storage sqlite:///{tmp_path}/hpo.db"
+    assert f"models    none on this machine: `{finalize}` trains and writes" in elsewhere
 
 
 def test_a_val_loss_study_minimises_and_its_summary_names_the_lowest_loss_as_best(

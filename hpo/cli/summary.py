@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hpo.storage_url import hpo_command
 from hpo.text import short
 
 if TYPE_CHECKING:  # for annotations only: the parser is built without importing Optuna
@@ -29,6 +30,7 @@ def format_summary(s: StudySummary, fmt: str) -> str:
         params = "  ".join(f"{k}={short(v)}" for k, v in s.best.params.items())
         lines.append(f"best      trial {s.best.number}: {params}")
     final = s.final
+    finalize = hpo_command("finalize", study=s.study_name, storage=s.storage)
     rows: tuple[tuple[Role, TrialBrief | None], ...] = (("best", s.best), ("baseline", s.baseline))
     lines.append(f"\n{'':16}{'val acc':>9}{'test acc':>10}{'s/epoch':>9}")
     models: dict[Role, str] = {}
@@ -48,14 +50,14 @@ def format_summary(s: StudySummary, fmt: str) -> str:
             f"{_num(spe):>9}"
         )
     if not final:
-        lines.append(f"(test accuracy: not finalized; run `hpo finalize --study {s.study_name}`)")
+        lines.append(f"(test accuracy: not finalized; run `{finalize}`)")
     if models:
         from hpo.records import models_text  # Optuna is loaded by now: the study was read
 
         lines.append(f"\nmodels    {models_text(models)}")
     elif final:  # finalized elsewhere, by an older hpo, or the files were removed
         lines.append(
-            f"\nmodels    none on this machine: `hpo finalize --study {s.study_name}` trains and "
+            f"\nmodels    none on this machine: `{finalize}` trains and "
             f"writes runs/{s.study_name}/best.pt and baseline.pt"
         )
     return "\n".join(lines)

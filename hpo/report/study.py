@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hpo.records import Final, FinalSide, Role, baseline_of, final_of, ranked, target_of
 from hpo.spec import DEFAULT_SPEC
 from hpo.storage import load_existing_study
-from hpo.storage_url import default_storage, mask_url
+from hpo.storage_url import hpo_command, mask_url
 
 DEFAULT_STUDY = DEFAULT_SPEC.stem
 OBJECTIVE_LABELS = {"val_acc": "validation accuracy", "val_loss": "validation loss"}
@@ -51,12 +51,8 @@ class StudyData:
     def command(self, verb: str, *flags: str) -> str:
         """The hpo command for ``verb`` on this study, as a hint to paste: its ``--study`` and,
         where not the default, its ``--storage`` (a password shows as ***)."""
-        words = ["hpo", verb, *flags]
-        if self.name != DEFAULT_STUDY:
-            words += ["--study", self.name]
-        if self.storage != mask_url(default_storage()):
-            words += ["--storage", self.storage]
-        return " ".join(words)
+        study = self.name if self.name != DEFAULT_STUDY else None
+        return hpo_command(verb, *flags, study=study, storage=self.storage)
 
     @property
     def target_label(self) -> str:
