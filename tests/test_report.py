@@ -472,6 +472,8 @@ def test_verdict_on_a_study_with_only_pruned_and_failed_trials(tmp_path: Path) -
     page = report.html_path.read_text()
     assert "No trial has completed yet" in page and "Needs at least two complete trials" in page
     assert len(pd.read_csv(report.csv_path)) == 3
+    # Not "run hpo finalize": it refuses a study with no complete trial.
+    assert not [n for n in report.notes if "finalize" in n] and "hpo finalize" not in page
 
 
 def test_an_empty_study_renders_and_says_nothing_has_completed(tmp_path: Path) -> None:

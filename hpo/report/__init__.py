@@ -135,7 +135,7 @@ def build_report(
             f"Partial: {summary.complete + summary.pruned} trials finished, {summary.running} "
             f"running (or left RUNNING by a killed run){queued}: the numbers can still change."
         )
-    if data.final is None:
+    if data.final is None and data.best is not None:  # else finalize has nothing to measure
         notes.append(
             f"Not finalized: run `{data.command('finalize')}` to measure the best and the "
             f"baseline on the test set (or `{data.command('report', '--confirm 5')}` for "
