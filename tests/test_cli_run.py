@@ -209,7 +209,14 @@ def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
     assert "unknown device 'tpu': use auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
     (tmp_path / "tensorboard").mkdir()  # the user's own, which --study .. once moved aside
     for verb in (["run", "--spec", spec], ["report"], ["finalize"]):
-        for name, said in (("", "must not be empty"), ("..", "cannot contain /"), ("a/b", "/")):
+        for name, said in (
+            ("", "must not be empty"),
+            ("..", "cannot contain /"),
+            ("a/b", "/"),
+            ("a\nb", "a control character"),
+            ("x" * 201, "a study name of 201 bytes is too long"),
+            ("é" * 101, "202 bytes"),  # bytes, as the file system counts
+        ):
             with pytest.raises(SystemExit) as exit_:
                 main([*verb, "--study", name])
             assert exit_.value.code == 2 and said in capsys.readouterr().err

@@ -128,6 +128,11 @@ def compile_flag(args: argparse.Namespace) -> bool | None:
     return False if args.no_compile else None  # None: compile where the device supports it
 
 
+# The study's folder under runs/ takes its name, and file systems allow 255 bytes a name
+# (ext4, APFS, NTFS's 255 UTF-16 units); a margin below that, checked before anything is made.
+STUDY_NAME_BYTES = 200
+
+
 def study_arg(text: str) -> str:
     """An argparse type: a study's name is also its folder under runs/ (TensorBoard events,
     models, the report), so it must name one folder there, not a path out of it."""
@@ -137,5 +142,15 @@ def study_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a study name hpo can use: it is also the study's folder under "
             "runs/, so it cannot contain / or \\ or be . or ..; e.g. mnist_mlp-2"
+        )
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a study name hpo can use: it contains a control character (a "
+            "newline, a tab); e.g. mnist_mlp-2"
+        )
+    if (size := len(text.encode())) > STUDY_NAME_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"a study name of {size} bytes is too long: it is also the study's folder under "
+            f"runs/, and file systems allow 255 bytes; use at most {STUDY_NAME_BYTES}"
         )
     return text
