@@ -45,6 +45,16 @@ def test_baseline_refuses_bf16_on_the_tutorials_fp32_loop(
     assert not (tmp_path / "b").exists()
 
 
+def test_baseline_refuses_an_out_that_is_a_file_before_loading_data(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (taken := tmp_path / "best.pt").write_bytes(b"a model")
+    argv = ["baseline", "--device", "cpu", "--data-dir", str(tmp_path / "no-data")]
+    assert main([*argv, "--out", str(taken)]) == 2
+    assert f"--out {taken} is a file; it names the folder" in capsys.readouterr().err
+    assert taken.read_bytes() == b"a model" and not (tmp_path / "no-data").exists()
+
+
 @pytest.mark.mnist
 @pytest.mark.slow
 def test_baseline_reproduces_the_tutorial_on_real_mnist(

@@ -49,6 +49,11 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError(f"--seed must be >= 0 (got {args.seed})")
     if args.precision == "bf16" and args.loader == "torchvision":
         raise UsageError("--precision bf16 needs --loader tensor: the tutorial's loop is fp32")
+    if args.out.exists() and not args.out.is_dir():  # before the data loads and it trains
+        raise UsageError(
+            f"--out {args.out} is a file; it names the folder for the run's record and figures: "
+            "give a folder (default: runs/baseline)"
+        )
     device = resolve_device(args.device)
     precision: PrecisionChoice = "fp32" if args.loader == "torchvision" else args.precision
     config = TrainConfig(
