@@ -96,12 +96,15 @@ def verify(data_dir: Path, expected: Digests | None = None) -> None:
     folder, problems = _layout(data_dir)[1], []
     for name, (size, md5) in (MNIST_FILES if expected is None else expected).items():
         path = folder / name
+        # Files found flat in the data dir are linked into MNIST/raw (_link_flat): name the
+        # file itself, which the fix deletes, not its link.
+        shown = path.resolve() if path.is_symlink() else path
         if not path.is_file():
-            problems.append(f"{path} is missing (expected {size:,} bytes, md5 {md5})")
+            problems.append(f"{shown} is missing (expected {size:,} bytes, md5 {md5})")
         elif (actual := path.stat().st_size) != size:
-            problems.append(f"{path} is {actual:,} bytes, expected {size:,} (truncated?)")
+            problems.append(f"{shown} is {actual:,} bytes, expected {size:,} (truncated?)")
         elif (digest := file_md5(path)) != md5:
-            problems.append(f"{path} has md5 {digest}, expected {md5} (altered?)")
+            problems.append(f"{shown} has md5 {digest}, expected {md5} (altered?)")
     if problems:
         raise DataError(
             "MNIST files failed verification:\n  - " + "\n  - ".join(problems) + "\n"

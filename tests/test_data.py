@@ -209,6 +209,24 @@ def test_files_directly_in_the_data_dir_are_found_and_readable(synthetic, tmp_pa
     assert torch.equal(loaded.test_images, written.test_images)
 
 
+def test_a_bad_file_found_flat_is_named_where_it_is_not_by_its_link(synthetic, tmp_path_factory):
+    source, _, expected = synthetic
+    flat = tmp_path_factory.mktemp("flat")
+    for name in MNIST_FILES:
+        (raw_dir(source) / name).rename(flat / name)
+    ensure_mnist(flat, download=False, expected=expected)  # links them into MNIST/raw
+    cut = flat / "t10k-labels-idx1-ubyte"
+    size = cut.stat().st_size
+    cut.write_bytes(cut.read_bytes()[:-1])
+    with pytest.raises(DataError) as e:
+        ensure_mnist(flat, download=False, expected=expected)
+    assert f"{cut.resolve()} is {size - 1:,} bytes, expected {size:,}" in str(e.value)
+    assert "MNIST/raw" not in str(e.value).split("Fix:")[0]  # deleting a link fixes nothing
+    cut.unlink()  # as the fix says: now it is missing, named where it belongs
+    with pytest.raises(DataError, match=f"{cut.resolve()} is missing"):
+        verify(flat, expected)
+
+
 def test_pointing_at_torchvisions_raw_folder_itself_works(synthetic):
     folder, written, expected = synthetic
     loaded = load_mnist(raw_dir(folder), download=False, expected=expected)
