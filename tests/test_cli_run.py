@@ -132,6 +132,20 @@ def test_a_storage_url_hpo_cannot_open_says_what_to_do_for_its_kind(
     assert said in err and "hpo[postgres]" not in err and ":pw@" not in err
 
 
+def test_a_bad_storage_from_the_environment_is_said_to_come_from_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPO_STORAGE", "runs/hpo.db")  # a path, not a URL
+    for verb in (["report"], ["finalize"]):
+        assert main(verb) == 1
+        err = capsys.readouterr().err
+        assert "storage 'runs/hpo.db' is not a database URL" in err
+        assert err.rstrip().endswith("(the storage came from $HPO_STORAGE: unset it)"), err
+    # Named by --storage, it came from the command line: no word of the variable.
+    assert main(["report", "--storage", "runs/hpo.db"]) == 1
+    assert "HPO_STORAGE" not in capsys.readouterr().err
+
+
 def test_a_sqlite_path_under_missing_folders_is_refused_and_creates_none(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,6 +12,7 @@ from hpo.cli import loading  # isort: split
 import argparse
 import gc
 import importlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from hpo.cli.common import (
     fail,
 )
 from hpo.interrupts import Terminated
+from hpo.storage_url import STORAGE_ENV
 
 # Each module defines ``register(subparsers)`` which adds its verb and sets ``func``.
 VERBS = ("data", "baseline", "run", "finalize", "report", "bench_report")
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, HpoError):  # its message says what is wrong and how to fix it
             if from_env and isinstance(exc, DeviceError):  # no --device was given: say who asked
                 return fail(f"{exc} (the device came from {from_env}: unset it)", EXIT_ERROR)
+            if _storage_from_env(exc, args, words):
+                return fail(f"{exc} (the storage came from ${STORAGE_ENV}: unset it)", EXIT_ERROR)
             return fail(str(exc), EXIT_ERROR)
         if isinstance(exc, OSError) and exc.filename is not None:  # an --out path, say
             return fail(
@@ -121,6 +125,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 EXIT_ERROR,
             )
         raise
+
+
+def _storage_from_env(exc: Exception, args: argparse.Namespace | None, words: list[str]) -> bool:
+    """Whether ``exc`` is about a storage that no --storage named: $HPO_STORAGE's."""
+    storage = sys.modules.get("hpo.storage")  # loaded wherever a StorageError was raised
+    return (
+        storage is not None
+        and isinstance(exc, storage.StorageError)
+        and args is not None
+        and getattr(args, "worker", None) is None  # a --jobs worker's parent set the variable
+        and bool(os.environ.get(STORAGE_ENV))
+        and not any(w == "--storage" or w.startswith("--storage=") for w in words)
+    )
 
 
 def _stopped(exc: KeyboardInterrupt, args: argparse.Namespace | None, verb: str) -> int:
