@@ -232,8 +232,10 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
         return fallback
     _unknown(raw, {"low", "high", "log"}, f"{key}.", out)
     if "low" not in raw or "high" not in raw:
+        # An example the field takes (momentum and gamma lie below 1, hidden sizes above 8).
+        example = "{low = 16, high = 512}" if kind == "int" else "{low = 0.5, high = 0.9}"
         out.append(
-            f"{key}: a range needs both low and high, e.g. {{low = 1, high = 10}}, "
+            f"{key}: a range needs both low and high, e.g. {example}, "
             "or use {choices = [...]} or a plain value"
         )
         return fallback

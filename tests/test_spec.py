@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -232,3 +233,14 @@ def test_precision_is_fp32_unless_the_spec_asks_and_is_one_of_the_known() -> Non
     assert parse_spec(lr | {"precision": "bf16"}).to_dict()["precision"] == "bf16"
     msg = refused(lr | {"precision": "half"})
     assert "precision: 'half' is not one of auto, fp32, bf16" in msg
+
+
+@pytest.mark.parametrize("key", ["lr", "momentum", "gamma", "hidden1", "hidden2", "step_every"])
+def test_a_half_range_is_refused_with_an_example_that_key_accepts(key: str) -> None:
+    said = refused({"space": {key: {"low": 1}}})
+    example = tomllib.loads("x = " + said.split("e.g. ")[1].split("}")[0] + "}")["x"]
+    spec = parse_spec({"space": {key: example}})  # the message's own example, as TOML reads it
+    assert dict(spec.space.dims)[key] in (
+        FloatRange(example["low"], example["high"], False),
+        IntRange(example["low"], example["high"], False),
+    )
