@@ -76,7 +76,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 # What an interrupted command leaves, per verb: only some of them can go on where they stopped.
 AFTER_INTERRUPT = {
     "run": "everything finished so far is stored. Rerun the same command to go on",
-    "report": "confirmation runs finished so far are stored. Rerun the same command to go on",
+    # Said whether or not --confirm was given: the stop may come before the handler reads it.
+    "report": "the study is as it was, but for the --confirm runs already finished, which are "
+    "stored; the report's files are replaced whole or not at all. Rerun the same command to go on",
     "finalize": "the study is as it was (finalize stores its record at the end). Rerun the same "
     "command",
     "baseline": "the baseline run was cut short and is not kept (a run cannot resume); the "
