@@ -160,9 +160,12 @@ def last_val_acc(trial: FrozenTrial) -> float | None:
 
 
 def trial_config(trial: FrozenTrial) -> dict[str, Any]:
-    """The stored config; the sampled params fill in for a trial that failed before storing it."""
+    """The stored config; the sampled params fill in for a trial that failed before storing it,
+    and the queued ones for a trial waiting to run (a lost trial's re-run, say)."""
     config = trial.user_attrs.get("config")
-    return dict(config) if isinstance(config, dict) else dict(trial.params)
+    if isinstance(config, dict):
+        return dict(config)
+    return {**trial.system_attrs.get("fixed_params", {}), **trial.params}
 
 
 def epochs_run(trial: FrozenTrial) -> int:

@@ -585,6 +585,9 @@ def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_pat
     report = build_report(options(tmp_path, url))
     assert report.partial and (report.summary.running, report.summary.queued) == (0, 1)
     assert "1 queued to run again" in report.notes[0]
+    # trials.csv shows the parameters it is queued with, though it has not asked for them yet.
+    row = pd.read_csv(report.csv_path).iloc[-1]
+    assert (row["state"], row["lr"]) == ("WAITING", 0.07)
     # With the target reached (8 finished), hpo run runs nothing more, the queued trial neither.
     study.set_user_attr(TARGET_ATTR, 8)
     report = build_report(options(tmp_path, url))
