@@ -213,6 +213,25 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
     return note, target
 
 
+def mixed_precision_note(storage: RDBStorage, study_name: str, here: set[str]) -> str | None:
+    """A note when the study's trials so far trained in a precision that ``auto`` does not
+    resolve to here (another machine's CPU, or a GPU): one ranking would mix two roundings."""
+    trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
+    configs = [
+        t.user_attrs["config"] for t in trials if isinstance(t.user_attrs.get("config"), dict)
+    ]
+    other = sorted({p for c in configs if (p := str(c.get("precision", "fp32"))) not in here})
+    if not other:
+        return None
+    count = sum(str(c.get("precision", "fp32")) in other for c in configs)
+    return (
+        f"precision auto trains in {', '.join(sorted(here))} here, and {count} of the study's "
+        f"trials trained in {', '.join(other)} (another machine or device): its ranking mixes "
+        "both, as the report's summary shows. For one precision throughout, run a study of its "
+        "own with --precision fp32 or bf16"
+    )
+
+
 def setup_notes(spec: StudySpec) -> list[str]:
     outside = baseline_outside_space(spec.space)
     notes = [f"baseline (trial 0) runs the tutorial's {note}" for note in outside]

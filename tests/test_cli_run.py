@@ -463,6 +463,29 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
     assert len(optuna.load_study(study_name="h", storage=url).trials) > len(before)
 
 
+def test_a_study_resumed_where_auto_means_another_precision_says_its_ranking_mixes_both(
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auto = ["--study", "p", "--precision", "auto", "--no-finalize"]
+    monkeypatch.setattr(hpo.device, "native_bf16", lambda _device: True)  # a Zen 4 or Xeon CPU
+    assert hpo_run(tmp_path, synthetic, *auto, "--trials", "2") == 0
+    assert "ranking mixes" not in capsys.readouterr().err
+    assert hpo_run(tmp_path, synthetic, *auto, "--trials", "3") == 0  # the same machine: alike
+    assert "ranking mixes" not in capsys.readouterr().err
+    monkeypatch.setattr(hpo.device, "native_bf16", lambda _device: False)  # an older CPU
+    assert hpo_run(tmp_path, synthetic, *auto, "--trials", "4") == 0
+    err = capsys.readouterr().err
+    assert (
+        "note: precision auto trains in fp32 here, and 3 of the study's trials trained in bf16"
+        in err
+    )
+    trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path}/hpo.db").trials
+    assert [t.user_attrs["config"]["precision"] for t in trials] == ["bf16"] * 3 + ["fp32"]
+
+
 def test_finalize_of_a_missing_study_names_the_studies_there(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
