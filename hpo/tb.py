@@ -89,15 +89,19 @@ class TrialWriter:
         ``SummaryWriter.add_hparams`` would), so the HPARAMS tab reads the val/* scalars."""
         from torch.utils.tensorboard.summary import hparams
 
-        # Fields the schedule ignores (gamma without a step decay) are left blank, as in the
-        # report's trials.csv: a value there would read as one the trial ran with.
-        params: dict[str, Any] = {
-            k: v
-            for k, v in config.to_dict().items()
-            if isinstance(v, int | float | str | bool) and in_use(k, config.schedule)
+        every: dict[str, Any] = {
+            k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)
         }
-        params.update(trial=number, is_baseline=is_baseline, state=state)
-        experiment, start, end = hparams(params, {"val/acc": 0.0, "val/loss": 0.0})
+        every.update(trial=number, is_baseline=is_baseline, state=state)
+        metrics = {"val/acc": 0.0, "val/loss": 0.0}
+        # The columns: every field, in every trial's copy. TensorBoard takes one run's experiment
+        # for the whole tab ("arbitrarily"), so one of a trial whose schedule ignores gamma would
+        # hide gamma for all.
+        experiment = hparams(every, metrics)[0]
+        # The values: fields the schedule ignores (gamma without a step decay) are left blank,
+        # as in the report's trials.csv: a value there would read as one the trial ran with.
+        used = {k: v for k, v in every.items() if in_use(k, config.schedule)}
+        _, start, end = hparams(used, metrics)
         _set_status(end, state)
         file_writer = self._writer.file_writer
         assert file_writer is not None  # made in SummaryWriter.__init__

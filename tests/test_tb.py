@@ -60,3 +60,17 @@ def test_fields_the_schedule_ignores_are_left_out_of_the_hparams(tmp_path: Path)
     assert "gamma" not in flat.session_start_info.hparams
     assert "step_every" not in flat.session_start_info.hparams
     assert flat.session_start_info.hparams["lr"].number_value == TrainConfig().lr
+
+
+def test_every_trial_declares_every_field_as_a_column_whichever_its_schedule_uses(
+    tmp_path: Path,
+) -> None:
+    """TensorBoard's HPARAMS tab takes one run's experiment summary for all runs, whichever it
+    finds: that of a trial without a step decay hid gamma and step_every from every trial."""
+    columns = []
+    for schedule in ("step", "none"):
+        events = written(tmp_path / schedule, TrainConfig(schedule=schedule), "complete")
+        infos = plugin_data(events, "experiment").experiment.hparam_infos
+        columns.append([info.name for info in infos])
+    assert columns[0] == columns[1]
+    assert {"gamma", "step_every", "lr", "trial", "state"} <= set(columns[0])
