@@ -197,15 +197,38 @@ def _open_hint(url: str, exc: Exception) -> str:
             "that Optuna supports)"
         )
     if isinstance(exc, ImportError):
-        fix = (
-            "pip install 'hpo[postgres]'"
-            if scheme in ("postgresql", "postgres")
-            else (f"install the Python driver for {scheme}")
+        missing = _missing_module(exc)
+        kind = url.partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            module = f" (Python module {missing})" if missing else ""
+            return f"The {kind} driver is not installed{module}: install it"
+        if missing in (None, "psycopg"):
+            return (
+                "The PostgreSQL driver psycopg is not installed: pip install -e '.[postgres]' in "
+                "hpo's checkout"
+            )
+        # A driver the URL names (postgresql+psycopg2://): hpo's extra installs another one.
+        return (
+            f"{kind}:// needs the Python module {missing}, which is not installed: pip install "
+            f"{_PIP_NAMES.get(missing, missing)}, or write postgresql:// for psycopg 3 (which "
+            "`pip install -e '.[postgres]'` in hpo's checkout installs)"
         )
-        return f"The {scheme} driver is not installed: {fix}"
     if scheme == "sqlite":
         return "Check that the file's folder can be written and the file is an SQLite database"
     return "Check the URL, the user and password, and that the database server is up and reachable"
+
+
+_PIP_NAMES = {"psycopg2": "psycopg2-binary"}  # module -> what pip installs it as, prebuilt
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module whose import failed: Optuna raises its own ImportError from the driver's."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ImportError) and seen.name:
+            return seen.name.split(".")[0]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _creation_race(exc: Exception) -> bool:
