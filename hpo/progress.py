@@ -174,20 +174,32 @@ class Progress:
         self._drawn = False
 
     def remaining(self) -> float | None:
+        """Seconds to the target: each running trial's last epochs at its own pace (pruning
+        may cut them short), the trials not started yet at the mean trial's duration, shared
+        by the workers; never less than the longest running trial has left, which no other
+        worker can take on."""
         todo = self._counts.target - self._counts.finished
         if todo <= 0:
             return 0.0
         now = self._clock()
+        live = list(self._running.values())
+        # (seconds per epoch, epochs, epochs done) of the running trials past their first epoch
+        paced = [
+            ((now - t.start) / t.epochs_done, t.epochs, t.epochs_done)
+            for t in live
+            if t.epochs_done
+        ]
         if self._durations:
             per_trial = sum(self._durations) / len(self._durations)
+        elif paced:
+            per_trial = sum(pace * epochs for pace, epochs, _ in paced) / len(paced)
         else:
-            live = self._running.values()
-            rates = [(now - t.start) / t.epochs_done * t.epochs for t in live if t.epochs_done]
-            if not rates:
-                return None
-            per_trial = sum(rates) / len(rates)
-        current = sum(now - t.start for t in self._running.values())
-        return max(0.0, (todo * per_trial - current) / self._workers)
+            return None
+        left = [pace * (epochs - done) for pace, epochs, done in paced]
+        # those still in their first epoch: the mean trial's time, less what they have run
+        left += [max(0.0, per_trial - (now - t.start)) for t in live if not t.epochs_done]
+        unstarted = max(0, todo - len(live)) * per_trial
+        return max(max(left, default=0.0), (sum(left) + unstarted) / self._workers)
 
     def _line(self) -> str:
         running = ", ".join(

@@ -435,6 +435,22 @@ def test_the_one_display_lists_every_running_trial_and_shares_the_eta() -> None:
     )
 
 
+def test_the_eta_waits_for_the_last_running_trials_own_epochs_not_the_mean_trial() -> None:
+    """Pruned trials of one epoch pull the mean trial down: the last trial, 8 of 20 epochs in
+    at 2 s each, still has 24 s to go, though the mean says it is done; a second worker with
+    nothing left to run cannot share them."""
+    now = [100.0]
+    progress = Progress(None, clock=lambda: now[0], workers=2)
+    progress.start(Counts(6))
+    for number in range(5):
+        progress.trial_finished(number, "pruned", Counts(6, pruned=number + 1), seconds=3.0)
+    progress.running([Running(5, 8, 20, 16.0)])
+    assert progress.remaining() == pytest.approx(12 * 2.0)
+    # One not started yet: 3 s of work more, shared with the idle worker; the 24 s still rule.
+    progress.start(Counts(7, pruned=5))
+    assert progress.remaining() == pytest.approx(24.0)
+
+
 # ---------------------------------------------------------------------- real workers on SQLite
 
 
