@@ -28,7 +28,14 @@ from optuna.storages import RDBStorage
 
 from hpo.errors import HpoError
 from hpo.lost_trials import requeue_stale
-from hpo.storage_url import DEFAULT_STORAGE, mask_text, mask_url, sqlite_path, with_driver
+from hpo.storage_url import (
+    DEFAULT_STORAGE,
+    at_in_password,
+    mask_text,
+    mask_url,
+    sqlite_path,
+    with_driver,
+)
 
 HEARTBEAT_INTERVAL = 10  # seconds; each beat is one small write
 GRACE_FACTOR = 3  # beats missed before a trial counts as lost
@@ -63,6 +70,11 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL) -> R
     if "://" not in url:
         hint = f"; for a file, use sqlite:///{url}" if url.endswith((".db", ".sqlite")) else ""
         raise StorageError(f"storage {url!r} is not a database URL like {DEFAULT_STORAGE}{hint}")
+    if at_in_password(url):
+        raise StorageError(
+            f"storage {mask_url(url)}: its password contains @, which ends a password in a URL "
+            "(the rest would be taken for the host). Fix: write each @ in it as %40"
+        )
     given, url = url, with_driver(url)
     path = sqlite_path(url)
     if path is None and url.startswith("sqlite"):

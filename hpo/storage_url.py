@@ -31,12 +31,20 @@ _URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", 
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, for everything printed or stored."""
-    masked = re.sub(r"(://[^/:@\s]*:)[^@/\s]*@", r"\1***@", url)
+    # Up to the last @ before the path: a password with an unescaped @ ("pa@ss") is all of it.
+    masked = re.sub(r"(://[^/:@\s]*:)[^/?#\s]*@", r"\1***@", url)
     masked = re.sub(r"([?&]password=)[^&#\s]*", r"\1***", masked, flags=re.IGNORECASE)
     password = _password(url) if masked == url else None
     if password and f":{password}@" in masked:  # one the pattern missed: "ab/cd" (SQLAlchemy's)
         return masked.replace(f":{password}@", ":***@", 1)
     return masked
+
+
+def at_in_password(url: str) -> bool:
+    """Whether the URL's password holds an unescaped @: SQLAlchemy then ends the password at
+    the first @ and reads the rest as the host (and a driver's error would print it)."""
+    userinfo = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0].rpartition("@")[0]
+    return "@" in userinfo.partition(":")[2]
 
 
 def _password(url: str) -> str | None:

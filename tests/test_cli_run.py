@@ -113,6 +113,23 @@ def test_a_password_in_the_urls_query_is_masked_too(
     assert "postgresql://u:***@127.0.0.1:1/x" in err and "secret" not in err, err
 
 
+def test_a_password_with_an_unescaped_at_is_refused_and_none_of_it_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # SQLAlchemy reads password "pa" and host "ss@127.0.0.1": the driver's error showed "ss".
+    spec = str(write_spec(tmp_path / "tiny.toml", trials=3))
+    for verb in (["run", "--spec", spec], ["report"], ["finalize"]):
+        assert main([*verb, "--storage", "postgresql://hpo:pa@ss@127.0.0.1:1/hpo"]) == 1
+        err = capsys.readouterr().err
+        assert "storage postgresql://hpo:***@127.0.0.1:1/hpo: its password contains @" in err
+        assert "Fix: write each @ in it as %40" in err and "ss@" not in err and ":pa" not in err
+    # An @ in the user name (Azure's user@server) is SQLAlchemy's to read: not refused.
+    assert main(["report", "--storage", "postgresql://user@server:pw@127.0.0.1:1/db"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot open storage postgresql://user@server:***@127.0.0.1:1/db" in err
+    assert "contains @" not in err
+
+
 @pytest.mark.parametrize(
     ("url", "said"),
     [
