@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import copy
 import functools
 import warnings
 from typing import Any
@@ -73,6 +74,11 @@ class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
     sampler falls back to random search for the rest of the study, saying so only in a log
     warning. Leaving out from the start what only some schedules use keeps its dimension fixed,
     and makes setup_notes' list of parameters sampled at random exact.
+
+    A resumed study also draws what one run straight through draws (as hpo.sampling makes
+    every sampler do): Optuna seeds each ask from the trial's number, which a re-run shifts, so
+    the draw index stands in for it; and a re-run, which asks with its first attempt's
+    parameters fixed, is still asked of CMA-ES, so that it joins that attempt's generation.
     """
 
     def __init__(self, at_random: frozenset[str], *, seed: int, n_startup_trials: int) -> None:
@@ -88,6 +94,22 @@ class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
     ) -> dict[str, BaseDistribution]:
         space = super().infer_relative_search_space(study, trial)
         return {name: d for name, d in space.items() if name not in self._at_random}
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        super().before_trial(study, trial)
+        if int(trial.user_attrs.get("origin", trial.number)) != trial.number:
+            # Optuna asks a sampler only for parameters not fixed, so without this call the
+            # re-run would get no generation and leave its place in it to another trial. The
+            # same optimizer state and seed ask what the first attempt was given.
+            self.sample_relative(study, trial, self.infer_relative_search_space(study, trial))
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        as_drawn = copy.copy(trial)  # the same trial id, which the optimizer's attrs go to
+        as_drawn.number = draw_index(trials, int(trial.user_attrs.get("origin", trial.number)))
+        return super().sample_relative(study, as_drawn, search_space)
 
 
 def cma_es_falls_back(space: SearchSpace) -> list[str]:

@@ -540,16 +540,19 @@ HYPERBAND = {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}
 
 
 @pytest.mark.parametrize(
-    ("spec", "n"),
+    ("spec", "n", "at"),
     [
-        (tiny_spec(sampler={"name": "random"}), 5),
+        (tiny_spec(sampler={"name": "random"}), 5, 1),
         # Hyperband's brackets (which prune, and what TPE learns from) must not follow them either
-        (tiny_spec(epochs=4, pruner=HYPERBAND), 10),
+        (tiny_spec(epochs=4, pruner=HYPERBAND), 10, 1),
+        # CMA-ES seeds its asks from trial numbers, and keeps generations: a trial of the first
+        # (8 trials in 4 dimensions), so that the second is drawn after the resume.
+        (tiny_spec(sampler={"name": "cmaes", "n_startup_trials": 2}), 13, 4),
     ],
-    ids=["random", "tpe-hyperband"],
+    ids=["random", "tpe-hyperband", "cmaes"],
 )
 def test_a_study_resumed_after_an_interrupt_or_renamed_draws_what_one_run_straight_through_draws(
-    spec: StudySpec, n: int, mnist: Mnist, tmp_path: Path
+    spec: StudySpec, n: int, at: int, mnist: Mnist, tmp_path: Path
 ) -> None:
     """The re-run of the interrupted trial takes a trial number of its own, so every later
     trial's number is one higher than in a run straight through: their sampler and training
@@ -557,7 +560,7 @@ def test_a_study_resumed_after_an_interrupt_or_renamed_draws_what_one_run_straig
 
     class InterruptAt(Progress):
         def epoch(self, number: int, epoch: int) -> None:
-            if number == 1:
+            if number == at:
                 raise KeyboardInterrupt
 
     straight = run(spec, tmp_path / "a", n, mnist=mnist).trials
@@ -568,7 +571,8 @@ def test_a_study_resumed_after_an_interrupt_or_renamed_draws_what_one_run_straig
     resumed = optuna.load_study(study_name="t", storage=storage).trials
     assert [t.state for t in resumed].count(TrialState.FAIL) == 1  # the interrupted attempt
     kept = [t for t in resumed if t.state != TrialState.FAIL]
-    assert [t.number for t in kept] == [0, *range(2, n + 1)]  # numbers shifted by the re-run
+    # numbers shifted by the re-run (it comes first when the run resumes)
+    assert [t.number for t in kept] == [*range(at), *range(at + 1, n + 1)]
 
     def drawn(trials: list[FrozenTrial]) -> list[tuple[object, ...]]:
         return [(t.params, t.value, t.user_attrs["seed"], t.state) for t in trials]
