@@ -1,8 +1,7 @@
-"""The spec's sampler and pruner as Optuna objects."""
+"""The spec's sampler as an Optuna object (its pruner: hpo.pruners)."""
 
 from __future__ import annotations
 
-import binascii
 import copy
 import functools
 import warnings
@@ -13,7 +12,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from hpo.errors import HpoError
-from hpo.sampling import TrialSeededSampler, draw_index, training_seed
+from hpo.sampling import TrialSeededSampler, draw_index
 from hpo.spec import (
     USED_BY,
     Choice,
@@ -126,59 +125,3 @@ def cma_es_falls_back(space: SearchSpace) -> list[str]:
         if (isinstance(dim, Choice) and len(dim.choices) > 1)
         or (isinstance(dim, FloatRange | IntRange) and dim.low < dim.high and name in partly_used)
     ]
-
-
-def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    p = spec.pruner
-    if p.name == "median":
-        return optuna.pruners.MedianPruner(
-            n_startup_trials=p.option("n_startup_trials"), n_warmup_steps=p.option("n_warmup_steps")
-        )
-    if p.name == "hyperband":
-        return DrawSeededHyperband(
-            spec.seed,
-            min_resource=p.option("min_resource"),
-            max_resource=spec.epochs,
-            reduction_factor=p.option("reduction_factor"),
-        )
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=p.option("min_resource"),
-            reduction_factor=p.option("reduction_factor"),
-            min_early_stopping_rate=p.option("min_early_stopping_rate"),
-        )
-    return optuna.pruners.NopPruner()
-
-
-class DrawSeededHyperband(optuna.pruners.HyperbandPruner):
-    """Optuna's Hyperband, with each trial's bracket picked from its training seed (study seed,
-    draw index: ``hpo.sampling``) rather than from (study name, trial number). Optuna's way
-    moves every trial after a re-run (an interrupted or lost trial queued again takes a new
-    number) into another bracket, and gives the same spec and seed other brackets under
-    another ``--study`` name: which trials are pruned, and under TPE what they sample (it learns
-    from the trial's bracket only), would differ from a run straight through."""
-
-    def __init__(self, seed: int, **options: Any) -> None:
-        super().__init__(**options)
-        self._seed = seed
-
-    def _get_bracket_id(self, study: optuna.Study, trial: FrozenTrial) -> int:
-        if not self._pruners:  # not set up yet (as Optuna's): every trial is in bracket 0
-            return 0
-        key = binascii.crc32(str(self._training_seed(study, trial)).encode())
-        n = key % self._total_trial_allocation_budget
-        for bracket, budget in enumerate(self._trial_allocation_budgets):
-            n -= budget
-            if n < 0:
-                return bracket
-        raise AssertionError("the budgets sum to the total")
-
-    def _training_seed(self, study: optuna.Study, trial: FrozenTrial) -> int:
-        seed = trial.user_attrs.get("seed")
-        if isinstance(seed, int):  # recorded before the first report
-            return seed
-        # Asked while it is sampled (TPE reads the trial's bracket), before hpo records it; or
-        # a trial hpo did not run. ``study`` may be Optuna's per-bracket view: read them all.
-        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        origin = int(trial.user_attrs.get("origin", trial.number))
-        return training_seed(self._seed, draw_index(trials, origin))

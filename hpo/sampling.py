@@ -33,10 +33,20 @@ def draw_index(trials: Sequence[FrozenTrial], number: int) -> int:
     return number - reruns
 
 
+def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
+    """The numbers of the attempts a later re-run of the same parameters has replaced (an
+    interrupted or lost trial, failed): a run straight through has no such trial."""
+    origins = {t.number: int(t.user_attrs.get("origin", t.number)) for t in trials}
+    latest: dict[int, int] = {}
+    for number, origin in origins.items():
+        latest[origin] = max(latest.get(origin, number), number)
+    return {number for number, origin in origins.items() if latest[origin] != number}
+
+
 def training_seed(study_seed: int, index: int) -> int:
     """The seed the trial at draw ``index`` trains with (initial weights, batch order), which
     it records as its ``seed`` user attr; it also picks its Hyperband bracket
-    (``hpo.algorithms.DrawSeededHyperband``)."""
+    (``hpo.pruners.DrawSeededHyperband``)."""
     # Hash-free and stable across Python versions and processes.
     return study_seed * 100_003 + index
 

@@ -14,9 +14,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 import hpo
-from hpo.algorithms import cma_es_falls_back, make_pruner, make_sampler
+from hpo.algorithms import cma_es_falls_back, make_sampler
 from hpo.errors import HpoError
 from hpo.lost_trials import INTERRUPTED, queue_again
+from hpo.pruners import make_pruner
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec

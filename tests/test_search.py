@@ -27,7 +27,7 @@ import hpo.search
 import hpo.study_setup
 import hpo.sweeper
 import hpo.trial
-from hpo.algorithms import make_pruner, make_sampler
+from hpo.algorithms import make_sampler
 from hpo.cli.common import stop_once
 from hpo.config import TrainConfig
 from hpo.data import MnistArrays, raw_dir
@@ -39,6 +39,7 @@ from hpo.liveness import this_process
 from hpo.lost_trials import INTERRUPTED, not_requeued, queue_again, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
+from hpo.pruners import make_pruner
 from hpo.records import baseline_of
 from hpo.retrain import load_model, models_dir, trained
 from hpo.sampling import TrialSeededSampler, training_seed
@@ -537,6 +538,46 @@ def test_ctrl_c_fails_the_running_trial_and_a_rerun_repeats_its_params(
 
 
 HYPERBAND = {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}
+
+
+@pytest.mark.parametrize(
+    ("pruner", "epochs", "values"),
+    [
+        # Kept in the top half of 4 (0.95, 0.94); pruned if the attempt's 0.95 counts too.
+        ({"name": "successive_halving", "reduction_factor": 2}, 4, [0.90, 0.93]),
+        # One bracket (reduction 3 over 2 epochs): the top third of 6.
+        ({"name": "hyperband", "reduction_factor": 3}, 2, [0.90, 0.93, 0.91, 0.92]),
+    ],
+    ids=["successive_halving", "hyperband"],
+)
+def test_a_replaced_attempts_rung_value_does_not_count_beside_its_reruns(
+    pruner: dict[str, Any], epochs: int, values: list[float]
+) -> None:
+    """Trial 1 was interrupted after its first rung and its parameters run again as trial 3:
+    the last trial must be ranked as in a run straight through, against one 0.95, not two."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(
+        tiny_spec(epochs=epochs, pruner={**pruner, "min_resource": 1})))  # fmt: skip
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+    told: list[tuple[TrialState, float, dict[str, int]]] = [
+        (TrialState.COMPLETE, values[0], {}),
+        (TrialState.FAIL, 0.95, {}),
+    ]
+    told += [(TrialState.COMPLETE, v, {}) for v in values[1:]]
+    told += [(TrialState.COMPLETE, 0.95, {"origin": 1})]  # the re-run, as lost_trials queues it
+    for n, (state, value, attrs) in enumerate(told):
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state, value=None if state == TrialState.FAIL else value,
+                params={"lr": 0.01}, distributions=lr, intermediate_values={0: value, 1: value},
+                user_attrs={**attrs, "seed": training_seed(0, n)},
+                system_attrs={"completed_rung_0": value},
+            )
+        )  # fmt: skip
+    trial = study.ask(lr)
+    trial.set_user_attr("seed", training_seed(0, len(told) - 1))
+    trial.report(0.94, 0)
+    trial.report(0.94, 1)
+    assert not trial.should_prune()
 
 
 @pytest.mark.parametrize(
