@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import warnings
 from typing import Any
 
@@ -52,6 +53,8 @@ def _build_sampler(s: Component, space: SearchSpace, seed: int) -> optuna.sample
         if s.name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
         if s.name == "qmc":
+            if importlib.util.find_spec("scipy") is None:  # Optuna imports it at the first draw
+                raise HpoError("sampler qmc needs scipy: pip install scipy")
             return optuna.samplers.QMCSampler(qmc_type=s.option("qmc_type"), seed=seed)
         try:
             import cmaes  # noqa: F401 - Optuna imports it lazily, after the study started

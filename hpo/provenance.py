@@ -22,7 +22,9 @@ SOURCE = Path(__file__).resolve().parent  # the hpo package that is running
 @cache
 def library_versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
-    out.update({dist: _installed(dist) for dist in ("hpo", "optuna", "numpy", "pandas", "plotly")})
+    # cmaes and scipy: what the cmaes and qmc samplers draw depends on them.
+    libraries = ("hpo", "optuna", "numpy", "pandas", "plotly", "cmaes", "scipy")
+    out.update({dist: _installed(dist) for dist in libraries})
     # The module's version, not the distribution's: only it keeps the local build tag
     # ("2.14.1+cu130"), and a CUDA build and a CPU one of a release compute differently.
     out["torch"] = str(torch.__version__)

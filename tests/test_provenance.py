@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cmaes
 import numpy
 import optuna
 import pytest
+import scipy
 import torch
 import torchvision
 
@@ -67,6 +69,7 @@ def test_the_versions_recorded_are_those_of_the_libraries_running() -> None:
     assert versions["torchvision"] == torchvision.__version__
     assert versions["optuna"] == optuna.__version__
     assert versions["numpy"] == numpy.__version__
+    assert versions["cmaes"] == cmaes.__version__ and versions["scipy"] == scipy.__version__
     assert versions["python"] == platform.python_version()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -280,6 +281,20 @@ def test_a_different_seed_samples_differently(mnist: Mnist, tmp_path: Path) -> N
     assert [t.user_attrs["seed"] for t in a] == [0, 1, 2]
     assert [t.user_attrs["seed"] for t in b] == [100_003, 100_004, 100_005]
     assert [t.user_attrs["config"]["seed"] for t in b] == [100_003, 100_004, 100_005]
+
+
+@pytest.mark.parametrize(("name", "package"), [("qmc", "scipy"), ("cmaes", "cmaes")])
+def test_a_sampler_whose_package_is_missing_is_refused_before_the_study_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, package: str
+) -> None:
+    # Optuna imports them at the first draw: trial 1 failed with a traceback.
+    monkeypatch.setitem(sys.modules, package, None)
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    with pytest.raises(
+        HpoError, match=f"sampler {name} needs .*{package}.*: pip install {package}"
+    ):
+        open_study(tiny_spec(sampler={"name": name}), storage, "s")
+    assert optuna.get_all_study_names(storage) == []
 
 
 def test_each_sampler_name_builds_optunas_sampler_with_the_specs_settings() -> None:
