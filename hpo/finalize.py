@@ -118,12 +118,13 @@ def _retrain(
     epochs = len(done.train_loss)
     return done, {
         "trial": t.number,
-        **done.record(),  # config, test_acc, test_loss, seconds_per_epoch, device, status
+        # config, test_acc, test_loss, seconds_per_epoch, device, status, threads (the CPU's
+        # count changes the rounding: the report asks alike), versions
+        **done.record(),
         "val_acc": last_val_acc(t),
         "train_seconds": done.seconds_per_epoch * epochs,
         "param_count": parameter_count(config.hidden1, config.hidden2),
         "device_name": describe(device),
-        "threads": done.threads,  # the CPU's count changes the rounding: the report asks alike
         "compile": compile,  # as requested (None: the device's default); the report asks alike
         "cached": done.cached,
         "epochs": epochs,

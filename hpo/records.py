@@ -37,6 +37,9 @@ class Retrained(TypedDict):
     seconds_per_epoch: float | None
     device: str
     status: str
+    # Absent from records of older versions:
+    threads: NotRequired[int | None]  # a CPU's intra-op threads (they change the rounding)
+    versions: NotRequired[dict[str, str]]  # the libraries of the process that trained it
 
 
 class FinalSide(Retrained):
@@ -49,7 +52,6 @@ class FinalSide(Retrained):
     param_count: int
     device_name: str
     epochs: NotRequired[int]
-    threads: NotRequired[int | None]  # a CPU's intra-op threads (they change the rounding)
     compile: NotRequired[bool | None]  # as asked (None: the device's default)
     cached: NotRequired[bool]  # read from the model cache rather than trained
     model: NotRequired[str]  # the exported model's path on the machine that finalized

@@ -23,6 +23,7 @@ from hpo.files import replacing
 from hpo.jsonable import finite
 from hpo.mnist import Mnist
 from hpo.model import Net, build_model
+from hpo.provenance import library_versions
 from hpo.records import Retrained
 from hpo.train import fit
 
@@ -42,6 +43,9 @@ class Trained:
     model: Net = field(repr=False, compare=False)
     cached: bool = field(default=False, compare=False)  # read from the cache, not trained now
     threads: int | None = None  # a CPU's intra-op threads it trained with (None off the CPU)
+    # hpo.provenance.library_versions of the process that trained it (a cached model's too);
+    # empty for one cached by an hpo from before they were kept.
+    versions: dict[str, str] = field(default_factory=dict, compare=False)
 
     def record(self) -> Retrained:
         """The JSON-able part, as stored on the study; a non-finite number (a diverged run's
@@ -53,6 +57,8 @@ class Trained:
             "seconds_per_epoch": finite(self.seconds_per_epoch),
             "device": self.device,
             "status": self.status,
+            "threads": self.threads,
+            "versions": self.versions,
         }
 
 
@@ -112,7 +118,7 @@ def trained(
         fields = {k: saved[k] for k in _CACHED}
         train_loss = tuple(saved["train_loss"])
         return Trained(config, **fields, train_loss=train_loss, model=model, cached=True,
-                       threads=threads)  # fmt: skip
+                       threads=threads, versions=saved.get("versions") or {})  # fmt: skip
     log(f"report: training {_describe(config)} on the full training set ({device})")
     before = torch.get_num_threads()
     if threads is not None:
@@ -132,9 +138,10 @@ def trained(
         result.status,
         result.model,
         threads=threads,
+        versions=library_versions(),
     )
     if path is not None:  # plain floats (NaN included: a pickle keeps it) beside the weights
-        payload = {k: getattr(out, k) for k in _CACHED}
+        payload = {k: getattr(out, k) for k in (*_CACHED, "versions")}
         state = {"train_loss": list(out.train_loss), "state_dict": out.model.state_dict()}
         _save(path, {**payload, **state})
     return out

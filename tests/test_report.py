@@ -31,6 +31,7 @@ from hpo.config import TrainConfig
 from hpo.data import raw_dir
 from hpo.mnist import Mnist
 from hpo.model import parameter_count
+from hpo.provenance import library_versions
 from hpo.records import (
     CONFIRM_ATTR,
     TARGET_ATTR,
@@ -787,8 +788,11 @@ def test_trained_models_are_cached_and_reloaded_identically(
     config = TrainConfig(epochs=1, hidden1=32, hidden2=16, seed=3)
     first = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
     monkeypatch.setattr("hpo.retrain.fit", _no_fit)
+    monkeypatch.setattr("hpo.retrain.library_versions", lambda: {"torch": "a later one"})
     again = trained(config, synthetic_mnist, _cpu(), tmp_path, compile=False)
     assert again.test_acc == first.test_acc and again.train_loss == first.train_loss
+    # The libraries of the process that trained it, not of the one that read it back.
+    assert first.versions == library_versions() and again.record()["versions"] == first.versions
     for a, b in zip(
         first.model.state_dict().values(), again.model.state_dict().values(), strict=True
     ):

@@ -40,6 +40,7 @@ from hpo.liveness import this_process
 from hpo.lost_trials import INTERRUPTED, not_requeued, queue_again, requeue
 from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress
+from hpo.provenance import library_versions
 from hpo.pruners import make_pruner
 from hpo.records import baseline_of
 from hpo.retrain import load_model, models_dir, trained
@@ -754,6 +755,9 @@ def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_p
     assert best["trial"] == study.best_trial.number  # Optuna's own reading of the study
     assert best["test_acc"] is not None and 0.0 <= best["test_acc"] <= 1.0
     assert best["val_acc"] == study.trials[best["trial"]].value
+    # What trained them, as every trial records it.
+    assert best["versions"] == baseline["versions"] == library_versions()
+    assert best["threads"] == torch.get_num_threads()
     # the same two trials again: the stored result is reused, not retrained
     assert finalize(study, mnist, CPU, compile=False)["finalized_at"] == final["finalized_at"]
 
