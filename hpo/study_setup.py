@@ -214,23 +214,34 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
     return note, target
 
 
-def mixed_precision_note(storage: RDBStorage, study_name: str, here: set[str]) -> str | None:
-    """A note when the study's trials so far trained in a precision that ``auto`` does not
-    resolve to here (another machine's CPU, or a GPU): one ranking would mix two roundings."""
+def resume_notes(
+    storage: RDBStorage, study_name: str, *, auto: set[str] | None, eager: bool
+) -> list[str]:
+    """Notes when this run's trials will round otherwise than the study's so far, so that one
+    ranking mixes both: ``auto``, the precisions "auto" resolves to here (None: the spec names
+    one, as every run of the study must), against another machine's or device's; ``eager``
+    (--no-compile) against compiled trials."""
     trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
     configs = [
         t.user_attrs["config"] for t in trials if isinstance(t.user_attrs.get("config"), dict)
     ]
-    other = sorted({p for c in configs if (p := str(c.get("precision", "fp32"))) not in here})
-    if not other:
-        return None
-    count = sum(str(c.get("precision", "fp32")) in other for c in configs)
-    return (
-        f"precision auto trains in {', '.join(sorted(here))} here, and {count} of the study's "
-        f"trials trained in {', '.join(other)} (another machine or device): its ranking mixes "
-        "both, as the report's summary shows. For one precision throughout, run a study of its "
-        "own with --precision fp32 or bf16"
-    )
+    notes = []
+    trained = [str(c.get("precision", "fp32")) for c in configs]
+    if auto is not None and (other := sorted(set(trained) - auto)):
+        count = sum(p in other for p in trained)
+        notes.append(
+            f"precision auto trains in {', '.join(sorted(auto))} here, and {count} of the "
+            f"study's trials trained in {', '.join(other)} (another machine or device): its "
+            "ranking mixes both, as the report's summary shows. For one precision throughout, "
+            "run a study of its own with --precision fp32 or bf16"
+        )
+    if eager and (compiled := sum(t.user_attrs.get("compiled") is True for t in trials)):
+        notes.append(
+            f"--no-compile trains eagerly, and {compiled} of the study's trials trained compiled "
+            "steps, which round otherwise: its ranking mixes both. Leave --no-compile out to "
+            "go on as they did"
+        )
+    return notes
 
 
 def setup_notes(spec: StudySpec) -> list[str]:

@@ -156,7 +156,7 @@ def _prepare(
     from hpo.device import resolve_precision, slow_bf16_note
     from hpo.storage import reporting_loss
     from hpo.storage_url import dashboard_command, mask_url
-    from hpo.study_setup import check_study, mixed_precision_note, setup_notes
+    from hpo.study_setup import check_study, resume_notes, setup_notes
     from hpo.tb import tensorboard_dir
 
     spec, study_name = options.spec, options.study_name
@@ -169,11 +169,12 @@ def _prepare(
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
     slow = {slow_bf16_note(device, spec.precision) for device in devices.values()}
-    mixed = None
-    if resuming and spec.precision == "auto":
+    mixed: list[str] = []
+    if resuming:
+        auto = {str(p) for p in precisions.values()} if spec.precision == "auto" else None
         with reporting_loss(storage.url):
-            mixed = mixed_precision_note(storage, study_name, set(precisions.values()))
-    for note in [*setup_notes(spec), *sorted(n for n in slow if n), *([mixed] if mixed else [])]:
+            mixed = resume_notes(storage, study_name, auto=auto, eager=options.compile is False)
+    for note in [*setup_notes(spec), *sorted(n for n in slow if n), *mixed]:
         log(f"note: {note}")
     if options.compile is False or "cpu" not in plan.devices:
         return {}, resuming

@@ -30,7 +30,7 @@ import hpo.sweeper
 import hpo.trial
 from hpo.algorithms import make_sampler
 from hpo.cli.common import stop_once
-from hpo.config import TrainConfig
+from hpo.config import Precision, TrainConfig
 from hpo.data import MnistArrays, raw_dir
 from hpo.errors import HpoError
 from hpo.finalize import finalize
@@ -56,6 +56,7 @@ from hpo.study_setup import (
     check_study,
     open_study,
     restore_baseline,
+    resume_notes,
     setup_notes,
 )
 from hpo.study_summary import summarize
@@ -655,6 +656,24 @@ def test_a_study_with_another_space_is_refused_and_left_untouched(
             open_study(changed, storage, "s")
     after = optuna.load_study(study_name="s", storage=storage)
     assert after.trials == trials and after.user_attrs == attrs
+
+
+def test_a_resumed_run_that_will_round_otherwise_than_the_study_says_so(tmp_path: Path) -> None:
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+    runs: list[tuple[Precision, bool]] = [("bf16", True), ("bf16", True), ("fp32", False)]
+    for precision, compiled in runs:
+        config = TrainConfig(precision=precision).to_dict()
+        attrs = {"config": config, "compiled": compiled}
+        study.add_trial(optuna.trial.create_trial(
+            value=0.9, params={"lr": 0.01}, distributions=lr, user_attrs=attrs))  # fmt: skip
+    assert resume_notes(storage, "s", auto=None, eager=False) == []  # a precision named: alike
+    assert resume_notes(storage, "s", auto={"bf16", "fp32"}, eager=False) == []
+    (fp32,) = resume_notes(storage, "s", auto={"fp32"}, eager=False)
+    assert fp32.startswith("precision auto trains in fp32 here, and 2 of the study's trials ")
+    (eager,) = resume_notes(storage, "s", auto=None, eager=True)
+    assert eager.startswith("--no-compile trains eagerly, and 2 of the study's trials trained")
 
 
 def test_an_empty_study_of_another_direction_is_refused_naming_both(tmp_path: Path) -> None:
