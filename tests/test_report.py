@@ -45,7 +45,7 @@ from hpo.records import (
 )
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
-from hpo.report.figures import history
+from hpo.report.figures import history, schedules
 from hpo.report.landscape import BLUES, in_space, parallel, param_importances, slices
 from hpo.report.pictures import Predictions
 from hpo.report.tables import summarise, summary_frame, top_frame
@@ -418,6 +418,40 @@ def test_verdict_without_confirm_quotes_finalize_as_one_seed(study_url: str) -> 
         "step_every",
         "head",
     ]
+
+
+def test_the_page_compares_what_each_side_trains_with_and_shows_no_none(tmp_path: Path) -> None:
+    """The tutorial decays by gamma 0.9 every 5 epochs; a trial without decay stores the same
+    gamma and step_every but never uses them: differences, which the verdict hid because the
+    stored values were equal."""
+    url = build_study(tmp_path / "d.db", finalized=False, trials=[])
+    study = optuna.load_study(study_name="demo", storage=url)
+    add_trial(study, 0, TrialState.COMPLETE, 0.965, {}, 3)
+    # Better than the baseline without a gamma: the top trials' gamma column is all blank.
+    for n in (1, 2):
+        add_trial(study, n, TrialState.COMPLETE, 0.98 + n / 1000, dict(schedule="none"), 3)
+    data = read_study("demo", url)
+    v = decide(data, [])
+    assert v.differing == (
+        ("schedule", "tutorial", "none"),
+        ("gamma", 0.9, None),
+        ("step_every", 5, None),
+    )
+    report = build_report(options(tmp_path, url))
+    page = report.html_path.read_text()
+    verdict = page[page.index("id='verdict-table'") :].split("</table>")[0]
+    assert "data-metric='config:step_every'><th>step_every</th><td>5</td><td>not used</td>" in (
+        verdict
+    )
+    assert "x the tutorial&#x27;s (1 run each)" in verdict  # the search's timings: one run each
+    top = page[page.index('id="top-trials"') :].split("</table>")[0]
+    assert ">None<" not in top and list(top_frame(data, 2)["gamma"]) == [None, None]
+    # The lr schedules: the last epoch is as wide as any other.
+    fig = schedules(data).figure
+    assert fig is not None
+    tutorial = fig.data[0]
+    assert list(tutorial.x) == [e - 0.5 for e in range(1, EPOCHS + 2)]
+    assert tutorial.y[-1] == tutorial.y[-2]
 
 
 def test_verdict_says_not_finalized_and_uses_the_search_timings(tmp_path: Path) -> None:

@@ -163,9 +163,15 @@ def schedules(data: StudyData) -> Figure:
             )
         )
     for name, config, colour in lines:
+        # Each epoch's rate as a step from half an epoch before its tick to half after, the
+        # last one too: a step drawn from tick to tick would give the last epoch no width.
+        epochs = list(range(1, config.epochs + 1))
+        lrs = lr_curve(config)
         fig.add_scatter(
-            x=list(range(1, config.epochs + 1)),
-            y=lr_curve(config),
+            x=[e - 0.5 for e in epochs] + [config.epochs + 0.5],
+            y=[*lrs, lrs[-1]],
+            customdata=[*epochs, config.epochs],
+            hovertemplate="epoch %{customdata}: lr %{y:.3g}",
             name=f"{name} ({config.schedule})",
             line={"color": colour, "shape": "hv"},
         )

@@ -136,6 +136,8 @@ def _verdict(v: Verdict) -> str:
     speed = ""
     if pair and pair[0].seconds_per_epoch and pair[1].seconds_per_epoch:
         speed = f"{pair[1].seconds_per_epoch / pair[0].seconds_per_epoch:.2f}x the tutorial's"
+        if not all(s.time_source.startswith("--confirm") for s in pair):
+            speed += " (1 run each)"  # as the accuracy's; a machine's timings drift
     row(
         "Training time per epoch",  # each cell says where it comes from
         "seconds_per_epoch",
@@ -164,7 +166,8 @@ def _verdict(v: Verdict) -> str:
         what = "Hyperparameters that differ" if v.differing else "Hyperparameters: identical"
         rows.append(f"<tr><th colspan='4' class='group'>{what} (the seed aside)</th></tr>")
     for key, a, b in v.differing:
-        row(key, f"config:{key}", [f"<td>{escape(short(a))}</td>", f"<td>{escape(short(b))}</td>"])
+        cells = [f"<td>{'not used' if x is None else escape(short(x))}</td>" for x in (a, b)]
+        row(key, f"config:{key}", cells)
     return f"{out}<table id='verdict-table'>{''.join(rows)}</table>"
 
 
@@ -205,5 +208,7 @@ def _table(frame: pd.DataFrame, table_id: str) -> str:
             shown[col] = [short(v) if not math.isnan(v) else "" for v in shown[col]]
         elif shown[col].dtype.kind == "i" and col != "trial":
             shown[col] = [f"{v:,}" for v in shown[col]]
+        elif shown[col].dtype.kind == "O":  # a parameter a trial's schedule does not use
+            shown[col] = ["" if v is None else v for v in shown[col]]
     html = shown.to_html(index=False, table_id=table_id, na_rep="", border=0, escape=True)
     return f"<div class='scroll'>{html}</div>"

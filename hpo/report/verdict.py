@@ -254,14 +254,17 @@ def _seconds_per_epoch(
 
 
 def _differing(base: dict[str, Any], best: dict[str, Any]) -> Differing:
-    """Keys whose values differ and matter to at least one side (a gamma that neither side's
-    schedule uses is noise, not a difference)."""
+    """Keys whose values differ as the two sides train with them, None where a side's schedule
+    does not use the key: the tutorial's step_every 5 against a cosine schedule's stored but
+    unused 5 is a difference; a gamma that neither side uses is noise, not one."""
+
+    def used(config: dict[str, Any], key: str) -> Any:
+        return config.get(key) if in_use(key, config.get("schedule")) else None
+
     out = []
     for key in CONFIG_KEYS:
-        if key == "seed" or base.get(key) == best.get(key):
-            continue
-        if any(in_use(key, c.get("schedule")) for c in (base, best)):
-            out.append((key, base.get(key), best.get(key)))
+        if key != "seed" and (a := used(base, key)) != (b := used(best, key)):
+            out.append((key, a, b))
     return tuple(out)
 
 
