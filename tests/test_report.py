@@ -437,6 +437,12 @@ def test_the_page_compares_what_each_side_trains_with_and_shows_no_none(tmp_path
         ("gamma", 0.9, None),
         ("step_every", 5, None),
     )
+    # Both heads softmax here: no word of the fix the default spec makes.
+    assert "double softmax" not in v.headline
+    head = decide(read_study("demo", build_study(tmp_path / "h.db", finalized=False)), [])
+    assert "keeps its double softmax (head softmax) and the best has the logits head" in (
+        head.headline
+    )
     report = build_report(options(tmp_path, url))
     page = report.html_path.read_text()
     verdict = page[page.index("id='verdict-table'") :].split("</table>")[0]
@@ -1077,6 +1083,8 @@ def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: 
     an enqueued trial with only a warning, and PED-ANOVA would bin its value into the range."""
     within, caption = param_importances(read_study("demo", study_url))
     assert within and "Left out" not in caption
+    complete = len(read_study("demo", study_url).complete)
+    assert f"the best tenth of the {complete} complete trials used against all of them" in caption
     study = optuna.load_study(study_name="demo", storage=study_url)
     study.enqueue_trial({"lr": 30.0, "momentum": 0.0, "hidden1": 4, "hidden2": 2})
     with pytest.warns(UserWarning, match="out of range"):

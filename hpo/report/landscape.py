@@ -116,8 +116,16 @@ def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
     notes = " ".join(f"Optuna warns: {m}" for m in said if "importance" in m.lower())
     caption = (
         "How much each parameter matters for reaching the top of the study "
-        "(Optuna's PED-ANOVA), normalised to sum to 1."
+        "(Optuna's PED-ANOVA), normalised to sum to 1. It sets the best tenth of the "
+        f"{len(inside)} complete trials used against all of them: with few trials it says where "
+        "the best few lie more than what matters."
     )
+    schedules = {t.params.get("schedule") for t in inside}
+    if "gamma" in values and "exponential" in schedules and schedules & {"tutorial", "step"}:
+        caption += (
+            " gamma is one axis here, but a factor per epoch under the exponential schedule "
+            "and per step_every epochs under tutorial and step."
+        )
     if outside:
         which = ", ".join(f"#{n}" for n in outside)
         caption += f" Left out: {which}, with values outside the search space."

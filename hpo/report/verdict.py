@@ -58,14 +58,23 @@ class Verdict:
 
 def decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
     verdict = _decide(data, confirm_runs)
-    if verdict.baseline is not None and data.epochs not in (None, TUTORIAL_EPOCHS):
+    base, best = verdict.baseline, verdict.best
+    said = ""
+    if base is not None and best is not None and base.trial != best.trial:
+        heads = base.config.get("head", "softmax"), best.config.get("head", "softmax")
+        if heads == ("softmax", "logits"):  # the tutorial's bug, fixed by a spec's setting
+            said += (
+                " The tutorial's configuration keeps its double softmax (head softmax) and the "
+                "best has the logits head: part of the difference is that fix, not the other "
+                "hyperparameters."
+            )
+    if base is not None and data.epochs not in (None, TUTORIAL_EPOCHS):
         # The tutorial's configuration at the study's budget is not the tutorial's own run.
-        said = (
+        said += (
             f" Every trial, the tutorial's configuration too, trained {data.epochs} "
             f"epoch{'s' if data.epochs != 1 else ''}; the tutorial trains {TUTORIAL_EPOCHS}."
         )
-        verdict = dataclasses.replace(verdict, headline=verdict.headline + said)
-    return verdict
+    return dataclasses.replace(verdict, headline=verdict.headline + said) if said else verdict
 
 
 def _decide(data: StudyData, confirm_runs: list[ConfirmRun]) -> Verdict:
