@@ -35,6 +35,7 @@ class Running:
     epochs_done: int
     epochs: int
     elapsed: float  # seconds since it started
+    at_last_epoch: float | None = None  # seconds from its start to its last epoch's end
 
 
 @dataclass
@@ -44,6 +45,7 @@ class _Live:
     start: float
     epochs_done: int
     epochs: int
+    last: float  # when its last epoch ended (its start before the first), on the same clock
 
 
 def clock_text(seconds: float) -> str:
@@ -105,18 +107,25 @@ class Progress:
         self._emit(text, line=True)
 
     def trial_started(self, number: int, epochs: int) -> None:
-        self._running = {number: _Live(self._clock(), 0, epochs)}
+        now = self._clock()
+        self._running = {number: _Live(now, 0, epochs, now)}
         self._redraw()
 
     def epoch(self, number: int, epoch: int) -> None:
         if number in self._running:
             self._running[number].epochs_done = epoch + 1
+            self._running[number].last = self._clock()
         self._redraw()
 
     def running(self, trials: Sequence[Running]) -> None:
         """Replace the running trials with those read from the storage."""
         now = self._clock()
-        self._running = {t.number: _Live(now - t.elapsed, t.epochs_done, t.epochs) for t in trials}
+        self._running = {}
+        for t in trials:
+            start = now - t.elapsed
+            # Not knowing when its last epoch ended, the pace takes the one under way in too.
+            last = now if t.at_last_epoch is None else start + t.at_last_epoch
+            self._running[t.number] = _Live(start, t.epochs_done, t.epochs, last)
         self._redraw()
 
     def trial_finished(
@@ -183,19 +192,16 @@ class Progress:
             return 0.0
         now = self._clock()
         live = list(self._running.values())
-        # (seconds per epoch, epochs, epochs done) of the running trials past their first epoch
-        paced = [
-            ((now - t.start) / t.epochs_done, t.epochs, t.epochs_done)
-            for t in live
-            if t.epochs_done
-        ]
+        # The running trials past their first epoch: seconds per epoch over the epochs they
+        # finished, and what they have left, less how far into the next epoch they are.
+        paced = [((t.last - t.start) / t.epochs_done, t) for t in live if t.epochs_done]
         if self._durations:
             per_trial = sum(self._durations) / len(self._durations)
         elif paced:
-            per_trial = sum(pace * epochs for pace, epochs, _ in paced) / len(paced)
+            per_trial = sum(pace * t.epochs for pace, t in paced) / len(paced)
         else:
             return None
-        left = [pace * (epochs - done) for pace, epochs, done in paced]
+        left = [max(0.0, pace * (t.epochs - t.epochs_done) - (now - t.last)) for pace, t in paced]
         # those still in their first epoch: the mean trial's time, less what they have run
         left += [max(0.0, per_trial - (now - t.start)) for t in live if not t.epochs_done]
         unstarted = max(0, todo - len(live)) * per_trial

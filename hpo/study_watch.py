@@ -39,7 +39,14 @@ class StudyWatch:
             self._progress.trial_finished(t.number, outcome(t), now, seconds=took)
         self._progress.running(
             [
-                Running(t.number, len(t.intermediate_values), self._epochs, _since(t, clock))
+                Running(
+                    t.number,
+                    done := int(t.user_attrs.get("epochs_run", len(t.intermediate_values))),
+                    self._epochs,
+                    _since(t, clock),
+                    # stored with epochs_run at each epoch's end, from the trial's own start
+                    t.user_attrs.get("wall_seconds") if done else None,
+                )
                 for t in trials
                 if t.state == TrialState.RUNNING
             ]

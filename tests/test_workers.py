@@ -451,6 +451,27 @@ def test_the_eta_waits_for_the_last_running_trials_own_epochs_not_the_mean_trial
     assert progress.remaining() == pytest.approx(24.0)
 
 
+def test_the_eta_falls_while_an_epoch_runs_not_only_when_it_ends() -> None:
+    """The pace counts finished epochs only: counting the one under way, the --jobs parent's
+    ETA, read between epochs, grew until the next epoch ended."""
+    now = [0.0]
+    for parent in (False, True):
+        progress = Progress(None, clock=lambda: now[0], workers=2)
+        progress.start(Counts(1))
+        if not parent:  # this process's own trial: started at 0 s, its first epoch ended at 10 s
+            now[0] = 0.0
+            progress.trial_started(0, 12)
+            now[0] = 10.0
+            progress.epoch(0, 0)
+        seen = []
+        for t in (10.0, 15.0, 19.0):  # one epoch of 12 done, the second under way
+            now[0] = t
+            if parent:  # as the parent reads it: 10 s from the trial's start to its epoch's end
+                progress.running([Running(0, 1, 12, t, at_last_epoch=10.0)])
+            seen.append(progress.remaining())
+        assert seen == pytest.approx([110.0, 105.0, 101.0])
+
+
 # ---------------------------------------------------------------------- real workers on SQLite
 
 
