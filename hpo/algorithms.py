@@ -99,10 +99,16 @@ class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         super().before_trial(study, trial)
-        if int(trial.user_attrs.get("origin", trial.number)) != trial.number:
-            # Optuna asks a sampler only for parameters not fixed, so without this call the
-            # re-run would get no generation and leave its place in it to another trial. The
-            # same optimizer state and seed ask what the first attempt was given.
+        origin = int(trial.user_attrs.get("origin", trial.number))
+        if origin == trial.number:
+            return
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        first = next(t for t in trials if t.number == origin)
+        # Optuna asks a sampler only for parameters not fixed, so a re-run of a trial CMA-ES
+        # drew would get no generation and leave its place in it to another trial. The same
+        # optimizer state and seed ask what the first attempt was given. Not for a re-run of
+        # one it did not draw (a startup trial, the baseline): that would add it to one.
+        if self._attr_key_generation in first.system_attrs:
             self.sample_relative(study, trial, self.infer_relative_search_space(study, trial))
 
     def sample_relative(

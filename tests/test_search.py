@@ -420,6 +420,33 @@ def test_a_qmc_study_walks_the_sobol_sequence_from_the_corner_to_the_centre(
     assert [v for k, v in drawn.items() if k.startswith("qmc:")] == [2]  # trials 1-3: 0, 1, 2
 
 
+def test_a_cmaes_rerun_joins_a_generation_only_where_its_first_attempt_had_one() -> None:
+    """With --jobs, a startup trial lost while the others finished the startup is re-run once
+    CMA-ES has begun: a run straight through drew it at random, outside any generation."""
+    spec = tiny_spec(sampler={"name": "cmaes", "n_startup_trials": 2})
+    study = optuna.create_study(sampler=make_sampler(spec), direction="maximize")
+
+    def rerun_of(first: optuna.Trial) -> dict[str, Any]:
+        study.tell(first, state=TrialState.FAIL)
+        study.enqueue_trial(first.params, user_attrs={"origin": first.number})
+        again = study.ask()
+        suggest(again, spec.space)
+        study.tell(again, 0.5)
+        return study.trials[again.number].system_attrs
+
+    startup = study.ask()
+    suggest(startup, spec.space)
+    for value in (0.6, 0.7):  # the other workers' trials finish the startup meanwhile
+        other = study.ask()
+        suggest(other, spec.space)
+        study.tell(other, value)
+    assert "cma:generation" not in rerun_of(startup)
+    drawn = study.ask()
+    suggest(drawn, spec.space)
+    assert "cma:generation" in study.trials[drawn.number].system_attrs
+    assert rerun_of(drawn)["cma:generation"] == 0  # its first attempt's generation
+
+
 def test_a_cmaes_study_runs_its_trials_from_cma_es_after_the_startup(
     mnist: Mnist, tmp_path: Path
 ) -> None:
