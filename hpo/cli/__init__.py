@@ -117,8 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, HpoError):  # its message says what is wrong and how to fix it
             if from_env and isinstance(exc, DeviceError):  # no --device was given: say who asked
                 return fail(f"{exc} (the device came from {from_env}: unset it)", EXIT_ERROR)
-            if _storage_from_env(exc, args, words):
-                return fail(f"{exc} (the storage came from ${STORAGE_ENV}: unset it)", EXIT_ERROR)
+            if _storage_from_env(exc, args):  # said, not "unset it": it may be the right one
+                return fail(f"{exc} (the storage came from ${STORAGE_ENV})", EXIT_ERROR)
             return fail(str(exc), EXIT_ERROR)
         if isinstance(exc, OSError) and exc.filename is not None:  # an --out path, say
             return fail(
@@ -129,16 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-def _storage_from_env(exc: Exception, args: argparse.Namespace | None, words: list[str]) -> bool:
-    """Whether ``exc`` is about a storage that no --storage named: $HPO_STORAGE's."""
+def _storage_from_env(exc: Exception, args: argparse.Namespace | None) -> bool:
+    """Whether ``exc`` is about the storage $HPO_STORAGE names (the --storage default)."""
     storage = sys.modules.get("hpo.storage")  # loaded wherever a StorageError was raised
     return (
         storage is not None
         and isinstance(exc, storage.StorageError)
         and args is not None
         and getattr(args, "worker", None) is None  # a --jobs worker's parent set the variable
-        and bool(os.environ.get(STORAGE_ENV))
-        and not any(w == "--storage" or w.startswith("--storage=") for w in words)
+        and getattr(args, "storage", None) == os.environ.get(STORAGE_ENV)
     )
 
 
