@@ -65,11 +65,14 @@ class _WithoutReplaced:
     def get_trials(
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        trials = self._study.get_trials(deepcopy=deepcopy, states=states)
         # All of them: under Hyperband ``study`` is one bracket's view (an attempt and its
         # re-run share a seed, so a bracket, but ``states`` may have left the re-run out).
-        every = self._study._storage.get_all_trials(self._study._study_id, deepcopy=False)
+        every = self._study._storage.get_all_trials(self._study._study_id, deepcopy=deepcopy)
         replaced = superseded(every)
+        if type(self._study) is optuna.Study and states is None:  # the same trials: one read
+            trials = every
+        else:
+            trials = self._study.get_trials(deepcopy=deepcopy, states=states)
         return [t for t in trials if t.number not in replaced]
 
 
@@ -77,9 +80,9 @@ class DrawSeededHyperband(HyperbandPruner):
     """Optuna's Hyperband, with each trial's bracket picked from its training seed (study seed,
     draw index: ``hpo.sampling``) rather than from (study name, trial number). Optuna's way
     moves every trial after a re-run into another bracket, and gives the same spec and seed
-    other brackets under another ``--study`` name: which trials are pruned, and under TPE what
-    they sample (it learns from the trial's bracket only), would differ from a run straight
-    through. Its brackets halve as ``RerunAwareHalving`` does."""
+    other brackets under another ``--study`` name: which trials are pruned would differ from a
+    run straight through. (Brackets decide pruning only: Optuna 5's samplers read every trial.)
+    Its brackets halve as ``RerunAwareHalving`` does."""
 
     def __init__(self, seed: int, **options: Any) -> None:
         super().__init__(**options)
@@ -113,8 +116,12 @@ class DrawSeededHyperband(HyperbandPruner):
         seed = trial.user_attrs.get("seed")
         if isinstance(seed, int):  # recorded before the first report
             return seed
-        # Asked while it is sampled (TPE reads the trial's bracket), before hpo records it; or
-        # a trial hpo did not run. ``study`` may be Optuna's per-bracket view: read them all.
+        if trial.state != TrialState.RUNNING:
+            # Queued, or ended before its first record: it holds no rung value, so its bracket
+            # changes nothing, and a bracket's view asks for every trial's at each prune.
+            return -1
+        # Asked before hpo records it (Optuna's _filter_study as the trial starts), or a trial
+        # hpo did not run. ``study`` may be Optuna's per-bracket view: read them all.
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         origin = int(trial.user_attrs.get("origin", trial.number))
         return training_seed(self._seed, draw_index(trials, origin))

@@ -628,7 +628,7 @@ def test_a_replaced_attempts_rung_value_does_not_count_beside_its_reruns(
     ("spec", "n", "at"),
     [
         (tiny_spec(sampler={"name": "random"}), 5, 1),
-        # Hyperband's brackets (which prune, and what TPE learns from) must not follow them either
+        # Hyperband's brackets (which decide what is pruned) must not follow them either
         (tiny_spec(epochs=4, pruner=HYPERBAND), 10, 1),
         # CMA-ES seeds its asks from trial numbers, and keeps generations: a trial of the first
         # (8 trials in 4 dimensions), so that the second is drawn after the resume.
