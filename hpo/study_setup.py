@@ -92,8 +92,10 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
 def study_heartbeat(storage: RDBStorage, study_name: str) -> int:
     """The study's heartbeat interval (``HEARTBEAT_ATTR``); ``HEARTBEAT_INTERVAL`` for a new
     study, or one made by an hpo from before it was stored."""
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    attrs = next((s.user_attrs for s in summaries if s.study_name == study_name), {})
+    try:  # its attrs only: a summary of every study would read every trial of the storage
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
+    except KeyError:  # a new study
+        return HEARTBEAT_INTERVAL
     return int(attrs.get(HEARTBEAT_ATTR) or HEARTBEAT_INTERVAL)
 
 
