@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ast
 import gc
 import os
@@ -181,6 +182,18 @@ def test_a_stop_python_wrapped_in_another_error_is_still_a_stop(
     err = capsys.readouterr().err
     assert code == (143 if signum == signal.SIGTERM else 130), err
     assert "files already verified are kept" in err and "RuntimeError" not in err
+
+    # An error of its own while the stop is under way is a stop too, and said on one line.
+    def failed_while_stopping(*_a: object, **_k: object) -> None:
+        with contextlib.suppress(KeyboardInterrupt):  # caught by a cleanup, which then failed
+            interrupts.stop(signum)
+        raise OSError("disk full while queueing the trial again")
+
+    monkeypatch.setattr(hpo.data, "ensure_mnist", failed_while_stopping)
+    code = main(["data", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == (143 if signum == signal.SIGTERM else 130), err
+    assert "while stopping: OSError: disk full while queueing the trial again" in err
 
     # A genuine RuntimeError is still one (its traceback is for a bug report).
     def broken(*_a: object, **_k: object) -> None:

@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hpo.errors import HpoError
 
         if (stop := interrupts.stop_behind(exc)) is not None:  # a stop, wrapped by Python
+            if stop.__traceback__ is None:  # only pending: an error of its own while stopping
+                print(f"hpo: while stopping: {type(exc).__name__}: {exc}", file=sys.stderr)
             return _stopped(stop, args, verb)
 
         if isinstance(exc, HpoError):  # its message says what is wrong and how to fix it
