@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ast
+import contextlib
 import gc
 import os
 import signal
