@@ -191,6 +191,18 @@ def _space(raw: Any, out: list[str]) -> SearchSpace:
     return SearchSpace(tuple(dims))
 
 
+# A range each numeric field takes, as the default spec (studies/mnist_mlp.toml) searches it.
+RANGE_EXAMPLES = {
+    "lr": "{low = 1e-3, high = 0.3, log = true}",
+    "momentum": "{low = 0.5, high = 0.99}",
+    "hidden1": "{low = 32, high = 1024, log = true}",
+    "hidden2": "{low = 16, high = 512, log = true}",
+    "batch_size": "{low = 32, high = 256, log = true}",
+    "gamma": "{low = 0.5, high = 0.99}",
+    "step_every": "{low = 1, high = 10}",
+}
+
+
 def _dim(name: str, raw: Any, out: list[str]) -> Dim:
     kind, check, meaning = FIELDS[name]
     key = f"space.{name}"
@@ -232,8 +244,7 @@ def _dim(name: str, raw: Any, out: list[str]) -> Dim:
         return fallback
     _unknown(raw, {"low", "high", "log"}, f"{key}.", out)
     if "low" not in raw or "high" not in raw:
-        # An example the field takes (momentum and gamma lie below 1, hidden sizes above 8).
-        example = "{low = 16, high = 512}" if kind == "int" else "{low = 0.5, high = 0.9}"
+        example = RANGE_EXAMPLES.get(name, "{low = 1, high = 10}")
         out.append(
             f"{key}: a range needs both low and high, e.g. {example}, "
             "or use {choices = [...]} or a plain value"

@@ -235,12 +235,19 @@ def test_precision_is_fp32_unless_the_spec_asks_and_is_one_of_the_known() -> Non
     assert "precision: 'half' is not one of auto, fp32, bf16" in msg
 
 
-@pytest.mark.parametrize("key", ["lr", "momentum", "gamma", "hidden1", "hidden2", "step_every"])
+@pytest.mark.parametrize(
+    "key", ["lr", "momentum", "gamma", "hidden1", "hidden2", "step_every", "batch_size"]
+)
 def test_a_half_range_is_refused_with_an_example_that_key_accepts(key: str) -> None:
     said = refused({"space": {key: {"low": 1}}})
     example = tomllib.loads("x = " + said.split("e.g. ")[1].split("}")[0] + "}")["x"]
     spec = parse_spec({"space": {key: example}})  # the message's own example, as TOML reads it
-    assert dict(spec.space.dims)[key] in (
-        FloatRange(example["low"], example["high"], False),
-        IntRange(example["low"], example["high"], False),
+    dim = dict(spec.space.dims)[key]
+    log = example.get("log", False)
+    assert dim in (
+        FloatRange(example["low"], example["high"], log),
+        IntRange(example["low"], example["high"], log),
     )
+    # the default spec's own range, where it searches the key
+    default = dict(load_spec(REPO / "studies" / "mnist_mlp.toml").space.dims)[key]
+    assert dim == default or not isinstance(default, FloatRange | IntRange)
