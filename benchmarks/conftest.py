@@ -31,13 +31,18 @@ def smoke(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("benchmark_disable", False))
 
 
-def devices() -> list[str]:
-    found = ["cpu"]
-    if torch.cuda.is_available():
-        found.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        found.append("mps")
-    return found
+def devices() -> list[Any]:
+    """cpu, cuda and mps, those absent here skipped with the reason (the run's log says which
+    devices were not measured)."""
+    mps = getattr(torch.backends, "mps", None)
+    absent = {
+        "cuda": None if torch.cuda.is_available() else "no CUDA GPU visible to PyTorch",
+        "mps": None if mps is not None and mps.is_available() else "no Apple MPS device",
+    }
+    return ["cpu"] + [
+        pytest.param(name, marks=pytest.mark.skip(reason=why)) if why else name
+        for name, why in absent.items()
+    ]
 
 
 def _as_dicts(config: Any) -> list[dict[str, Any]]:

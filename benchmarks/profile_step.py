@@ -74,5 +74,8 @@ def main(h1: int, h2: int) -> None:
 
 
 if __name__ == "__main__":
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print("python -m benchmarks.profile_step [HIDDEN1 HIDDEN2]  (default 710 380)")
+        sys.exit(0)
     sizes = [int(a) for a in sys.argv[1:3]] or [710, 380]
     main(*sizes)

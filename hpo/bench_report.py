@@ -210,7 +210,14 @@ class BenchFileError(HpoError):
 def load(path: Path) -> dict[str, Any]:
     fix = "pass the file that `pytest benchmarks/ --benchmark-json FILE` wrote"
     try:
-        data = json.loads(Path(path).read_text())
+        text = Path(path).read_text()
+        if not text.strip():  # pytest-benchmark empties it under --benchmark-disable
+            raise BenchFileError(
+                f"{path} is empty: pytest-benchmark writes nothing there when timing is off "
+                "(--benchmark-disable, CI's smoke); run `pytest benchmarks/ --benchmark-json "
+                "FILE` without it"
+            )
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BenchFileError(f"{path} is not JSON ({exc}): {fix}") from None
     except RecursionError:  # nested deeper than Python's parser goes: no benchmark file is
@@ -239,7 +246,11 @@ def load(path: Path) -> dict[str, Any]:
             raise BenchFileError(f"{path}: {outer} or its {inner} is not an object: {fix}")
     found = data.get("hpo_ratios") or []
     if not isinstance(found, list) or not all(
-        isinstance(r, dict) and isinstance(r.get("label"), str) and _number(r.get("ratio"))
+        isinstance(r, dict)
+        and isinstance(r.get("label"), str)
+        and _number(r.get("ratio"))
+        # alternated rounds come with their range (_basis)
+        and ("rounds" not in r or (_number(r.get("low")) and _number(r.get("high"))))
         for r in found
     ):
         raise BenchFileError(f"{path}: hpo_ratios is not a list of labelled ratios: {fix}")
