@@ -191,7 +191,8 @@ def _space(raw: Any, out: list[str]) -> SearchSpace:
     return SearchSpace(tuple(dims))
 
 
-# A range each numeric field takes, as the default spec (studies/mnist_mlp.toml) searches it.
+# A range each numeric field takes: the default spec's (studies/mnist_mlp.toml) where it searches
+# the field; batch_size, fixed there at the tutorial's 64, around it.
 RANGE_EXAMPLES = {
     "lr": "{low = 1e-3, high = 0.3, log = true}",
     "momentum": "{low = 0.5, high = 0.99}",
