@@ -92,7 +92,8 @@ def hpo_command(verb: str, *flags: str, study: str | None, storage: str) -> str:
     words = ["hpo", verb, *flags]
     if study is not None:
         words += ["--study", shlex.quote(study)]
-    if storage != mask_url(default_storage()):
+    # As opened: a storage's URL names the driver hpo chose (with_driver), the variable may not.
+    if with_driver(storage) != with_driver(mask_url(default_storage())):
         words += ["--storage", shlex.quote(storage)]
     return " ".join(words)
 

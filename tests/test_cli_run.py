@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 import hpo.data
 import hpo.device
 import hpo.search
+import hpo.storage_url
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
@@ -209,11 +210,19 @@ def test_a_hinted_command_names_a_storage_other_than_the_default_and_pastes_into
     assert hpo_command("report", "--confirm", "5", study=None, storage=DEFAULT_STORAGE) == (
         "hpo report --confirm 5"
     )
-    # The storage $HPO_STORAGE names is the default one: the hint leaves it to the variable.
+    # The storage $HPO_STORAGE names is the default one: the hint leaves it to the variable,
+    # also where hpo opened it through the only driver installed (psycopg2).
     monkeypatch.setenv("HPO_STORAGE", "postgresql://hpo:secret@db/hpo")
     assert hpo_command("finalize", study="s", storage="postgresql://hpo:***@db/hpo") == (
         "hpo finalize --study s"
     )
+    monkeypatch.setattr(
+        hpo.storage_url,
+        "with_driver",
+        lambda u: u.replace("postgresql://", "postgresql+psycopg2://"),
+    )
+    opened = "postgresql+psycopg2://hpo:***@db/hpo"  # its RDBStorage.url, masked
+    assert hpo_command("finalize", study="s", storage=opened) == "hpo finalize --study s"
 
 
 def test_a_password_in_a_driver_message_is_masked_where_it_stands_for_one() -> None:
