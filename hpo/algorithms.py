@@ -13,7 +13,7 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial
 
 from hpo.errors import HpoError
-from hpo.sampling import TrialSeededSampler, draw_index
+from hpo.sampling import TrialSeededSampler, draw_of, origin_of
 from hpo.spec import (
     USED_BY,
     Choice,
@@ -99,7 +99,7 @@ class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         super().before_trial(study, trial)
-        origin = int(trial.user_attrs.get("origin", trial.number))
+        origin = origin_of(trial)
         if origin == trial.number:
             return
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
@@ -116,7 +116,7 @@ class StableCmaEsSampler(optuna.samplers.CmaEsSampler):
     ) -> dict[str, Any]:
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         as_drawn = copy.copy(trial)  # the same trial id, which the optimizer's attrs go to
-        as_drawn.number = draw_index(trials, int(trial.user_attrs.get("origin", trial.number)))
+        as_drawn.number = draw_of(trials, trial)
         return super().sample_relative(study, as_drawn, search_space)
 
 

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from typing import NoReturn
 
+from hpo.errors import causes
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (``timeout``, ``docker stop``, systemd, Slurm at a job's time limit), raised where
@@ -49,11 +51,9 @@ def stop_behind(exc: BaseException) -> KeyboardInterrupt | None:
     """The stop that ``exc`` stands for: a Ctrl-C or SIGTERM in its chain of causes (Python
     wraps one raised inside ``__set_name__`` in a RuntimeError, as a stop in the middle of
     importing matplotlib can be), or the stop still pending; None for a genuine error."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KeyboardInterrupt):
-            return seen
-        seen = seen.__cause__ or seen.__context__
+    raised = [e for e in causes(exc) if isinstance(e, KeyboardInterrupt)]
+    if raised:
+        return raised[0]
     if _pending is None:
         return None
     return Terminated() if _pending == signal.SIGTERM else KeyboardInterrupt()

@@ -18,6 +18,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from hpo.sampling import origin_of
+
 MAX_RETRY = 3
 # How the reason of a trial stopped by Ctrl-C or SIGTERM starts: the user stopped it, the trial
 # did not fail, so such an attempt does not count against MAX_RETRY.
@@ -31,7 +33,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
     four times would lose it for good); says whether it queued them. Used instead of Optuna's
     RetryHeartbeatStaleTrialCallback, which rebuilds the trial with ``create_trial``: that rejects
     a value outside its range, as the baseline's may be."""
-    origin = int(trial.user_attrs.get("origin", trial.number))
+    origin = origin_of(trial)
     trials = study.get_trials(deepcopy=False)
     live = (TrialState.WAITING, TrialState.RUNNING)
     if any(
@@ -53,7 +55,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
 def queue_again(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue ``trial``'s parameters once more, with its baseline mark and its ``origin`` (the
     re-run trains with the same seed); no retry limit: ``requeue`` keeps that."""
-    origin = int(trial.user_attrs.get("origin", trial.number))
+    origin = origin_of(trial)
     # The values it was queued with count too: a trial lost before it asked for them has none.
     params = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
     keep = {"is_baseline": bool(trial.user_attrs.get("is_baseline", False)), "origin": origin}
@@ -64,16 +66,21 @@ def requeue_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     requeue(study, trial)  # Optuna's callback returns nothing; the search loop tells the user
 
 
+def superseded(trials: Iterable[FrozenTrial]) -> set[int]:
+    """The numbers of the attempts a later attempt at the same parameters has replaced (an
+    interrupted or lost trial, failed): a run straight through has no such trial."""
+    origins = {t.number: origin_of(t) for t in trials}
+    latest: dict[int, int] = {}
+    for number, origin in origins.items():
+        latest[origin] = max(latest.get(origin, number), number)
+    return {number for number, origin in origins.items() if latest[origin] != number}
+
+
 def not_requeued(trials: Iterable[FrozenTrial], numbers: Iterable[int]) -> list[int]:
     """Of the failed trials ``numbers``, those with no later attempt at their parameters: the
     re-runs ``requeue`` gave up on."""
-    trials = list(trials)
-    origin = {t.number: int(t.user_attrs.get("origin", t.number)) for t in trials}
-    return [
-        n
-        for n in numbers
-        if not any(t.number > n and origin[t.number] == origin.get(n, n) for t in trials)
-    ]
+    replaced = superseded(trials)
+    return [n for n in numbers if n not in replaced]
 
 
 class Orphans:

@@ -19,7 +19,8 @@ from optuna.pruners import HyperbandPruner, SuccessiveHalvingPruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hpo.sampling import draw_index, superseded, training_seed
+from hpo.lost_trials import superseded
+from hpo.sampling import draw_of, training_seed
 from hpo.spec import StudySpec
 
 
@@ -47,7 +48,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
 
 class RerunAwareHalving(SuccessiveHalvingPruner):
     """Optuna's successive halving, ranking a trial against the rung values of the study's
-    trials less the attempts a re-run has replaced (``hpo.sampling.superseded``)."""
+    trials less the attempts a re-run has replaced (``hpo.lost_trials.superseded``)."""
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         return super().prune(cast(optuna.Study, _WithoutReplaced(study)), trial)
@@ -123,5 +124,4 @@ class DrawSeededHyperband(HyperbandPruner):
         # Asked before hpo records it (Optuna's _filter_study as the trial starts), or a trial
         # hpo did not run. ``study`` may be Optuna's per-bracket view: read them all.
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
-        origin = int(trial.user_attrs.get("origin", trial.number))
-        return training_seed(self._seed, draw_index(trials, origin))
+        return training_seed(self._seed, draw_of(trials, trial))

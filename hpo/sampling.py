@@ -23,24 +23,25 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 
+def origin_of(trial: FrozenTrial) -> int:
+    """The number of the trial's first attempt at its parameters: its own, or for a re-run (a
+    lost or interrupted trial's parameters queued again) the ``origin`` it was queued with."""
+    return int(trial.user_attrs.get("origin", trial.number))
+
+
 def draw_index(trials: Sequence[FrozenTrial], number: int) -> int:
     """Trial ``number``'s place among the study's own draws: its number less the re-runs before
     it (a lost or interrupted trial's parameters queued again, ``origin`` another trial). Seeds
     come from it, not from the number, so a study resumed after an interruption draws the same
     sequence as one run straight through: each re-run shifts the later numbers by one."""
     earlier = (t for t in trials if t.number < number)
-    reruns = sum(int(t.user_attrs.get("origin", t.number)) != t.number for t in earlier)
+    reruns = sum(origin_of(t) != t.number for t in earlier)
     return number - reruns
 
 
-def superseded(trials: Sequence[FrozenTrial]) -> set[int]:
-    """The numbers of the attempts a later re-run of the same parameters has replaced (an
-    interrupted or lost trial, failed): a run straight through has no such trial."""
-    origins = {t.number: int(t.user_attrs.get("origin", t.number)) for t in trials}
-    latest: dict[int, int] = {}
-    for number, origin in origins.items():
-        latest[origin] = max(latest.get(origin, number), number)
-    return {number for number, origin in origins.items() if latest[origin] != number}
+def draw_of(trials: Sequence[FrozenTrial], trial: FrozenTrial) -> int:
+    """``trial``'s draw index: its first attempt's (``trials``: every trial of the study)."""
+    return draw_index(trials, origin_of(trial))
 
 
 def training_seed(study_seed: int, index: int) -> int:
@@ -77,8 +78,7 @@ class TrialSeededSampler(BaseSampler):
         trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
         # A re-run draws what its first attempt drew (and trains with its seed, hpo.trial): by
         # its own number it would share an index with the next new trial, and its draws.
-        index = draw_index(trials, int(trial.user_attrs.get("origin", trial.number)))
-        self._inner = self._build(sampler_seed(self._seed, index))
+        self._inner = self._build(sampler_seed(self._seed, draw_of(trials, trial)))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(

@@ -26,7 +26,7 @@ import optuna
 import sqlalchemy
 from optuna.storages import RDBStorage
 
-from hpo.errors import HpoError
+from hpo.errors import HpoError, causes
 from hpo.lost_trials import requeue_stale
 from hpo.storage_url import (
     DEFAULT_STORAGE,
@@ -235,12 +235,8 @@ _PIP_NAMES = {"psycopg2": "psycopg2-binary"}  # module -> what pip installs it a
 
 def _missing_module(exc: BaseException) -> str | None:
     """The module whose import failed: Optuna raises its own ImportError from the driver's."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ImportError) and seen.name:
-            return seen.name.split(".")[0]
-        seen = seen.__cause__ or seen.__context__
-    return None
+    names = (e.name for e in causes(exc) if isinstance(e, ImportError) and e.name)
+    return next((name.split(".")[0] for name in names), None)
 
 
 def _creation_race(exc: Exception) -> bool:
