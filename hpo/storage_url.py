@@ -85,17 +85,30 @@ def dashboard_command(url: str) -> str:
     return f"optuna-dashboard {masked}  (with your password for ***)"
 
 
+# What a hint writes for a password: *** pasted would fail to log in, this says what goes there
+# (the placeholder `hpo run --help` uses in its example).
+PASSWORD_PLACEHOLDER = "PASSWORD"
+
+
 def hpo_command(verb: str, *flags: str, study: str | None, storage: str) -> str:
-    """``hpo VERB FLAGS`` on ``study`` (None: the default one) in ``storage`` (masked), as a
-    hint to paste: ``--storage`` only where it is not the default ($HPO_STORAGE's, where set),
-    and the names quoted for a shell."""
+    """``hpo VERB FLAGS`` on ``study`` (None: the default one) in ``storage``, as a hint to
+    paste: ``--storage`` only where it is not the default ($HPO_STORAGE's, where set), its
+    password as ``PASSWORD``, and the names quoted for a shell."""
     words = ["hpo", verb, *flags]
     if study is not None:
         words += ["--study", shlex.quote(study)]
+    masked = mask_url(storage)
     # As opened: a storage's URL names the driver hpo chose (with_driver), the variable may not.
-    if with_driver(storage) != with_driver(mask_url(default_storage())):
-        words += ["--storage", shlex.quote(storage)]
+    if with_driver(masked) != with_driver(mask_url(default_storage())):
+        shown = re.sub(r"(:)\*\*\*(@)|((?<=[?&])password=)\*\*\*", _placeholder, masked, flags=re.I)
+        words += ["--storage", shlex.quote(shown)]
     return " ".join(words)
+
+
+def _placeholder(found: re.Match[str]) -> str:
+    if found.group(1):
+        return f":{PASSWORD_PLACEHOLDER}@"
+    return f"{found.group(3)}{PASSWORD_PLACEHOLDER}"
 
 
 def sqlite_path(url: str) -> Path | None:

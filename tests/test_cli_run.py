@@ -225,6 +225,20 @@ def test_a_hinted_command_names_a_storage_other_than_the_default_and_pastes_into
     assert hpo_command("finalize", study="s", storage=opened) == "hpo finalize --study s"
 
 
+def test_a_hinted_command_names_a_password_by_a_placeholder_not_asterisks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HPO_STORAGE", raising=False)
+    # *** pasted fails to log in; PASSWORD says what to put there. The password never shows.
+    for given in ("postgresql://hpo:s3cret@db/hpo", "postgresql://hpo:***@db/hpo"):
+        hint = hpo_command("finalize", study="s", storage=given)
+        assert shlex.split(hint)[-2:] == ["--storage", "postgresql://hpo:PASSWORD@db/hpo"]
+    query = "postgresql://hpo@db/hpo?sslmode=require&password=s3cret"
+    assert shlex.split(hpo_command("report", study=None, storage=query)) == [
+        "hpo", "report", "--storage", "postgresql://hpo@db/hpo?sslmode=require&password=PASSWORD"
+    ]  # fmt: skip
+
+
 def test_a_password_in_a_driver_message_is_masked_where_it_stands_for_one() -> None:
     url = "postgresql://u:p%40ss@h/x"  # "p@ss", percent-encoded in the URL
     text = "at postgresql://u:p%40ss@h/x,\n dsn password='p@ss' host=h; password=p%40ss"

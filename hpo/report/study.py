@@ -50,7 +50,7 @@ class StudyData:
 
     def command(self, verb: str, *flags: str) -> str:
         """The hpo command for ``verb`` on this study, as a hint to paste: its ``--study`` and,
-        where not the default, its ``--storage`` (a password shows as ***)."""
+        where not the default, its ``--storage`` (a password as PASSWORD)."""
         study = self.name if self.name != DEFAULT_STUDY else None
         return hpo_command(verb, *flags, study=study, storage=self.storage)
 
