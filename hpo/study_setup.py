@@ -21,7 +21,7 @@ from hpo.pruners import make_pruner
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
-from hpo.storage import GRACE_FACTOR, HEARTBEAT_INTERVAL
+from hpo.storage import GRACE_FACTOR, HEARTBEAT_INTERVAL, set_heartbeat
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 
@@ -39,9 +39,13 @@ class StudyMismatchError(HpoError):
     """The study exists with another search space, budget or seed; it is left untouched."""
 
 
-def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
+def check_study(
+    spec: StudySpec, storage: RDBStorage, study_name: str, *, adopt_heartbeat: bool = False
+) -> bool:
     """Whether the study exists; raises StudyMismatchError (writing nothing) if it exists with
-    another search space, epochs, seed, precision or objective."""
+    another search space, epochs, seed, precision or objective, or another heartbeat than the
+    storage's. With ``adopt_heartbeat`` (no --heartbeat given) the storage takes the study's
+    instead: another process may have made the study, with its own, after this one read none."""
     if study_name not in optuna.get_all_study_names(storage):
         return False
     summary = next(s for s in optuna.get_all_study_summaries(storage) if s.study_name == study_name)
@@ -79,7 +83,9 @@ def check_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> bool:
             f"{where} exists with another setup: {'; '.join(problems)}. Nothing was changed; {fix}."
         )
     had, asked = attrs.get(HEARTBEAT_ATTR), storage.get_heartbeat_interval()
-    if had is not None and asked is not None and had != asked:
+    if had is not None and asked is not None and had != asked and adopt_heartbeat:
+        set_heartbeat(storage, int(had))
+    elif had is not None and asked is not None and had != asked:
         raise StudyMismatchError(
             f"{where}: its trials beat every {had} s (set by its first run) and this run's every "
             f"{asked} s, so one process would fail the other's live trials as lost after "
@@ -106,14 +112,17 @@ def _half_made(storage: RDBStorage, study_name: str) -> bool:
     return all(t.state == TrialState.WAITING and t.user_attrs.get("is_baseline") for t in trials)
 
 
-def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.Study:
-    """Resume the study, or create it with the baseline queued as trial 0 and its attrs.
+def open_study(
+    spec: StudySpec, storage: RDBStorage, study_name: str, *, adopt_heartbeat: bool = False
+) -> optuna.Study:
+    """Resume the study, or create it with the baseline queued as trial 0 and its attrs
+    (``adopt_heartbeat``: see check_study).
 
     Creation writes ``spec_hash`` last, so a study that has it is whole. One without it is being
     created by another process (a worker on another machine that started at the same moment),
     which this one waits for; or its creator died half-way, and this one finishes the job."""
     sampler, pruner = make_sampler(spec), make_pruner(spec)
-    if not check_study(spec, storage, study_name):
+    if not check_study(spec, storage, study_name, adopt_heartbeat=adopt_heartbeat):
         try:
             study = optuna.create_study(
                 study_name=study_name,
@@ -134,7 +143,8 @@ def open_study(spec: StudySpec, storage: RDBStorage, study_name: str) -> optuna.
     while "spec_hash" not in study.user_attrs and time.monotonic() < deadline:
         time.sleep(0.2)
     if "spec_hash" in study.user_attrs:
-        check_study(spec, storage, study_name)  # the creator's spec may differ from this one
+        # The creator's spec may differ from this one, and its heartbeat from what was read.
+        check_study(spec, storage, study_name, adopt_heartbeat=adopt_heartbeat)
         beat = storage.get_heartbeat_interval()
         if HEARTBEAT_ATTR not in study.user_attrs and beat:  # an hpo from before it was stored
             study.set_user_attr(HEARTBEAT_ATTR, beat)

@@ -84,9 +84,9 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     )
     with reporting_loss(storage.url):
         # Every process of a study beats alike: each judges the others' trials lost by its own.
-        heartbeat = options.heartbeat or study_heartbeat(storage, options.study_name)
-    set_heartbeat(storage, heartbeat)
-    options = dataclasses.replace(options, heartbeat=heartbeat)  # for the workers' command lines
+        # Without --heartbeat, the study's: read here, and taken again where another process
+        # made the study after this read (check_study's adopt_heartbeat).
+        set_heartbeat(storage, options.heartbeat or study_heartbeat(storage, options.study_name))
     inherited, resuming = _prepare(options, storage, plan, devices, log)
     n_trials = options.trials
     study_name = options.study_name
@@ -99,11 +99,13 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     mnist: Mnist | None = None  # with workers, they load their own; this process to finalize
     if plan.jobs == 1:
         mnist = Mnist.load(options.data_dir, log=log)
-        _claim_tensorboard(options.spec, storage, study_name, log, new=not resuming)
+        _claim_tensorboard(options, storage, log, new=not resuming)
         summary = _search(options, storage, n_trials, device, mnist, stream)
     else:
         ensure_mnist(options.data_dir, log=log)  # here, once, rather than by racing workers
-        study = _claim_tensorboard(options.spec, storage, study_name, log, new=not resuming)
+        study = _claim_tensorboard(options, storage, log, new=not resuming)
+        # The study's heartbeat, for the workers' command lines.
+        options = dataclasses.replace(options, heartbeat=storage.get_heartbeat_interval())
         summary = _run_workers(options, study, storage, n_trials, plan, inherited, log, stream)
     if options.finalize and summary.best is not None:
         mnist = mnist or Mnist.load(options.data_dir)
@@ -164,7 +166,7 @@ def _prepare(
     log(f"browse:  {dashboard_command(options.storage)}")
     log(f"         tensorboard --logdir {tensorboard_dir(RUNS_DIR, study_name)}")
     with reporting_loss(storage.url):
-        resuming = check_study(spec, storage, study_name)
+        resuming = check_study(spec, storage, study_name, adopt_heartbeat=options.heartbeat is None)
     precisions = {name: resolve_precision(spec.precision, d) for name, d in devices.items()}
     resolved = ", ".join(f"{p} on {name}" for name, p in precisions.items())
     log(f"precision: {spec.precision}" + (f" -> {resolved}" if spec.precision == "auto" else ""))
@@ -185,7 +187,7 @@ def _prepare(
 
 
 def _claim_tensorboard(
-    spec: StudySpec, storage: RDBStorage, name: str, log: Log, *, new: bool
+    options: TuningOptions, storage: RDBStorage, log: Log, *, new: bool
 ) -> optuna.Study:
     """Just before the first trial (the data there): the study made or resumed, and
     runs/<study>/tensorboard made its own, another's events there moved aside (hpo.tb.claim).
@@ -195,7 +197,8 @@ def _claim_tensorboard(
     from hpo.tb import claim
 
     with reporting_loss(storage.url):
-        study = open_study(spec, storage, name)
+        name, given = options.study_name, options.heartbeat is not None
+        study = open_study(options.spec, storage, name, adopt_heartbeat=not given)
         uid = study_uid(study)
     if aside := claim(RUNS_DIR, name, uid, new=new):
         log(f"note: TensorBoard events of another study named {name} moved to {aside}")

@@ -24,10 +24,12 @@ import hpo.data
 import hpo.device
 import hpo.search
 import hpo.storage_url
+import hpo.study_setup
+import hpo.tuning
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
-from hpo.storage import open_storage
+from hpo.storage import HEARTBEAT_INTERVAL, open_storage
 from hpo.storage_url import DEFAULT_STORAGE, dashboard_command, hpo_command, mask_text
 from hpo.study_summary import summarize
 from hpo.trial import UNFINISHED
@@ -510,6 +512,22 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
     assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "4", "--no-finalize") == 0
     assert beats == [2, 2]
     assert len(optuna.load_study(study_name="h", storage=url).trials) > len(before)
+    # Also where another machine made the study after this run looked (and read the default):
+    # this run and its workers take the study's.
+    monkeypatch.setattr(hpo.study_setup, "study_heartbeat", lambda *_: HEARTBEAT_INTERVAL)
+    argvs: list[list[str]] = []
+    worker_argv = hpo.tuning.worker_argv
+
+    def recording_argv(*args: Any) -> list[str]:
+        argvs.append(worker_argv(*args))
+        return argvs[-1]
+
+    monkeypatch.setattr(hpo.tuning, "worker_argv", recording_argv)
+    workers = make_launcher(tmp_path / "launch", synthetic, tmp_path).env  # take synthetic data
+    for name in ("PYTHONPATH", "HPO_TEST_DIGESTS"):
+        monkeypatch.setenv(name, workers[name])
+    assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "5", "--jobs", "2") == 0
+    assert len(argvs) == 2 and all(a[a.index("--heartbeat") + 1] == "2" for a in argvs)
 
 
 def test_a_study_resumed_where_auto_means_another_precision_says_its_ranking_mixes_both(

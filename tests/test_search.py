@@ -50,7 +50,7 @@ from hpo.space import baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
 from hpo.splits import normalise
-from hpo.storage import open_storage
+from hpo.storage import GRACE_FACTOR, open_storage
 from hpo.study_setup import (
     StudyMismatchError,
     check_study,
@@ -712,6 +712,22 @@ def test_an_empty_study_of_another_direction_is_refused_naming_both(tmp_path: Pa
     optuna.create_study(study_name="two", storage=storage, directions=["maximize", "minimize"])
     with pytest.raises(StudyMismatchError, match="has 2 objectives, and hpo's studies one"):
         check_study(tiny_spec(), storage, "two")  # a RuntimeError traceback before
+
+
+def test_a_run_without_heartbeat_takes_that_of_a_study_made_after_it_looked(
+    tmp_path: Path,
+) -> None:
+    """Another process made the study, beating every 3 s, after this one read no study (and
+    so the default): without --heartbeat it takes the study's; with one it is refused."""
+    url = f"sqlite:///{tmp_path / 'hpo.db'}"
+    open_study(tiny_spec(), open_storage(url, heartbeat_interval=3), "s")
+    given = open_storage(url, heartbeat_interval=10)
+    with pytest.raises(StudyMismatchError, match="its trials beat every 3 s"):
+        open_study(tiny_spec(), given, "s")
+    assert given.get_heartbeat_interval() == 10
+    late = open_storage(url, heartbeat_interval=10)
+    assert open_study(tiny_spec(), late, "s", adopt_heartbeat=True).user_attrs["heartbeat"] == 3
+    assert (late.get_heartbeat_interval(), late.grace_period) == (3, 3 * GRACE_FACTOR)
 
 
 def test_a_study_made_before_precisions_existed_is_taken_as_fp32(tmp_path: Path) -> None:
