@@ -227,12 +227,18 @@ def restore_baseline(storage: RDBStorage, study_name: str, target: int) -> tuple
 
 
 def resume_notes(
-    storage: RDBStorage, study_name: str, *, auto: set[str] | None, eager: bool
+    storage: RDBStorage,
+    study_name: str,
+    *,
+    auto: set[str] | None,
+    eager: bool,
+    compiles: bool = False,
 ) -> list[str]:
     """Notes when this run's trials will round otherwise than the study's so far, so that one
     ranking mixes both: ``auto``, the precisions "auto" resolves to here (None: the spec names
     one, as every run of the study must), against another machine's or device's; ``eager``
-    (--no-compile) against compiled trials."""
+    (--no-compile) against compiled trials; ``compiles`` (this run compiles its steps) against
+    trials trained with --no-compile."""
     trials = storage.get_all_trials(storage.get_study_id_from_name(study_name), deepcopy=False)
     configs = [
         t.user_attrs["config"] for t in trials if isinstance(t.user_attrs.get("config"), dict)
@@ -252,6 +258,12 @@ def resume_notes(
             f"--no-compile trains eagerly, and {compiled} of the study's trials trained compiled "
             "steps, which round otherwise: its ranking mixes both. Leave --no-compile out to "
             "go on as they did"
+        )
+    if compiles and (eager_ones := sum(t.user_attrs.get("no_compile") is True for t in trials)):
+        notes.append(
+            f"this run compiles its training steps, and {eager_ones} of the study's trials "
+            "trained eagerly (--no-compile), which rounds otherwise: its ranking mixes both. "
+            "Pass --no-compile to go on as they did"
         )
     return notes
 

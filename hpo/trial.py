@@ -196,6 +196,8 @@ def _first_record(
         "versions": library_versions(),
         # compiled, aot, cuda_graph: a first guess; fit says what it does (on_prepared).
         "compiled": use_compile(ctx.device, ctx.compile),
+        # Eager by choice, not by a failed compile: a later run compiling is told they differ.
+        "no_compile": ctx.compile is False,
         "aot": False,
         "cuda_graph": use_graph(ctx.device, None),
         "param_count": parameter_count(config.hidden1, config.hidden2),

@@ -156,6 +156,7 @@ def _prepare(
     environment the workers inherit (a failed package build, not to be retried by each), and
     whether the study exists already."""
     from hpo.device import resolve_precision, slow_bf16_note
+    from hpo.step_compile import use_compile
     from hpo.storage import reporting_loss
     from hpo.storage_url import dashboard_command, mask_url
     from hpo.study_setup import check_study, resume_notes, setup_notes
@@ -175,7 +176,9 @@ def _prepare(
     if resuming:
         auto = {str(p) for p in precisions.values()} if spec.precision == "auto" else None
         with reporting_loss(storage.url):
-            mixed = resume_notes(storage, study_name, auto=auto, eager=options.compile is False)
+            eager = options.compile is False
+            compiles = any(use_compile(d, options.compile) for d in devices.values())
+            mixed = resume_notes(storage, study_name, auto=auto, eager=eager, compiles=compiles)
     for note in [*setup_notes(spec), *sorted(n for n in slow if n), *mixed]:
         log(f"note: {note}")
     if options.compile is False or "cpu" not in plan.devices:

@@ -20,6 +20,7 @@ import torch
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
+import hpo.aot_step
 import hpo.data
 import hpo.device
 import hpo.search
@@ -551,6 +552,29 @@ def test_a_study_resumed_where_auto_means_another_precision_says_its_ranking_mix
     )
     trials = optuna.load_study(study_name="p", storage=f"sqlite:///{tmp_path}/hpo.db").trials
     assert [t.user_attrs["config"]["precision"] for t in trials] == ["bf16"] * 3 + ["fp32"]
+
+
+def test_a_study_trained_with_no_compile_resumed_compiling_says_its_ranking_mixes_both(
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert hpo_run(tmp_path, synthetic, "--study", "c", "--trials", "2", "--no-finalize") == 0
+    url = f"sqlite:///{tmp_path}/hpo.db"
+    trials = optuna.load_study(study_name="c", storage=url).trials
+    assert [t.user_attrs["no_compile"] for t in trials] == [True, True]
+    capsys.readouterr()
+    monkeypatch.setattr(hpo.aot_step, "prepare", lambda *_: {})  # no package: nothing to train
+    args = ["run", "--spec", str(write_spec(tmp_path / "tiny.toml", trials=3)), "--study", "c"]
+    args += ["--storage", url, "--data-dir", str(synthetic), "--device", "cpu", "--trials", "2"]
+    assert main([*args, "--no-finalize"]) == 0  # compiling: the CPU's default
+    assert (
+        "note: this run compiles its training steps, and 2 of the study's trials trained "
+        "eagerly (--no-compile)" in capsys.readouterr().err
+    )
+    assert main([*args, "--no-finalize", "--no-compile"]) == 0
+    assert "trained eagerly" not in capsys.readouterr().err
 
 
 def test_finalize_of_a_missing_study_names_the_studies_there(

@@ -701,6 +701,16 @@ def test_a_resumed_run_that_will_round_otherwise_than_the_study_says_so(tmp_path
     assert fp32.startswith("precision auto trains in fp32 here, and 2 of the study's trials ")
     (eager,) = resume_notes(storage, "s", auto=None, eager=True)
     assert eager.startswith("--no-compile trains eagerly, and 2 of the study's trials trained")
+    # The other way: trials eager by --no-compile (not by fallback), a run that compiles.
+    assert resume_notes(storage, "s", auto=None, eager=False, compiles=True) == []
+    for no_compile in (True, False):  # False: eager by default (MPS) or a fallback, no choice
+        attrs = {"config": config, "compiled": False, "no_compile": no_compile}
+        study.add_trial(optuna.trial.create_trial(
+            value=0.9, params={"lr": 0.01}, distributions=lr, user_attrs=attrs))  # fmt: skip
+    (compiles,) = resume_notes(storage, "s", auto=None, eager=False, compiles=True)
+    assert compiles.startswith("this run compiles its training steps, and 1 of the study's")
+    assert compiles.endswith("Pass --no-compile to go on as they did")
+    assert resume_notes(storage, "s", auto=None, eager=False, compiles=False) == []
 
 
 def test_an_empty_study_of_another_direction_is_refused_naming_both(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ USER_ATTRS = {
     "process",
     "versions",
     "compiled",
+    "no_compile",
     "aot",
     "cuda_graph",
     "param_count",
