@@ -1078,6 +1078,27 @@ def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> 
     assert f"against {', '.join(names)};" in caption  # the panels' order, not the call's
 
 
+def test_a_slice_names_each_points_trial_and_rings_the_baseline(study_url: str) -> None:
+    data = read_study("demo", study_url)
+    assert data.baseline is not None
+    base = data.baseline.number
+    names = ["hidden1", "lr"]
+    figure = slices(data, names).figure
+    assert figure is not None
+    points = [t for t in figure.data if t.text is not None]
+    rings = [t for t in figure.data if t.name == "baseline"]
+    assert len(points) == len(rings) == 2  # a panel each, Optuna's order: by name
+    by_number = {t.number: t for t in data.complete}
+    for name, trace, ring in zip(names, points, rings, strict=True):
+        at = zip(trace.text, trace.x, trace.y, strict=True)
+        shown = {int(text.split()[1]): (x, y) for text, x, y in at}
+        assert shown == {n: (t.params[name], t.value) for n, t in by_number.items()}
+        assert f"trial {base} (baseline)" in trace.text
+        assert ring.xaxis == trace.xaxis and (ring.x[0], ring.y[0]) == shown[base]
+    assert [r.showlegend for r in rings] == [True, False]
+    assert f"The black ring is the baseline (trial {base}" in slices(data, names).caption
+
+
 def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: str) -> None:
     """The baseline lies outside a space that excludes the tutorial's values; Optuna stores such
     an enqueued trial with only a warning, and PED-ANOVA would bin its value into the range."""

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from hpo.report.figures import Figure, layout
+from hpo.report.figures import BASELINE_COLOUR, Figure, layout
 from hpo.report.log_ticks import plain_log_ticks
 from hpo.report.study import StudyData
 
@@ -167,14 +167,48 @@ def slices(data: StudyData, params: list[str]) -> Figure:
         return Figure("slice", title, "Needs parameter importances (see above).", None)
     fig = optuna.visualization.plot_slice(data.study, params=params, target_name=data.target_label)
     fig.update_traces(marker_colorscale=BLUES, selector={"type": "scatter"})
-    return Figure(
-        "slice",
-        title,
+    baseline = data.baseline
+    _name_points(fig, baseline.number if baseline is not None else None)
+    caption = (
         # in the panels' order: Optuna draws them sorted by name
         f"{data.target_label.capitalize()} against {', '.join(sorted(params))}; darker points "
-        "are later trials.",
-        _restyle(fig, 400),
+        "are later trials; hover over a point for its trial."
     )
+    if baseline is not None:
+        caption += (
+            f" The black ring is the baseline (trial {baseline.number}, the tutorial's recipe): "
+            "it may differ from the others in parameters not shown here (its softmax head)."
+        )
+    return Figure("slice", title, caption, _restyle(fig, 400))
+
+
+def _name_points(fig: go.Figure, baseline: int | None) -> None:
+    """Each point's hover names its trial (Optuna colours a slice's points by trial number and
+    says only x and y), and the baseline's point gets a ring of its own on every panel."""
+    rings: list[go.Scatter] = []
+    for trace in list(fig.data):
+        numbers = trace.marker.color if trace.type == "scatter" else None
+        if not isinstance(numbers, tuple | list) or not numbers:
+            continue
+        trace.text = [f"trial {n}" + (" (baseline)" if n == baseline else "") for n in numbers]
+        trace.hovertemplate = "%{text}<br>%{x}: %{y}<extra></extra>"
+        if baseline in numbers:
+            at = list(numbers).index(baseline)
+            rings.append(
+                go.Scatter(
+                    x=[trace.x[at]],
+                    y=[trace.y[at]],
+                    xaxis=trace.xaxis,
+                    yaxis=trace.yaxis,
+                    mode="markers",
+                    marker={"symbol": "circle-open", "size": 16, "color": BASELINE_COLOUR},
+                    marker_line_width=2,
+                    name="baseline",
+                    showlegend=not rings,
+                    hoverinfo="skip",
+                )
+            )
+    fig.add_traces(rings)
 
 
 def contour(data: StudyData, params: list[str]) -> Figure:
