@@ -1099,6 +1099,22 @@ def test_a_slice_names_each_points_trial_and_rings_the_baseline(study_url: str) 
     assert f"The black ring is the baseline (trial {base}" in slices(data, names).caption
 
 
+def test_a_gamma_axis_pooling_two_schedules_says_what_gamma_means_under_each(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)
+    assert {"step", "exponential"} <= {t.params.get("schedule") for t in data.complete}
+    said = "a factor per epoch under the exponential schedule and per step_every epochs"
+    assert said in slices(data, ["gamma", "lr"]).caption
+    assert said not in slices(data, ["lr", "momentum"]).caption
+    importances, caption = param_importances(data)
+    assert "gamma" in importances and said in caption
+    study = optuna.create_study(direction="maximize")  # the step schedule alone: one meaning
+    study.add_trials(t for t in data.complete if t.params.get("schedule") != "exponential")
+    alone = dataclasses.replace(data, trials=tuple(study.trials), study=study)
+    assert said not in slices(alone, ["gamma", "lr"]).caption
+
+
 def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: str) -> None:
     """The baseline lies outside a space that excludes the tutorial's values; Optuna stores such
     an enqueued trial with only a warning, and PED-ANOVA would bin its value into the range."""

@@ -120,16 +120,23 @@ def param_importances(data: StudyData) -> tuple[dict[str, float], str]:
         f"{len(inside)} complete trials used against all of them: with few trials it says where "
         "the best few lie more than what matters."
     )
-    schedules = {t.params.get("schedule") for t in inside}
-    if "gamma" in values and "exponential" in schedules and schedules & {"tutorial", "step"}:
-        caption += (
-            " gamma is one axis here, but a factor per epoch under the exponential schedule "
-            "and per step_every epochs under tutorial and step."
-        )
+    if "gamma" in values:
+        caption += _gamma_note(inside)
     if outside:
         which = ", ".join(f"#{n}" for n in outside)
         caption += f" Left out: {which}, with values outside the search space."
     return dict(values), f"{caption} {notes}".strip()
+
+
+def _gamma_note(trials: list[FrozenTrial]) -> str:
+    """Where gamma means two things among ``trials``, what each means (one axis pools them)."""
+    schedules = {t.params.get("schedule") for t in trials}
+    if "exponential" in schedules and schedules & {"tutorial", "step"}:
+        return (
+            " gamma is one axis here, but a factor per epoch under the exponential schedule "
+            "and per step_every epochs under tutorial and step."
+        )
+    return ""
 
 
 def in_space(trial: FrozenTrial) -> bool:
@@ -174,6 +181,8 @@ def slices(data: StudyData, params: list[str]) -> Figure:
         f"{data.target_label.capitalize()} against {', '.join(sorted(params))}; darker points "
         "are later trials; hover over a point for its trial."
     )
+    if "gamma" in params:
+        caption += _gamma_note(data.complete)
     if baseline is not None:
         caption += (
             f" The black ring is the baseline (trial {baseline.number}, the tutorial's recipe): "
