@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 
-from hpo.bench_report import ratios
+from hpo.bench_report import ratios, unmatched_names
 from hpo.device import describe
 from hpo.mnist import Mnist
 from hpo.provenance import library_versions
@@ -65,6 +65,42 @@ def pytest_benchmark_update_json(config: Any, benchmarks: Any, output_json: dict
         "accelerator": _accelerator(),
         "versions": library_versions(),
     }
+
+
+# What this run timed and which benchmark tests it did not run, for the check that every name
+# in hpo.bench_report.RATIOS is still produced (CI's smoke runs it: a rename cannot slip by).
+_TIMED: set[str] = set()
+_NOT_RUN: set[str] = set()
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if fixture is not None:
+        _TIMED.add(fixture.name)
+        _TIMED.update(fixture.extra_info.get("variants", {}))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    _NOT_RUN.update(item.name for item in items)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _NOT_RUN.add(report.nodeid.rpartition("::")[2])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    missing = unmatched_names(_TIMED, _NOT_RUN)
+    if missing and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            reporter.write_line(
+                f"hpo: hpo.bench_report.RATIOS names {', '.join(missing)}, which no benchmark "
+                "timed: a benchmark or variant was renamed; rename its RATIOS entry too",
+                red=True,
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: Any) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from benchmarks.alternate import Variant, alternate
-from hpo.bench_report import RATIOS, expand, load, markdown, ratios
+from hpo.bench_report import RATIOS, expand, load, markdown, ratios, unmatched_names
 from hpo.cli import main
 from hpo.errors import HpoError
 
@@ -360,3 +360,28 @@ def test_every_cpu_ratio_is_found_in_the_stored_full_run_and_its_slow_side_is_sl
     cpu = [label for label, slow, fast, _ in RATIOS if not any(d in slow + fast for d in on_gpu)]
     assert sorted(labels) == sorted(cpu)
     assert all(value > 1 for value in labels.values()), labels
+
+
+PREC, SIZES = ("fp32", "bf16"), ("300x100", "710x380")
+
+
+def test_a_ratio_name_no_benchmark_times_any_more_is_named_unless_its_test_did_not_run() -> None:
+    """benchmarks/conftest.py fails a run (CI's smoke too) over these: a benchmark or variant
+    renamed without its RATIOS entry would otherwise drop its ratio without a word."""
+    rows = expand(load(SAMPLE)["benchmarks"])
+    timed = {b["name"] for b in rows} | {b["alternated"] for b in rows if "alternated" in b}
+    on_gpu = [f"test_one_epoch[{d}]" for d in ("cuda", "mps")]
+    on_gpu += [f"test_epoch_precision[{d}-{h}]" for d in ("cuda", "mps") for h in SIZES]
+    assert unmatched_names(timed, on_gpu) == []  # the whole suite on a CPU: its GPU ones skipped
+    epochs = [
+        f"test_one_epoch[{d}-{p}]" for d in ("cuda", "mps") for p in ("tensor", "torchvision")
+    ]
+    precisions = [
+        f"test_epoch_precision[{d}-{h}-{p}]" for d in ("cuda", "mps") for h in SIZES for p in PREC
+    ]
+    assert unmatched_names(timed, []) == sorted(epochs + precisions)
+    renamed = timed - {"test_one_epoch[cpu-tensor]"} | {"test_one_epoch[cpu-tensors]"}
+    assert unmatched_names(renamed, on_gpu) == ["test_one_epoch[cpu-tensor]"]
+    # A run of some benchmarks only (-k, one file): a test function that did not run is not asked.
+    others = {name for name in timed if not name.startswith("test_one_epoch")}
+    assert unmatched_names(others, []) == sorted(precisions)
