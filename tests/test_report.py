@@ -46,7 +46,7 @@ from hpo.records import (
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history, schedules
-from hpo.report.landscape import BLUES, in_space, parallel, param_importances, slices
+from hpo.report.landscape import BLUES, contour, in_space, parallel, param_importances, slices
 from hpo.report.pictures import Predictions
 from hpo.report.tables import summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
@@ -1095,6 +1095,15 @@ def test_a_slice_names_each_points_trial_and_rings_the_baseline(study_url: str) 
         assert shown == {n: (t.params[name], t.value) for n, t in by_number.items()}
         assert f"trial {base} (baseline)" in trace.text
         assert ring.xaxis == trace.xaxis and (ring.x[0], ring.y[0]) == shown[base]
+        assert f"<br>{name} %{{x}}<br>validation accuracy %{{y:.2%}}" in trace.hovertemplate
+    assert figure.layout.yaxis.tickformat == ".1%"  # accuracies in %, as the other figures
+    lossy = dataclasses.replace(data, attrs={**data.attrs, "objective": "val_loss"})
+    by_loss = slices(lossy, names).figure
+    assert by_loss is not None and not by_loss.layout.yaxis.tickformat
+    assert all("%{y}<extra>" in t.hovertemplate for t in by_loss.data if t.text is not None)
+    shaded = contour(data, names).figure
+    assert shaded is not None
+    assert [t.colorbar.tickformat for t in shaded.data if t.type == "contour"] == [".1%"]
     assert [r.showlegend for r in rings] == [True, False]
     assert f"The black ring is the baseline (trial {base}" in slices(data, names).caption
 

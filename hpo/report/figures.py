@@ -42,8 +42,10 @@ def layout(fig: go.Figure, x: str, y: str, **extra: Any) -> go.Figure:
     return plain_log_ticks(fig)
 
 
-def _tick(data: StudyData, percent: str) -> str:
-    return percent if data.objective == "val_acc" else ""
+def percent_of(data: StudyData, form: str = ".2%") -> str:
+    """The format ``data``'s objective values read in: accuracies in % (as the tables give
+    them), a loss as it is ("")."""
+    return form if data.objective == "val_acc" else ""
 
 
 def history(data: StudyData) -> Figure:
@@ -79,7 +81,7 @@ def history(data: StudyData) -> Figure:
     )
     caption = f"Final {data.target_label} of every complete trial, in the order they ran."
     if data.baseline is not None and data.baseline.value is not None:
-        shown = format(data.baseline.value, _tick(data, ".2%") or ".4f")
+        shown = format(data.baseline.value, percent_of(data) or ".4f")
         fig.add_hline(
             y=data.baseline.value,
             line={"color": BASELINE_COLOUR, "dash": "dash"},
@@ -97,7 +99,7 @@ def history(data: StudyData) -> Figure:
             fig,
             "trial",
             data.target_label,
-            yaxis_tickformat=_tick(data, ".2%"),
+            yaxis_tickformat=percent_of(data),
             # whole trial numbers: a few trials otherwise get ticks at 0.5, 1.5, ...
             xaxis_dtick=max(1, math.ceil(len(data.trials) / 10)),
         ),

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial
 
-from hpo.report.figures import BASELINE_COLOUR, Figure, layout
+from hpo.report.figures import BASELINE_COLOUR, Figure, layout, percent_of
 from hpo.report.log_ticks import plain_log_ticks
 from hpo.report.study import StudyData
 
@@ -175,7 +175,9 @@ def slices(data: StudyData, params: list[str]) -> Figure:
     fig = optuna.visualization.plot_slice(data.study, params=params, target_name=data.target_label)
     fig.update_traces(marker_colorscale=BLUES, selector={"type": "scatter"})
     baseline = data.baseline
-    _name_points(fig, baseline.number if baseline is not None else None)
+    number = baseline.number if baseline is not None else None
+    _name_points(fig, number, data.target_label, percent_of(data))
+    fig.update_yaxes(tickformat=percent_of(data, ".1%"))  # as the history and curves figures
     caption = (
         # in the panels' order: Optuna draws them sorted by name
         f"{data.target_label.capitalize()} against {', '.join(sorted(params))}; darker points "
@@ -191,7 +193,7 @@ def slices(data: StudyData, params: list[str]) -> Figure:
     return Figure("slice", title, caption, _restyle(fig, 400))
 
 
-def _name_points(fig: go.Figure, baseline: int | None) -> None:
+def _name_points(fig: go.Figure, baseline: int | None, target: str, form: str) -> None:
     """Each point's hover names its trial (Optuna colours a slice's points by trial number and
     says only x and y), and the baseline's point gets a ring of its own on every panel."""
     rings: list[go.Scatter] = []
@@ -200,7 +202,9 @@ def _name_points(fig: go.Figure, baseline: int | None) -> None:
         if not isinstance(numbers, tuple | list) or not numbers:
             continue
         trace.text = [f"trial {n}" + (" (baseline)" if n == baseline else "") for n in numbers]
-        trace.hovertemplate = "%{text}<br>%{x}: %{y}<extra></extra>"
+        param = fig.layout[f"xaxis{(trace.xaxis or 'x')[1:]}"].title.text or "x"
+        y = f"%{{y:{form}}}" if form else "%{y}"
+        trace.hovertemplate = f"%{{text}}<br>{param} %{{x}}<br>{target} {y}<extra></extra>"
         if baseline in numbers:
             at = list(numbers).index(baseline)
             rings.append(
@@ -240,6 +244,7 @@ def contour(data: StudyData, params: list[str]) -> Figure:
     fig = optuna.visualization.plot_contour(
         data.study, params=params, target_name=data.target_label
     )
+    fig.update_traces(colorbar_tickformat=percent_of(data, ".1%"), selector={"type": "contour"})
     return Figure(
         "contour",
         title,
