@@ -1097,6 +1097,7 @@ def test_a_slice_names_each_points_trial_and_rings_the_baseline(study_url: str) 
         assert ring.xaxis == trace.xaxis and (ring.x[0], ring.y[0]) == shown[base]
         assert f"<br>{name} %{{x}}<br>validation accuracy %{{y:.2%}}" in trace.hovertemplate
     assert figure.layout.yaxis.tickformat == ".1%"  # accuracies in %, as the other figures
+    assert figure.layout.legend.y > 1  # above the panels: at the right, the colour bar hid it
     lossy = dataclasses.replace(data, attrs={**data.attrs, "objective": "val_loss"})
     by_loss = slices(lossy, names).figure
     assert by_loss is not None and not by_loss.layout.yaxis.tickformat

@@ -222,6 +222,8 @@ def _name_points(fig: go.Figure, baseline: int | None, target: str, form: str) -
                 )
             )
     fig.add_traces(rings)
+    # Above the panels, left: at the right, Optuna's colour bar (and its title) would cover it.
+    fig.update_layout(legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"})
 
 
 def contour(data: StudyData, params: list[str]) -> Figure:
