@@ -94,3 +94,28 @@ def exclusive_lock(
     with handle:  # closing the file releases the lock
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+_KINDS = (
+    (b"SQLite format 3\0", "an SQLite database"),
+    (b"{", "a JSON file"),
+    (b"[", "a JSON file"),
+)
+
+
+def foreign(path: Path, *heads: bytes) -> str | None:
+    """What ``path`` holds ("a folder", "an SQLite database", "a JSON file", "a file") where it
+    exists and is not a file starting with one of ``heads`` (compared without case, after any
+    leading blank); None where it is absent or does start so."""
+    if path.is_dir():
+        return "a folder"
+    try:
+        with path.open("rb") as f:
+            start = f.read(64)
+    except FileNotFoundError:
+        return None
+    except OSError:  # unreadable: what it is cannot be told, and it is not to be replaced
+        return "a file hpo cannot read"
+    if not start.strip() or any(start.lstrip().lower().startswith(h.lower()) for h in heads):
+        return None  # empty (nothing to lose), or what the command writes
+    return next((kind for magic, kind in _KINDS if start.lstrip().startswith(magic)), "a file")

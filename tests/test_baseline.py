@@ -53,6 +53,10 @@ def test_baseline_refuses_an_out_that_is_a_file_before_loading_data(
     assert main([*argv, "--out", str(taken)]) == 2
     assert f"--out {taken} is a file; it names the folder" in capsys.readouterr().err
     assert taken.read_bytes() == b"a model" and not (tmp_path / "no-data").exists()
+    # An empty --out would be the current folder: its files would land among the user's own.
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+        main([*argv, "--out", ""])
+    assert exit_.value.code == 2 and "--out: a path must not be empty" in capsys.readouterr().err
 
 
 @pytest.mark.mnist

@@ -385,3 +385,25 @@ def test_a_ratio_name_no_benchmark_times_any_more_is_named_unless_its_test_did_n
     # A run of some benchmarks only (-k, one file): a test function that did not run is not asked.
     others = {name for name in timed if not name.startswith("test_one_epoch")}
     assert unmatched_names(others, []) == sorted(precisions)
+
+
+def test_an_out_naming_the_benchmark_file_or_another_foreign_file_is_refused_and_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "bench.json"
+    data.write_bytes(SAMPLE.read_bytes())
+    assert main(["bench-report", str(data), "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {data} is a JSON file, which this command would replace and lose" in err
+    assert data.read_bytes() == SAMPLE.read_bytes()
+    (notes := tmp_path / "notes.md").write_text("# my notes")
+    assert main(["bench-report", str(data), "--out", str(notes)]) == 2
+    assert f"--out {notes} is a file," in capsys.readouterr().err
+    assert notes.read_text() == "# my notes"
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+        main(["bench-report", str(data), "--out", ""])
+    assert exit_.value.code == 2 and "--out: a path must not be empty" in capsys.readouterr().err
+    table = tmp_path / "table.md"  # its own output, replaced on a rerun
+    assert main(["bench-report", str(data), "--out", str(table)]) == 0
+    assert main(["bench-report", str(data), "--out", str(table)]) == 0
+    assert table.read_text().startswith("Machine:")

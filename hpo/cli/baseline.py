@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpo.cli.common import UsageError, add_data_dir, add_device, add_precision, log
+from hpo.cli.common import (
+    UsageError,
+    add_data_dir,
+    add_device,
+    add_precision,
+    log,
+    path_arg,
+)
 from hpo.config import LOADERS, PrecisionChoice, TrainConfig
 
 
@@ -32,7 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_precision(p, "fp32", "fp32, the tutorial's")
     p.add_argument(
-        "--out", type=Path, default=Path("runs/baseline"), help="folder (default: runs/baseline)"
+        "--out",
+        type=path_arg,
+        default=Path("runs/baseline"),
+        help="folder (default: runs/baseline)",
     )
     p.set_defaults(func=handle)
 

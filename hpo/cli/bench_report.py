@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from hpo.bench_report import BenchFileError, load, markdown
+from hpo.cli.common import path_arg, refuse_foreign
 from hpo.files import replacing
 
 
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("runs/bench.json"),
         help="the benchmark JSON file (default: runs/bench.json)",
     )
-    p.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    p.add_argument("--out", type=path_arg, default=None, help="write here instead of stdout")
     p.set_defaults(func=handle)
 
 
@@ -39,6 +40,8 @@ def handle(args: argparse.Namespace) -> int:
             f"{args.json} does not exist: run `pytest benchmarks/ --benchmark-json {args.json}` "
             "first"
         )
+    if args.out:  # the benchmark file itself, say: what this command writes starts "Machine:"
+        refuse_foreign(args.out, b"Machine:", what="--out", fix="such as runs/bench.md")
     text = markdown(load(args.json))
     if args.out:
         with replacing(args.out) as tmp:  # its folders made, as hpo report --out does

@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from hpo import interrupts
 from hpo.config import PRECISION_CHOICES
+from hpo.files import foreign
 from hpo.storage_url import DEFAULT_STORAGE, STORAGE_ENV, default_storage
 
 EXIT_ERROR = 1
@@ -154,3 +155,22 @@ def study_arg(text: str) -> str:
             f"runs/, and file systems allow 255 bytes; use at most {STUDY_NAME_BYTES}"
         )
     return text
+
+
+def path_arg(text: str) -> Path:
+    """An argparse type for a path to write: an empty one would be the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a path must not be empty")
+    return Path(text)
+
+
+def refuse_foreign(path: Path, *heads: bytes, what: str, fix: str) -> None:
+    """A usage error where ``path`` holds something other than what this command writes there
+    (a file starting with one of ``heads``): replacing it would lose it (a study's database
+    given as --out, say). ``what``: the file's role, for the message; ``fix``: another path."""
+    kind = foreign(path, *heads)
+    if kind is not None:
+        raise UsageError(
+            f"{what} {path} is {kind}, which this command would replace and lose; it replaces "
+            f"only its own files. Pass another path ({fix}), or move that one away first"
+        )

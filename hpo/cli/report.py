@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from hpo.cli.common import (
     ParagraphFormatter,
@@ -14,6 +13,8 @@ from hpo.cli.common import (
     add_format,
     add_storage,
     log,
+    path_arg,
+    refuse_foreign,
     study_arg,
 )
 from hpo.jsonable import finite
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_storage(p)
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         help="HTML file to write (default: runs/<study>/report.html); "
         "the trials' table is written beside it (trials.csv beside report.html, "
@@ -104,6 +105,11 @@ def handle(args: argparse.Namespace) -> int:
         device=resolve_device(args.device),
         data_dir=args.data_dir,
     )
+    # Before anything trains (--confirm): a study's database given as --out would be lost.
+    fix = f"such as {args.study}.html"
+    refuse_foreign(options.html_path, b"<!doctype html", what="--out", fix=fix)
+    beside = f"the trials' table beside {options.html_path}"
+    refuse_foreign(options.csv_path, b"trial,", what=beside, fix=fix)
     report = build_report(options, log=log)
     v = report.verdict
     if args.format == "json":
