@@ -23,14 +23,21 @@ LOADERS: tuple[Loader, ...] = get_args(Loader)
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 PRECISION_CHOICES: tuple[PrecisionChoice, ...] = get_args(PrecisionChoice)
 
+# The widest hidden layer hpo trains: two of them make 281M parameters, about 4.5 GB with their
+# gradients and momentum, where a typo'd width (2,000,000,000) failed every trial with an
+# allocator's traceback. The tutorial's are 300 and 100.
+HIDDEN_MAX = 16_384
+# A seed for numpy's and Optuna's generators (a study's seed seeds its sampler), which take 32 bits.
+SEED_MAX = 2**32 - 1
+
 # The fields a study may search, each with (its kind, the check, what the check means): a config
 # is checked against them here, and a spec's values too (hpo.spec.FIELDS, with its own limits).
 Kind = Literal["float", "int", "str"]
 RULES: dict[str, tuple[Kind, Callable[[Any], bool], str]] = {
     "lr": ("float", lambda v: v > 0, "> 0"),
     "momentum": ("float", lambda v: 0 <= v < 1, "in [0, 1)"),
-    "hidden1": ("int", lambda v: v >= 1, ">= 1"),
-    "hidden2": ("int", lambda v: v >= 1, ">= 1"),
+    "hidden1": ("int", lambda v: 1 <= v <= HIDDEN_MAX, f"in [1, {HIDDEN_MAX}]"),
+    "hidden2": ("int", lambda v: 1 <= v <= HIDDEN_MAX, f"in [1, {HIDDEN_MAX}]"),
     "batch_size": ("int", lambda v: v >= 2, ">= 2 (BatchNorm cannot train on one sample)"),
     "head": ("str", lambda v: v in HEADS, "one of " + ", ".join(HEADS)),
     "schedule": ("str", lambda v: v in SCHEDULES, "one of " + ", ".join(SCHEDULES)),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from hpo.config import PRECISION_CHOICES, PrecisionChoice, of_kind
+from hpo.config import PRECISION_CHOICES, SEED_MAX, PrecisionChoice, of_kind
 from hpo.spec import SpecError, StudySpec
 
 
@@ -29,8 +29,8 @@ class SpecOverrides:
             )
         if self.epochs is not None and (not of_kind(self.epochs, "int") or self.epochs < 1):
             problems.append(f"--epochs must be an integer >= 1 (got {self.epochs!r})")
-        if self.seed is not None and (not of_kind(self.seed, "int") or self.seed < 0):
-            problems.append(f"--seed must be an integer >= 0 (got {self.seed!r})")
+        if self.seed is not None and not (of_kind(self.seed, "int") and 0 <= self.seed <= SEED_MAX):
+            problems.append(f"--seed must be an integer in [0, {SEED_MAX}] (got {self.seed!r})")
         if problems:
             raise SpecError("; ".join(problems))
         return dataclasses.replace(

@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hpo.config import HEADS, PRECISION_CHOICES, SCHEDULES, Kind, TrainConfig, of_kind
+from hpo.config import (
+    HEADS,
+    PRECISION_CHOICES,
+    SCHEDULES,
+    SEED_MAX,
+    Kind,
+    TrainConfig,
+    of_kind,
+)
 from hpo.spec import (
     FIELDS,
     OBJECTIVES,
@@ -66,7 +74,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "<spec>") -> StudySpec:
     _unknown(data, top, "", problems)
     trials = _int(data, "trials", 50, 1, problems)
     epochs = _int(data, "epochs", 20, 1, problems)
-    seed = _int(data, "seed", 0, 0, problems)
+    seed = _int(data, "seed", 0, 0, problems, high=SEED_MAX)
     precision = data.get("precision", "fp32")
     if precision not in PRECISION_CHOICES:
         problems.append(
@@ -137,10 +145,19 @@ def _unknown(table: Mapping[str, Any], allowed: set[str], prefix: str, out: list
         out.append(f"{prefix}{key}: unknown key; allowed here: {', '.join(sorted(allowed))}")
 
 
-def _int(data: Mapping[str, Any], key: str, default: int, low: int, out: list[str]) -> int:
+def _int(
+    data: Mapping[str, Any],
+    key: str,
+    default: int,
+    low: int,
+    out: list[str],
+    *,
+    high: int | None = None,
+) -> int:
     value = data.get(key, default)
-    if not of_kind(value, "int") or value < low:
-        out.append(f"{key}: expected an integer >= {low}, got {_describe(value)}")
+    if not of_kind(value, "int") or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        out.append(f"{key}: expected an integer {bounds}, got {_describe(value)}")
         return default
     return int(value)
 

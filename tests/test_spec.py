@@ -70,9 +70,27 @@ def test_unknown_key_inside_a_range_is_named() -> None:
     assert "space.lr.lg: unknown key" in msg
 
 
+def test_a_seed_or_width_beyond_what_trains_is_refused_naming_the_limit() -> None:
+    """A 2**32 seed failed in numpy after the study was made, and a 2,000,000,000-unit layer in
+    the allocator at every trial, each with a traceback."""
+    said = "seed: expected an integer in [0, 4294967295], got 4294967296 (integer)"
+    assert said in refused({"seed": 2**32})
+    space = {"lr": {"low": 0.001, "high": 0.1}}
+    assert parse_spec({"seed": 2**32 - 1, "space": space}, source="t.toml").seed == 2**32 - 1
+    assert "space.hidden1: must be in [1, 16384], got 2000000000" in refused(
+        {"space": {"hidden1": 2_000_000_000}}
+    )
+    msg = refused({"space": {"hidden2": {"low": 8, "high": 10**17}}})
+    assert "space.hidden2.high: must be in [1, 16384], got 100000000000000000" in msg
+    with pytest.raises(SpecError, match=r"--seed must be an integer in \[0, 4294967295\]"):
+        SpecOverrides(seed=2**32).apply(parse_spec({"space": space}, source="t.toml"))
+
+
 def test_wrong_types_are_named_with_what_was_given() -> None:
     assert "epochs: expected an integer >= 1, got '20' (string)" in refused({"epochs": "20"})
-    assert "seed: expected an integer >= 0, got True (boolean)" in refused({"seed": True})
+    assert "seed: expected an integer in [0, 4294967295], got True (boolean)" in refused(
+        {"seed": True}
+    )
     msg = refused({"space": {"lr": {"low": "small", "high": 0.1}}})
     assert "space.lr.low: expected a number, got 'small' (string)" in msg
     msg = refused({"space": {"hidden1": 3.5}})
@@ -214,7 +232,8 @@ def test_overrides_are_validated_too() -> None:
         SpecOverrides(seed=-1, epochs=True, precision="fp16").apply(spec)  # type: ignore[arg-type]
     assert str(every.value) == (
         "--precision must be auto|fp32|bf16 (got 'fp16'); "
-        "--epochs must be an integer >= 1 (got True); --seed must be an integer >= 0 (got -1)"
+        "--epochs must be an integer >= 1 (got True); "
+        "--seed must be an integer in [0, 4294967295] (got -1)"
     )
 
 
