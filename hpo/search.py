@@ -32,7 +32,7 @@ from hpo.storage_url import RUNS_DIR
 from hpo.study_setup import open_study
 from hpo.study_summary import StudySummary, counts, counts_of, outcome, summarize
 from hpo.sweeper import Sweeper
-from hpo.trial import Diverged, TrialContext, queue_interrupted, run_trial
+from hpo.trial import TrialContext, TrialFailed, queue_interrupted, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -100,7 +100,8 @@ def _loop(
                 raise HpoError(
                     f"{fails} trials in a row failed (last: trial {t.number}, "
                     f"{t.user_attrs.get('reason')}); stopping. Check the search space "
-                    "(a learning rate too high diverges) and rerun to continue the study."
+                    "(a learning rate too high diverges, layers too wide run out of memory) "
+                    "and rerun to continue the study."
                 )
     finally:
         progress.close()
@@ -153,7 +154,7 @@ def _train_and_tell(
         value = run_trial(trial, ctx)
     except optuna.TrialPruned:
         return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-    except Diverged:
+    except TrialFailed:  # diverged, out of memory: its reason is stored
         return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost: see run_trial
         return storage.get_trial(trial._trial_id)

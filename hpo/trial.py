@@ -45,8 +45,26 @@ CURVE_KEYS = (
 UNFINISHED = "unfinished: the worker stopped before the trial ended (killed or crashed)"
 
 
-class Diverged(Exception):
-    """The training loss went NaN or inf: the trial is recorded FAIL and the study goes on."""
+class TrialFailed(Exception):
+    """A failure of the trial's configuration, not of the run: the trial is recorded FAIL with
+    the reason and the study goes on (a run of failures in a row stops it: hpo.search)."""
+
+
+class Diverged(TrialFailed):
+    """The training loss went NaN or inf."""
+
+
+class OutOfMemory(TrialFailed):
+    """The configuration does not fit the device's memory (wide layers, several workers on one
+    GPU): other configurations may."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocator's refusal: CUDA's (torch.OutOfMemoryError, MPS's too) or
+    the CPU allocator's, a plain RuntimeError."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    )
 
 
 @dataclass(frozen=True)
@@ -129,11 +147,17 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         state = "pruned"
         trial.set_user_attr("reason", str(exc))
         raise
-    except (Diverged, optuna.exceptions.UpdateFinishedTrialError):
+    except (TrialFailed, optuna.exceptions.UpdateFinishedTrialError):
         # The latter: a worker took this trial for lost (its heartbeat late: a stalled or
         # suspended machine), failed it and queued it again. Its re-run counts; run_one goes on.
         raise
     except Exception as exc:
+        if out_of_memory(exc):
+            reason = f"out of memory on {ctx.device}: {' '.join(str(exc).split())}"[:500]
+            trial.set_user_attr("reason", reason)
+            if ctx.device.type == "cuda":  # what the failed trial held, for the next one
+                torch.cuda.empty_cache()
+            raise OutOfMemory(reason) from exc
         trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
         raise
     finally:

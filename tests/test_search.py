@@ -513,6 +513,46 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
 
 
+def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A configuration too wide for the device (or for several workers on one GPU) is that
+    trial's failure, as a divergence is: it was a traceback ending the run, at every rerun."""
+    refusals = {  # CUDA's (MPS's too) and the CPU allocator's, as torch raises them
+        1: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 24.00 GiB"),
+        3: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+                        "can't allocate memory: you tried to allocate 6272000000000 bytes."),
+    }  # fmt: skip
+    fit = hpo.trial.fit
+
+    def allocating(config: Any, *args: Any, **kw: Any) -> Any:
+        if (number := len(calls)) in refusals:
+            calls.append(number)
+            raise refusals[number]
+        calls.append(number)
+        return fit(config, *args, **kw)
+
+    calls: list[int] = []
+    monkeypatch.setattr(hpo.trial, "fit", allocating)
+    study = run(tiny_spec(), tmp_path, 4, mnist=mnist, runs_dir=None)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert study.trials[1].user_attrs["reason"] == (
+        "out of memory on cpu: CUDA out of memory. Tried to allocate 24.00 GiB"
+    )
+    assert (
+        study.trials[3]
+        .user_attrs["reason"]
+        .startswith(
+            "out of memory on cpu: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
+        )
+    )
+    # Any other error is not the configuration's: it stops the run, the trial failed and queued.
+    refusals[len(calls)] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        run(tiny_spec(), tmp_path, 5, mnist=mnist, runs_dir=None)
+
+
 def test_ten_failures_in_a_row_stop_the_run_with_a_clear_error(
     mnist: Mnist, tmp_path: Path
 ) -> None:
