@@ -221,17 +221,28 @@ def _run_workers(
     """``--jobs`` worker processes share ``study`` (opened here, before they load it); this
     process draws their progress."""
     from hpo.device import crowded_note, usable_cpus
+    from hpo.records import FINISHED
     from hpo.storage import GRACE_FACTOR, reporting_loss
     from hpo.study_summary import summarize
     from hpo.workers import describe_plan, run_parallel
 
     with reporting_loss(storage.url):
+        # No more workers than trials left (none when the target is met): each of the others
+        # would load torch and the data only to find nothing to do.
+        done = sum(t.state in FINISHED for t in study.get_trials(deepcopy=False))
+        if done >= n_trials:
+            return summarize(study, storage, n_trials)
+        asked, start = plan.jobs, plan.devices[: n_trials - done]
+        plan = dataclasses.replace(plan, devices=start)  # the threads each as planned
         log(describe_plan(plan.devices, plan.threads))
+        if len(start) < asked:
+            log(f"note: {n_trials - done} trial(s) left, so {len(start)} of the {asked} workers")
         if crowded := crowded_note(plan, usable_cpus()):
             log(f"note: {crowded}")
         # n_trials, not options.trials: restore_baseline may have raised the target.
         worker_options = dataclasses.replace(options, trials=n_trials)
-        argvs = [worker_argv(worker_options, i, d, plan.jobs) for i, d in enumerate(plan.devices)]
+        # --jobs as asked: a worker sets its threads from it, as the step package was built.
+        argvs = [worker_argv(worker_options, i, d, asked) for i, d in enumerate(plan.devices)]
         grace = GRACE_FACTOR * (storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL)
         run_parallel(argvs, plan, study, n_trials, options.storage, grace, stream, inherited)
         summary = summarize(study, storage, n_trials)

@@ -27,6 +27,7 @@ import hpo.search
 import hpo.storage_url
 import hpo.study_setup
 import hpo.tuning
+import hpo.workers
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
@@ -529,6 +530,25 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
         monkeypatch.setenv(name, workers[name])
     assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "5", "--jobs", "2") == 0
     assert len(argvs) == 2 and all(a[a.index("--heartbeat") + 1] == "2" for a in argvs)
+
+
+def test_jobs_start_no_more_workers_than_trials_left_and_none_when_the_target_is_met(
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`--jobs 100` on a finished study started 100 torch processes with nothing to do."""
+    assert hpo_run(tmp_path, synthetic, "--study", "j", "--trials", "2", "--no-finalize") == 0
+    started: list[list[list[str]]] = []
+    monkeypatch.setattr(hpo.workers, "run_parallel", lambda argvs, *_a, **_k: started.append(argvs))
+    capsys.readouterr()
+    assert hpo_run(tmp_path, synthetic, "--study", "j", "--trials", "2", "--jobs", "4") == 0
+    assert started == []
+    assert hpo_run(tmp_path, synthetic, "--study", "j", "--trials", "3", "--jobs", "4") == 0
+    (argvs,) = started
+    assert len(argvs) == 1 and argvs[0][argvs[0].index("--jobs") + 1] == "4"  # its threads
+    assert "note: 1 trial(s) left, so 1 of the 4 workers" in capsys.readouterr().err
 
 
 def test_a_study_resumed_where_auto_means_another_precision_says_its_ranking_mixes_both(
