@@ -123,6 +123,11 @@ def set_heartbeat(storage: RDBStorage, interval: int) -> None:
 def _check_folder(path: Path, given: str) -> None:
     """The database's own folder is made (runs/ in a fresh checkout), but not the folders above
     it: a mistyped path would otherwise leave a tree of empty folders behind."""
+    if path.is_dir():
+        raise StorageError(
+            f"cannot open storage {given!r}: {path} is a folder, not a database file; name a "
+            f"file in it, e.g. sqlite:///{(path / 'hpo.db').as_posix()}"
+        )
     if not path.parent.parent.is_dir():
         raise StorageError(
             f"cannot open storage {given!r}: the folder {path.parent.parent} does not exist. "
@@ -255,11 +260,22 @@ def storage_failure(exc: BaseException) -> bool:
     ) or isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError)
 
 
+# SQLite's and PostgreSQL's words for a write to a database this process may only read.
+_READ_ONLY = re.compile(r"readonly database|read-only transaction|read-only file system", re.I)
+
+
 def storage_lost(url: str, exc: BaseException) -> StorageLostError:
     """One message for a database that went away mid-study: masked URL, reason, what to do."""
     root = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError) else exc
     reason = getattr(root, "orig", None) or root  # the driver's words, without SQLAlchemy's SQL
     text = mask_text(str(reason), url)[:300].rstrip()
+    if _READ_ONLY.search(text):
+        return StorageLostError(
+            f"cannot write to the storage {mask_url(url)}: it is read-only ({text.rstrip('.')}). "
+            "Finished trials are kept. Make it writable (the database file's and its folder's "
+            "permissions, a read-only mount; for PostgreSQL the user's rights or a read-only "
+            "replica), or copy the file and pass --storage sqlite:///COPY.db, then rerun."
+        )
     return StorageLostError(
         f"lost the storage {mask_url(url)}: {type(reason).__name__}: {text}"
         f"{'' if text.endswith(('.', '?', '!')) else '.'} Finished trials are kept; a trial that "

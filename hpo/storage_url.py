@@ -114,10 +114,16 @@ def _placeholder(found: re.Match[str]) -> str:
 def sqlite_path(url: str) -> Path | None:
     """The database file of a sqlite URL (None for other back-ends and in-memory SQLite); a
     query (``?timeout=30``) is SQLAlchemy's options, not part of the file's name."""
-    match = re.match(r"sqlite:///([^?]*)", url)
+    match = re.match(r"sqlite:///([^?]*)(\?.*)?", url)
     if not match or match.group(1) in ("", ":memory:"):
         return None
-    return Path(match.group(1))
+    name, query = match.group(1), match.group(2) or ""
+    # SQLite's URI form (sqlite:///file:hpo.db?mode=ro&uri=true), read-only access say.
+    if name.startswith("file:") and re.search(r"[?&]uri=(true|1)\b", query, re.I):
+        name = name.removeprefix("file:")
+        if name in ("", ":memory:") or re.search(r"[?&]mode=memory\b", query, re.I):
+            return None
+    return Path(name)
 
 
 def with_driver(url: str) -> str:

@@ -32,7 +32,13 @@ from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
 from hpo.storage import HEARTBEAT_INTERVAL, open_storage
-from hpo.storage_url import DEFAULT_STORAGE, dashboard_command, hpo_command, mask_text
+from hpo.storage_url import (
+    DEFAULT_STORAGE,
+    dashboard_command,
+    hpo_command,
+    mask_text,
+    sqlite_path,
+)
 from hpo.study_summary import summarize
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
@@ -189,6 +195,38 @@ def test_a_sqlite_path_under_missing_folders_is_refused_and_creates_none(
     # The database's own folder is still made: runs/ in a fresh checkout.
     open_storage(f"sqlite:///{tmp_path / 'runs' / 'hpo.db'}")
     assert (tmp_path / "runs" / "hpo.db").is_file()
+    # A folder given for the file: said so (SQLite's "unable to open database file" was all).
+    assert main(["run", "--spec", spec, "--storage", f"sqlite:///{tmp_path / 'runs'}"]) == 1
+    said = f"{tmp_path / 'runs'} is a folder, not a database file; name a file in it, e.g. "
+    assert said in capsys.readouterr().err
+
+
+def test_the_file_a_sqlite_url_names_in_its_plain_and_uri_forms() -> None:
+    assert sqlite_path("sqlite:///runs/hpo.db?timeout=30") == Path("runs/hpo.db")
+    assert sqlite_path("sqlite:////tmp/a.db") == Path("/tmp/a.db")
+    assert sqlite_path("sqlite:///file:/tmp/a.db?mode=ro&uri=true") == Path("/tmp/a.db")
+    assert sqlite_path("sqlite:///file:a.db") == Path("file:a.db")  # no uri=true: a file name
+    for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:a?mode=memory&uri=true"):
+        assert sqlite_path(memory) is None
+    assert sqlite_path("postgresql://u@h/db") is None
+
+
+def test_a_read_only_database_is_said_to_be_read_only_not_lost_and_is_left_as_it_was(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert hpo_run(tmp_path, synthetic, "--study", "r", "--trials", "2", "--no-finalize") == 0
+    db = tmp_path / "hpo.db"
+    before = db.read_bytes()
+    # Read-only as SQLite opens it (a chmod does not stop root, which CI runs as).
+    read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
+    args = ["run", "--spec", str(tmp_path / "tiny.toml"), "--storage", read_only, "--study", "r"]
+    capsys.readouterr()
+    assert main([*args, "--data-dir", str(synthetic), "--trials", "3", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write to the storage {read_only}: it is read-only (" in err
+    assert "attempt to write a readonly database" in err and "Make it writable" in err
+    assert "lost the storage" not in err and "When the database is back" not in err
+    assert db.read_bytes() == before
 
 
 def test_the_dashboard_command_printed_can_be_pasted_without_showing_a_password(
