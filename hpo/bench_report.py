@@ -249,6 +249,11 @@ def load(path: Path) -> dict[str, Any]:
         raise BenchFileError(f"{path} is nested too deeply to be a benchmark file: {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise BenchFileError(f'{path} is not a pytest-benchmark file (no "benchmarks" list): {fix}')
+    if not data["benchmarks"]:  # a run whose benchmarks were all skipped or deselected
+        raise BenchFileError(
+            f"{path} holds no benchmarks: its run timed none (every one skipped or deselected: "
+            "`pytest benchmarks/ -rs` says why); run `pytest benchmarks/ --benchmark-json FILE`"
+        )
     for i, b in enumerate(data["benchmarks"]):
         stats = b.get("stats") if isinstance(b, dict) else None
         numbers = isinstance(stats, dict) and all(

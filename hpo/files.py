@@ -112,8 +112,8 @@ def foreign(path: Path, *heads: bytes) -> str | None:
     try:
         with path.open("rb") as f:
             start = f.read(64)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):  # absent (a file where a folder must be
+        return None  # is the writer's to say)
     except OSError:  # unreadable: what it is cannot be told, and it is not to be replaced
         return "a file hpo cannot read"
     if not start.strip() or any(start.lstrip().lower().startswith(h.lower()) for h in heads):

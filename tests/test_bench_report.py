@@ -101,6 +101,7 @@ def test_the_cli_says_a_folder_is_a_folder_not_that_it_does_not_exist(
         # what pytest-benchmark leaves with --benchmark-disable (CI's smoke)
         ("", "is empty: pytest-benchmark writes nothing there when timing is off"),
         ("{}", '"benchmarks" list'),
+        ('{"benchmarks": []}', "holds no benchmarks: its run timed none"),  # all skipped
     ],
 )
 def test_the_cli_refuses_a_file_that_is_not_benchmark_json(
