@@ -515,6 +515,15 @@ def test_verdict_on_a_study_with_only_pruned_and_failed_trials(tmp_path: Path) -
     assert len(pd.read_csv(report.csv_path)) == 3
     # Not "run hpo finalize": it refuses a study with no complete trial.
     assert not [n for n in report.notes if "finalize" in n] and "hpo finalize" not in page
+    # --confirm: nothing to retrain, said (it was silent), and no data loaded for nothing.
+    said: list[str] = []
+    report = build_report(
+        options(tmp_path, url, confirm=2, data_dir=tmp_path / "none"), log=said.append
+    )
+    assert said == [
+        "note: --confirm 2: the study has no complete trial yet, so nothing to retrain; "
+        f"`hpo run --study demo --storage {url}` trains some first"
+    ]
 
 
 def test_an_empty_study_renders_and_says_nothing_has_completed(tmp_path: Path) -> None:
@@ -1041,6 +1050,19 @@ def test_an_out_naming_a_file_the_report_did_not_write_is_refused_and_kept(
     (tmp_path / "r-trials.csv").write_text("")
     assert main([*args, "--out", str(tmp_path / "r.html")]) == 0
     assert main([*args, "--out", str(tmp_path / "r.html")]) == 0
+
+
+def test_a_report_that_trains_nothing_needs_no_device(
+    tmp_path: Path,
+    study_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HPO_DEVICE", "cuda:7")  # no machine here has eight GPUs
+    args = ["report", "--study", "demo", "--storage", study_url, "--no-pictures"]
+    assert main([*args, "--out", str(tmp_path / "r.html")]) == 0
+    assert main([*args, "--confirm", "2", "--out", str(tmp_path / "r.html")]) == 1  # it trains
+    assert "(the device came from $HPO_DEVICE=cuda:7: unset it)" in capsys.readouterr().err
 
 
 def test_reports_written_into_one_folder_keep_their_own_tables(

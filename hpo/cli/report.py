@@ -102,7 +102,8 @@ def handle(args: argparse.Namespace) -> int:
         confirm=args.confirm,
         top_k=top,
         pictures=not args.no_pictures,
-        device=resolve_device(args.device),
+        # Only what trains needs one: an absent --device/$HPO_DEVICE GPU fails only then.
+        device=resolve_device(args.device if args.confirm or not args.no_pictures else "cpu"),
         data_dir=args.data_dir,
     )
     # Before anything trains (--confirm): a study's database given as --out would be lost.

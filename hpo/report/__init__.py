@@ -115,7 +115,12 @@ def build_report(
         return loaded[0]
 
     runs = confirm_runs_of(data.attrs)
-    if options.confirm:
+    if options.confirm and not data.complete:
+        log(
+            f"note: --confirm {options.confirm}: the study has no complete trial yet, so "
+            f"nothing to retrain; `{data.command('run')}` trains some first"
+        )
+    elif options.confirm:
         runs = run_confirm(
             data,
             get_mnist(),
