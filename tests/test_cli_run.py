@@ -566,7 +566,7 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
     workers = make_launcher(tmp_path / "launch", synthetic, tmp_path).env  # take synthetic data
     for name in ("PYTHONPATH", "HPO_TEST_DIGESTS"):
         monkeypatch.setenv(name, workers[name])
-    assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "5", "--jobs", "2") == 0
+    assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "6", "--jobs", "2") == 0
     assert len(argvs) == 2 and all(a[a.index("--heartbeat") + 1] == "2" for a in argvs)
 
 
