@@ -302,6 +302,14 @@ def test_alternated_variants_are_divided_round_by_round_not_median_by_median() -
     assert rows["test_one_epoch[cpu-torchvision]"]["extra_info"] == {"loop": True}
 
 
+def test_alternated_rounds_with_a_zero_time_fall_back_to_the_medians() -> None:
+    """A round timed at 0.0 s (a clock too coarse for it) cannot be divided by: the ratio is
+    taken median by median, 20 s / 1 s, rather than raising ZeroDivisionError."""
+    (found,) = ratios([_alternated([10.0, 20.0, 30.0], [1.0, 0.0, 3.0])])
+    assert found["ratio"] == pytest.approx(20.0)
+    assert "rounds" not in found and "low" not in found
+
+
 def test_a_variant_timed_apart_from_its_partner_is_divided_by_medians() -> None:
     study = {
         "name": "test_study_jobs[2-bf16]",

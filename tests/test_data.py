@@ -462,6 +462,19 @@ def test_tensor_data_holds_out_a_validation_set_from_the_training_set(synthetic)
     assert tensors.val.y.dtype == torch.int64
     together = torch.cat([tensors.train.y, tensors.val.y]).sort().values
     assert torch.equal(together, arrays.train_labels.sort().values)
+    # Each image comes with its own label: the sorted labels above match however the two are
+    # paired. Every synthetic image is distinct, so its pixels name its source row.
+    images = normalise(arrays.train_images)
+    source = {bytes(x.numpy()): int(y) for x, y in zip(images, arrays.train_labels, strict=True)}
+    assert len(source) == N_TRAIN
+    for part in (tensors.train, tensors.val):
+        assert [source[bytes(row.numpy())] for row in part.x] == part.y.tolist()
+    # ... and the rows are split_indices' own, in its order.
+    train_idx, val_idx = split_indices(N_TRAIN, N_TRAIN // 6, seed=0)
+    assert torch.equal(tensors.val.x, normalise(arrays.train_images[val_idx]))
+    assert torch.equal(tensors.val.y, arrays.train_labels[val_idx])
+    assert torch.equal(tensors.train.x, normalise(arrays.train_images[train_idx]))
+    assert torch.equal(tensors.train.y, arrays.train_labels[train_idx])
 
 
 def test_tensor_data_without_validation_trains_on_the_whole_training_set(synthetic):
@@ -469,7 +482,9 @@ def test_tensor_data_without_validation_trains_on_the_whole_training_set(synthet
     tensors = tensor_data(arrays, torch.device("cpu"), val_size=0)
     assert tensors.val is None and len(tensors.train) == N_TRAIN
     assert torch.equal(tensors.train.x, normalise(arrays.train_images))
+    assert torch.equal(tensors.train.y, arrays.train_labels)
     assert tensors.test is not None and torch.equal(tensors.test.y, arrays.test_labels)
+    assert torch.equal(tensors.test.x, normalise(arrays.test_images))
 
 
 def test_default_data_dir_prefers_hpo_data_dir_then_xdg_cache_then_home(monkeypatch, tmp_path):

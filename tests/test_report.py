@@ -41,6 +41,7 @@ from hpo.records import (
     confirm_runs_of,
     curve,
     last_val_acc,
+    saved_share,
     store_confirm_run,
 )
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
@@ -48,7 +49,7 @@ from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history, schedules
 from hpo.report.landscape import BLUES, contour, in_space, parallel, param_importances, slices
 from hpo.report.pictures import Predictions
-from hpo.report.tables import summarise, summary_frame, top_frame
+from hpo.report.tables import _ranges, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import trained
 
@@ -391,6 +392,33 @@ def test_the_summary_names_the_precision_trained_and_the_specs_where_they_differ
     assert rows["precision"] == "no trial yet (spec: auto)"
 
 
+def test_epochs_saved_is_zero_when_no_epoch_was_planned() -> None:
+    """No finished trial yet: nothing planned, so nothing saved (not "100% saved")."""
+    assert saved_share(0, 0) == 0.0
+    assert saved_share(21, 24) == pytest.approx(3 / 24)
+    assert saved_share(24, 24) == 0.0
+
+
+def test_trial_ranges_join_runs_of_numbers_and_show_a_lone_number_alone() -> None:
+    assert _ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
+    assert _ranges([8, 5, 7]) == "5, 7-8"  # sorted first
+    assert _ranges([3]) == "3"
+
+
+def test_a_curves_stored_null_reads_back_as_nan_not_zero(study_url: str) -> None:
+    """The driver stores a diverged epoch's NaN as null (JSON has none): read as 0.0 it would
+    plot as a perfect loss, and a null last validation accuracy would be taken as the trial's."""
+    data = read_study("demo", study_url)
+    failed = next(t for t in data.trials if t.number == 4)  # its train loss stored as [None]
+    (loss,) = curve(failed, "train_loss")
+    assert math.isnan(loss)
+    trial = copy.deepcopy(failed)
+    trial.user_attrs["curves"] = {"val_acc": [0.91, 0.93, None]}
+    assert curve(trial, "val_acc")[:2] == [0.91, 0.93] and math.isnan(curve(trial, "val_acc")[2])
+    assert last_val_acc(trial) == 0.93  # the last finite epoch's
+    assert curve(trial, "val_loss") == []
+
+
 # --- verdict ----------------------------------------------------------------------------------
 
 
@@ -482,6 +510,37 @@ def test_verdict_from_confirm_runs_is_welchs_interval_on_test_accuracy(study_url
     assert (v.difference.low, v.difference.high) == pytest.approx((0.0018446, 0.0101554), abs=1e-7)
     assert v.kind == "beats" and "+0.60 pp" in v.headline
     assert v.best is not None and v.best.test is not None and v.best.test.n == 3
+
+
+def test_an_interval_below_zero_says_the_tuned_configuration_is_worse(study_url: str) -> None:
+    # The seeds of the interval test above, the sides swapped: the same half-width, below 0.
+    runs = [confirm_run(BEST, s, a, 1.0) for s, a in enumerate([0.975, 0.977, 0.976])]
+    runs += [confirm_run(BASELINE, s, a, 2.0) for s, a in enumerate([0.980, 0.982, 0.984])]
+    v = decide(read_study("demo", study_url), runs)
+    assert v.difference is not None
+    assert (v.difference.low, v.difference.high) == pytest.approx(
+        (-0.0101554, -0.0018446), abs=1e-7
+    )
+    assert v.kind == "worse"
+    assert v.headline.startswith(
+        "The tuned configuration is worse than the tutorial: test accuracy 97.60% vs 98.20%, "
+        "-0.60 pp (95% CI -1.02 pp to -0.18 pp; 3 vs 3 seeds)."
+    )
+
+
+def test_an_interval_that_spans_zero_claims_no_difference(study_url: str) -> None:
+    # Best 0.980 +- 0.002, baseline 0.976 +- 0.001: +0.4 pp, the same 0.41554 pp half-width
+    # as above, so the interval reaches just below 0.
+    runs = [confirm_run(BEST, s, a, 1.0) for s, a in enumerate([0.978, 0.980, 0.982])]
+    runs += [confirm_run(BASELINE, s, a, 2.0) for s, a in enumerate([0.975, 0.977, 0.976])]
+    v = decide(read_study("demo", study_url), runs)
+    assert v.difference is not None
+    assert (v.difference.low, v.difference.high) == pytest.approx((-0.0001554, 0.0081554), abs=1e-7)
+    assert v.kind == "no-difference"
+    assert v.headline.startswith(
+        "No clear difference from the tutorial: test accuracy 98.00% vs 97.60%, +0.40 pp "
+        "(95% CI -0.02 pp to +0.82 pp; 3 vs 3 seeds); the interval includes 0."
+    )
 
 
 def test_seeds_that_all_tie_give_no_interval_and_no_claim(study_url: str) -> None:

@@ -3,6 +3,7 @@ divergence, Ctrl-C, refusal of a changed space, TensorBoard events, finalize."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import signal
@@ -39,14 +40,14 @@ from hpo.interrupts import Terminated
 from hpo.liveness import this_process
 from hpo.lost_trials import INTERRUPTED, not_requeued, queue_again, requeue
 from hpo.mnist import Mnist
-from hpo.progress import Counts, Progress
+from hpo.progress import Counts, Progress, clock_text
 from hpo.provenance import library_versions
 from hpo.pruners import make_pruner
 from hpo.records import baseline_of
 from hpo.retrain import load_model, models_dir, trained
 from hpo.sampling import TrialSeededSampler, training_seed
 from hpo.search import run_study
-from hpo.space import baseline_params, config_from_params, suggest
+from hpo.space import baseline_outside_space, baseline_params, config_from_params, suggest
 from hpo.spec import StudySpec
 from hpo.spec_parse import parse_spec
 from hpo.splits import normalise
@@ -59,7 +60,7 @@ from hpo.study_setup import (
     resume_notes,
     setup_notes,
 )
-from hpo.study_summary import summarize
+from hpo.study_summary import outcome, summarize
 from hpo.tb import trial_dir
 from hpo.train import EpochMetrics, FitResult, OnEpoch, predict
 from hpo.trial import CURVE_KEYS, UNFINISHED
@@ -159,6 +160,32 @@ def test_baseline_params_leave_out_a_category_the_space_lacks() -> None:
     assert "schedule" not in params
     assert params["lr"] == 0.01  # outside the range, still enqueued: Optuna 5 accepts it
     assert params["gamma"] == 0.9 and params["step_every"] == 5
+
+
+def test_the_notes_name_a_tutorial_value_missing_from_the_choices_or_fixed_otherwise() -> None:
+    spec = tiny_spec(space={"schedule": {"choices": ["step", "cosine"]}})
+    assert baseline_outside_space(spec.space) == [
+        "hidden1=300, outside [8, 32]",
+        "hidden2=100, outside [8, 16]",
+        "head='softmax', where the space fixes 'logits'",
+        "schedule='tutorial', not among the choices ['step', 'cosine']",
+        "step_every=5, outside [1, 3]",
+    ]
+    notes = setup_notes(spec)
+    runs = "baseline (trial 0) runs the tutorial's"
+    assert f"{runs} head='softmax', where the space fixes 'logits'" in notes
+    assert f"{runs} schedule='tutorial', not among the choices ['step', 'cosine']" in notes
+    # Among the choices, or fixed at the tutorial's own value: nothing to say.
+    inside = tiny_spec(
+        space={
+            "schedule": {"choices": ["step", "tutorial"]},
+            "head": "softmax",
+            "hidden1": {"low": 8, "high": 512},
+            "hidden2": {"low": 8, "high": 128},
+            "step_every": {"low": 1, "high": 5},
+        }
+    )
+    assert baseline_outside_space(inside.space) == []
 
 
 def test_trial_zero_is_the_tutorials_config_even_outside_the_space(
@@ -513,6 +540,32 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(
     assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 5
 
 
+def test_a_trial_whose_validation_loss_alone_went_nan_fails_naming_that_loss(
+    mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its training loss finite at the end, the evaluation's NaN: the reason must name the
+    loss that diverged, not quote a finite training loss as the divergence."""
+    real_fit = hpo.trial.fit
+    calls: list[int] = []
+
+    def fit(*args: Any, **kwargs: Any) -> FitResult:
+        result = real_fit(*args, **kwargs)
+        calls.append(len(calls))
+        if len(calls) > 1:
+            return result
+        last = dataclasses.replace(result.final, eval_loss=math.nan)
+        return dataclasses.replace(result, epochs=(*result.epochs[:-1], last), status="diverged")
+
+    monkeypatch.setattr(hpo.trial, "fit", fit)
+    study = run(tiny_spec(), tmp_path, 1, mnist=mnist, runs_dir=None)
+    first = study.trials[0]
+    assert first.state == TrialState.FAIL
+    assert math.isfinite(first.user_attrs["curves"]["train_loss"][-1])
+    assert first.user_attrs["curves"]["val_loss"][-1] is None  # NaN stored as null
+    assert first.user_attrs["reason"] == "diverged: validation loss nan at epoch 2 of 2"
+    assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE]  # the study went on
+
+
 def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -865,7 +918,11 @@ def test_finalize_retrains_best_and_baseline_on_the_full_set(mnist: Mnist, tmp_p
     assert best is not None and baseline is not None
     assert baseline["trial"] == 0 and keys <= set(baseline)
     assert best["trial"] == study.best_trial.number  # Optuna's own reading of the study
-    assert best["test_acc"] is not None and 0.0 <= best["test_acc"] <= 1.0
+    # The score of that configuration trained on the whole training set (1,500 images here;
+    # CPU training is deterministic), on the 300 test images: k / 300 exactly.
+    config = TrainConfig.from_dict(study.trials[best["trial"]].user_attrs["config"])
+    assert best["test_acc"] == trained(config, mnist, CPU, None, compile=False).test_acc
+    assert best["test_acc"] * 300 == pytest.approx(round(best["test_acc"] * 300), abs=1e-9)
     assert best["val_acc"] == study.trials[best["trial"]].value
     # What trained them, as every trial records it.
     assert best["versions"] == baseline["versions"] == library_versions()
@@ -897,6 +954,47 @@ def test_finalize_retrains_the_highest_complete_trial_the_earlier_of_a_tie(
     assert final["best"] is not None and final["baseline"] is not None
     assert (final["best"]["trial"], final["baseline"]["trial"]) == (1, 0)
     assert final["best"]["config"]["lr"] == pytest.approx(0.02)  # trial 1's config, retrained
+
+
+def test_finalize_again_after_the_baseline_completed_retrains_rather_than_reusing(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """The stored result is reused only for the same best and the same baseline: finalized
+    while the baseline's attempt had not completed, it has none, and a baseline completed
+    since (a later `hpo run`) must be retrained and stored."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'hpo.db'}", direction="maximize")
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+
+    def tell(state: TrialState, value: float | None, is_baseline: bool) -> None:
+        number = len(study.trials)
+        config = TrainConfig(
+            epochs=2, seed=number, hidden1=8, hidden2=8, lr=0.01 + number / 100, batch_size=750
+        )
+        attrs = {"config": config.to_dict(), "curves": {"val_acc": [0.5, value or 0.5]},
+                 "is_baseline": is_baseline}  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state, value=value, params={"lr": config.lr}, distributions=lr,
+                user_attrs=attrs, intermediate_values={0: 0.5, 1: value or 0.5},
+            )
+        )  # fmt: skip
+
+    tell(TrialState.PRUNED, None, True)  # the baseline's attempt, cut short: no baseline
+    tell(TrialState.COMPLETE, 0.9, False)
+    first = finalize(study, mnist, CPU, compile=False)
+    assert first["best"] is not None and first["best"]["trial"] == 1
+    assert first["baseline"] is None
+    tell(TrialState.COMPLETE, 0.6, True)  # the baseline, queued again and completed
+    again = finalize(study, mnist, CPU, compile=False)
+    assert again["best"] is not None and again["best"]["trial"] == 1
+    assert again["baseline"] is not None and again["baseline"]["trial"] == 2
+    assert again["baseline"]["config"]["lr"] == pytest.approx(0.03)  # trial 2's, retrained
+    assert study.user_attrs["final"] == again
+    for record in (again["best"], again["baseline"]):
+        # Two epochs on the full set: the time is both epochs', not one's.
+        spe = record["seconds_per_epoch"]
+        assert record["epochs"] == 2 and spe is not None and spe > 0
+        assert record["train_seconds"] == pytest.approx(spe * 2)
 
 
 def test_finalize_refuses_a_best_trial_hpo_did_not_run_naming_it_and_trains_nothing(
@@ -1021,6 +1119,57 @@ def test_progress_says_a_study_past_its_target_has_nothing_to_run() -> None:
         out = io.StringIO()
         Progress(out, tty=False).start(Counts(2, complete=finished))
         assert out.getvalue().splitlines()[0] == said
+
+
+def test_on_a_terminal_a_failed_trial_stays_on_screen_and_others_are_redrawn_over() -> None:
+    now = [0.0]
+    out = io.StringIO()
+    p = Progress(out, tty=True, clock=lambda: now[0])
+    p.start(Counts(4))
+    for number, said, counts in [
+        (1, "failed: diverged: train loss nan at epoch 1 of 2", Counts(4, failed=1)),
+        (2, "pruned at epoch 1 of 2", Counts(4, pruned=1, failed=1)),
+        (3, "complete: 0.9700", Counts(4, 1, 1, 1, best_value=0.97, best_trial=3)),
+    ]:
+        p.trial_started(number, 2)
+        now[0] += 10.0
+        p.trial_finished(number, said, counts)
+    p.close()
+    # What stays on screen: each line's text after its last carriage return.
+    kept = [line.split("\r")[-1] for line in out.getvalue().split("\n")]
+    assert kept == [
+        "0 of 4 trials finished at start\x1b[K",
+        "trial 1 failed: diverged: train loss nan at epoch 1 of 2\x1b[K",
+        "trials 2/4 | pruned 1 | failed 1 | best 0.9700 (#3) | 0:30 elapsed, ~0:20 left\x1b[K",
+        "",
+    ]
+
+
+def test_a_trials_outcome_says_where_a_pruned_trial_stopped() -> None:
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+
+    def told(state: TrialState, value: float | None, reason: str | None) -> FrozenTrial:
+        attrs = {} if reason is None else {"reason": reason}
+        return optuna.trial.create_trial(
+            state=state, value=value, params={"lr": 0.01}, distributions=lr, user_attrs=attrs
+        )
+
+    assert outcome(told(TrialState.PRUNED, None, "pruned at epoch 3 of 20")) == (
+        "pruned at epoch 3 of 20"
+    )
+    assert outcome(told(TrialState.PRUNED, None, None)) == "pruned"  # a reason never stored
+    assert outcome(told(TrialState.COMPLETE, 0.97, "")) == "complete: 0.9700"
+    assert outcome(told(TrialState.FAIL, None, "diverged: train loss nan at epoch 1 of 2")) == (
+        "failed: diverged: train loss nan at epoch 1 of 2"
+    )
+
+
+def test_clock_text_shows_minutes_and_seconds_and_hours_past_the_hour() -> None:
+    assert [clock_text(s) for s in (0, 59.6, 150, 3599)] == ["0:00", "1:00", "2:30", "59:59"]
+    assert clock_text(3600) == "1:00:00"
+    assert clock_text(4500) == "1:15:00"  # the minutes within the hour, not 75
+    assert clock_text(25 * 3600 + 61) == "25:01:01"
+    assert clock_text(-5) == "0:00"
 
 
 def test_a_lost_baseline_outside_the_space_is_failed_and_run_again(

@@ -126,6 +126,21 @@ def test_a_range_and_choices_together_and_a_pruner_resource_of_zero_are_named() 
     assert "pruner.min_resource: must be >= 1, got 0" in refused(zero)
 
 
+def test_duplicate_choices_and_a_hyperband_reduction_factor_below_two_are_refused() -> None:
+    """A repeated choice doubles its weight in every sampler without saying so; Hyperband with
+    a reduction factor of 1 keeps every trial at every rung, and so never prunes."""
+    assert refused({"space": {"hidden1": {"choices": [64, 64]}}}) == (
+        "t.toml: invalid spec:\n  - space.hidden1.choices: has duplicates: [64, 64]"
+    )
+    assert refused({"pruner": {"name": "hyperband", "reduction_factor": 1}}) == (
+        "t.toml: invalid spec:\n  - pruner.reduction_factor: must be >= 2, got 1"
+    )
+    space = {"hidden1": {"choices": [64, 128]}}
+    spec = parse_spec({"space": space, "pruner": {"name": "hyperband", "reduction_factor": 2}})
+    assert spec.space["hidden1"] == Choice((64, 128))
+    assert spec.pruner.to_dict() == {"name": "hyperband", "min_resource": 1, "reduction_factor": 2}
+
+
 def test_values_outside_a_fields_domain_are_refused() -> None:
     assert "space.momentum: must be in [0, 1), got 1.0" in refused({"space": {"momentum": 1.0}})
     assert "space.lr.low: must be > 0" in refused({"space": {"lr": {"low": -1, "high": 1}}})
