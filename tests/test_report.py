@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import plotly.colors
+import plotly.graph_objects as go
 import pytest
 import torch
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -47,7 +48,15 @@ from hpo.records import (
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history, schedules
-from hpo.report.landscape import BLUES, contour, in_space, parallel, param_importances, slices
+from hpo.report.landscape import (
+    BLUES,
+    _uncrowd_ticks,
+    contour,
+    in_space,
+    parallel,
+    param_importances,
+    slices,
+)
 from hpo.report.pictures import Predictions
 from hpo.report.tables import _ranges, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
@@ -1185,6 +1194,32 @@ def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> 
     assert markers and all(t.marker.colorscale[0][1] == BLUES[0] for t in markers)
     caption = slices(data, names[::-1]).caption
     assert f"against {', '.join(names)};" in caption  # the panels' order, not the call's
+
+
+def test_parallel_coordinates_give_accuracy_in_percent_and_keep_tick_labels_apart(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)
+    figure = parallel(data).figure
+    assert figure is not None
+    on_axis = [n.text for n in figure.layout.annotations if n.x == 0]  # the objective's ticks
+    best = max(t.value for t in data.complete if t.value is not None)
+    assert on_axis and all(re.fullmatch(r"\d+\.\d%", text) for text in on_axis), on_axis
+    assert format(float(f"{best:.3g}"), ".1%") in on_axis  # the axis's top: the best value
+    lines = [t for t in figure.data if t.mode == "lines"]
+    shown = sorted(row[1] for t in lines for row in t.customdata if row[0] == data.target_label)
+    assert shown == sorted(format(float(f"{t.value:.3g}"), ".1%") for t in data.complete)
+    bar = [t for t in figure.data if t.marker is not None and t.marker.showscale]
+    assert [t.marker.colorbar.tickformat for t in bar] == [".1%"]
+    # Labels closer than 5% of an axis's height: the inner one goes, the ends stay.
+    crowded = go.Figure()
+    for y in (0.0, 0.03, 0.5, 0.97, 1.0):
+        crowded.add_annotation(x=3, y=y, text=str(y))
+    crowded.add_annotation(x=4, y=0.5, text="alone")
+    _uncrowd_ticks(crowded)
+    assert [(n.x, n.y) for n in crowded.layout.annotations] == [
+        (3, 0.0), (3, 0.5), (3, 1.0), (4, 0.5)
+    ]  # fmt: skip
 
 
 def test_a_slice_names_each_points_trial_and_rings_the_baseline(study_url: str) -> None:

@@ -5,6 +5,7 @@ support it."""
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import optuna
 import plotly.colors
@@ -70,6 +71,9 @@ def parallel(data: StudyData) -> Figure:
             trace.line.color = visible(trace.line.color)
         elif trace.marker is not None and trace.marker.showscale:  # the colour bar
             trace.marker.colorscale = BLUES
+    if form := percent_of(data, ".1%"):  # Optuna's values have 3 digits: 0.965 is 96.5%
+        _objective_in_percent(fig, data.target_label, form)
+    _uncrowd_ticks(fig)
     caption = (
         f"Each line is a complete trial, coloured by {data.target_label} (darker: better); "
         "hover over a line for its values."
@@ -81,6 +85,55 @@ def parallel(data: StudyData) -> Figure:
             "parameter) crosses that axis at the tick marked None."
         )
     return Figure("parallel", title, caption, _restyle(fig, 460))
+
+
+def _objective_in_percent(fig: go.Figure, label: str, form: str) -> None:
+    """The objective's axis ticks and hover values in % as the rest of the page gives them
+    (Optuna writes fractions: 0.965). Its ticks are the annotations at the axis's x."""
+    names = list(fig.layout.xaxis.ticktext or ())
+    if label not in names:  # another layout than Optuna 5's: left as Optuna drew it
+        return
+    at = names.index(label)
+
+    def percent(text: str) -> str:
+        try:
+            return format(float(text), form)
+        except ValueError:
+            return text
+
+    for note in fig.layout.annotations:
+        if note.x == at:
+            note.text = percent(note.text)
+    for trace in fig.data:
+        if trace.marker is not None and trace.marker.showscale:  # the colour bar
+            trace.marker.colorbar.tickformat = form
+        if trace.mode == "lines" and trace.customdata is not None:
+            trace.customdata = [
+                [name, percent(value) if name == label else value]
+                for name, value in trace.customdata
+            ]
+
+
+# The least gap between two tick labels of one axis, as a share of its height: Optuna labels a
+# log axis's ends and its powers of ten, so hidden1 in [90, 512] printed "90" and "100" on
+# top of each other.
+_TICK_GAP = 0.05
+
+
+def _uncrowd_ticks(fig: go.Figure) -> None:
+    """Drop an inner tick label of a parallel-coordinates axis too close to another (its ends,
+    the range, always stay)."""
+    kept: list[Any] = []
+    for x in {note.x for note in fig.layout.annotations}:
+        ticks = sorted((n for n in fig.layout.annotations if n.x == x), key=lambda n: n.y)
+        ends = [ticks[0], ticks[-1]] if len(ticks) > 1 else ticks
+        chosen = [ticks[0]]
+        for tick in ticks[1:-1]:
+            if min(abs(tick.y - chosen[-1].y), abs(ticks[-1].y - tick.y)) >= _TICK_GAP:
+                chosen.append(tick)
+        kept += chosen + ends[1:]
+    order = {id(n): i for i, n in enumerate(fig.layout.annotations)}
+    fig.layout.annotations = sorted(kept, key=lambda n: order[id(n)])
 
 
 def _unused_params(trials: list[FrozenTrial]) -> list[str]:
