@@ -302,6 +302,19 @@ def test_alternated_variants_are_divided_round_by_round_not_median_by_median() -
     assert rows["test_one_epoch[cpu-torchvision]"]["extra_info"] == {"loop": True}
 
 
+def test_each_variant_row_has_its_own_rounds_min_and_its_own_notes_over_the_rounds() -> None:
+    # The fastest round need not be the first (a cold cache slows round 1, not the others).
+    rows = {b["name"]: b for b in expand([_alternated([30.0, 10.0, 20.0], [4.0, 3.0, 1.0],
+                                                      loop=False, epochs=1)])}  # fmt: skip
+    slow, fast = rows["test_one_epoch[cpu-torchvision]"], rows["test_one_epoch[cpu-tensor]"]
+    assert slow["stats"] == {"median": 20.0, "min": 10.0, "rounds": 3}
+    assert fast["stats"] == {"median": 3.0, "min": 1.0, "rounds": 3}
+    assert slow["round_s"] == [30.0, 10.0, 20.0] and slow["alternated"] == "test_one_epoch[cpu]"
+    # A variant's own note wins over the round benchmark's of the same name.
+    assert slow["extra_info"] == {"loop": True, "epochs": 1}
+    assert fast["extra_info"] == {"loop": False, "epochs": 1}
+
+
 def test_alternated_rounds_with_a_zero_time_fall_back_to_the_medians() -> None:
     """A round timed at 0.0 s (a clock too coarse for it) cannot be divided by: the ratio is
     taken median by median, 20 s / 1 s, rather than raising ZeroDivisionError."""

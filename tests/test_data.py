@@ -438,6 +438,11 @@ def test_split_indices_depend_only_on_the_seed():
 def test_split_indices_reject_a_validation_set_larger_than_the_data():
     with pytest.raises(ValueError, match="val_size"):
         split_indices(10, 11, seed=0)
+    with pytest.raises(ValueError, match=r"val_size must be in 0\.\.10, got -1"):
+        split_indices(10, -1, seed=0)
+    # All of it is still a split, as the message says: nothing left to train on, none lost.
+    train, val = split_indices(10, 10, seed=0)
+    assert len(train) == 0 and torch.equal(val, torch.arange(10))
 
 
 def test_normalise_equals_the_tutorials_torchvision_transform_bit_for_bit(synthetic):

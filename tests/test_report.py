@@ -60,7 +60,7 @@ from hpo.report.landscape import (
 from hpo.report.pictures import Predictions
 from hpo.report.tables import _ranges, summarise, summary_frame, top_frame
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
-from hpo.retrain import trained
+from hpo.retrain import cache_key, trained
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -759,6 +759,27 @@ def test_a_confirm_run_stored_without_a_test_accuracy_is_left_out_not_a_crash(
     assert alone["seeds"].tolist() == [0] and math.isnan(alone["test_acc_min"].iloc[0])
 
 
+def test_confirm_frame_sums_up_each_trials_seeds_in_the_tables_units(study_url: str) -> None:
+    data = read_study("demo", study_url)
+    runs = [confirm_run(BEST, s, acc, spe) for s, acc, spe in ((2, 0.97, 3.0), (0, 0.99, 1.0))]
+    runs.append(confirm_run(BEST, 1, 0.98, 2.0))
+    (row,) = confirm_frame(data, runs).to_dict("records")
+    assert (row["trial"], row["baseline"], row["seeds"]) == (BEST, False, 3)
+    assert row["test_acc_mean"] == pytest.approx(0.98)
+    # The spread in percentage points (the table prints it as such): sd 0.01 is 1.00 pp.
+    assert row["test_acc_sd_pp"] == pytest.approx(1.0)
+    assert (row["test_acc_min"], row["test_acc_max"]) == (0.97, 0.99)
+    assert row["s/epoch"] == pytest.approx(2.0)
+
+
+def test_the_baseline_among_the_top_trials_is_confirmed_once(study_url: str) -> None:
+    data = read_study("demo", study_url)
+    everyone = candidates(data, len(TRIALS))
+    numbers = [t.number for t in everyone]
+    # Trained once per seed, not twice: it is in the top already.
+    assert BASELINE in numbers and len(numbers) == len(set(numbers))
+
+
 def test_pictures_skipped_for_damaged_data_name_the_file_and_the_fix(
     tmp_path: Path, study_url: str
 ) -> None:
@@ -949,6 +970,22 @@ def test_a_model_trains_and_is_cached_per_device_cpu_thread_count_and_compile_mo
     for kind in ("cuda", "mps", "cuda"):
         trained(config, synthetic_mnist, torch.device(kind), tmp_path, compile=False)
     assert len(seen) == 2  # the second CUDA request from the cache
+
+
+def test_a_cached_models_key_holds_the_size_of_the_test_set_it_was_scored_on(
+    synthetic_mnist: Mnist,
+) -> None:
+    # The cache keeps a test accuracy: one scored on a smaller test set (same training set)
+    # must not stand in for the full one.
+    fewer = dataclasses.replace(
+        synthetic_mnist.arrays,
+        test_images=synthetic_mnist.arrays.test_images[:100],
+        test_labels=synthetic_mnist.arrays.test_labels[:100],
+    )
+    smaller = dataclasses.replace(synthetic_mnist, arrays=fewer, _tensors={})  # its own cache
+    config, cpu = TrainConfig(epochs=1), _cpu()
+    assert cache_key(config, smaller, cpu, 1) != cache_key(config, synthetic_mnist, cpu, 1)
+    assert cache_key(config, smaller, cpu, 1) == cache_key(config, smaller, cpu, 1)
 
 
 def test_the_pictures_retrain_with_the_thread_count_and_compile_mode_finalize_used(

@@ -23,6 +23,8 @@ from hpo.report.log_ticks import log_ticks, plain_log_ticks
         (1e-4, 0.3, 100, [0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3]),
         (80, 500, 240, [100.0, 200.0, 500.0]),
         (0.011, 0.015, 5000, []),  # no two ticks in it: plotly's own, in full
+        (0.011, 0.025, 5000, []),  # 0.02 alone: one label says nothing of the scale
+        (0.001, 1.0, 46, [0.001, 0.01, 0.1, 1.0]),  # a label's width a decade: one just fits
         (1e-9, 1.0, 10, []),  # even one a decade would overlap
     ],
 )
@@ -64,3 +66,27 @@ def test_an_axis_with_a_set_range_is_ticked_over_that_range() -> None:
     assert list(fig.layout.xaxis.tickvals) == log_ticks(lo, hi, 1000 / math.log10(hi / lo), 46)
     assert len(fig.layout.xaxis.tickvals) >= 2
     assert fig.layout.yaxis.type != "log" and fig.layout.yaxis.tickvals is None
+
+
+def _ticked(
+    letter: str, values: list[float], domain: list[float] | None = None, height: int | None = None
+) -> tuple[float, ...]:
+    """The ticks plain_log_ticks gives a lone log axis ``letter`` over ``values``."""
+    fig = go.Figure()
+    fig.add_scatter(**{letter: values, ("y" if letter == "x" else "x"): [1, 2]})
+    axis = {"type": "log"} | ({"domain": domain} if domain else {})
+    fig.update_layout({f"{letter}axis": axis, "height": height})
+    return tuple(plain_log_ticks(fig).layout[f"{letter}axis"].tickvals)
+
+
+def test_ticks_are_spaced_for_the_length_the_axis_really_has() -> None:
+    # A span under a decade fills the 1,000 px: 2,500 px a decade fits 1-9 (0.04 and 0.05 115 px
+    # apart), where counting it as a whole decade would have thinned it to 1-2-5.
+    assert _ticked("x", [0.02, 0.05]) == (0.02, 0.03, 0.04, 0.05)
+    # The same values on the full width get 1-2-5; on a fifth of it (a subplot), 1 a decade.
+    wide = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+    assert _ticked("x", [0.001, 0.3]) == wide
+    assert _ticked("x", [0.001, 0.3], domain=[0.0, 0.2]) == (0.001, 0.01, 0.1)
+    # A y axis has the figure's height less its margins: 120 px over 2.5 decades fits 1-3 only.
+    assert _ticked("y", [0.001, 0.3]) == wide
+    assert _ticked("y", [0.001, 0.3], height=200) == (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)

@@ -102,3 +102,20 @@ def test_no_interval_from_a_single_seed_or_from_seeds_that_all_tie() -> None:
     assert sample_of([0.9733] * 5) == Sample(0.9733, 0.0, 5)
     d = welch_interval([0.98, 0.98], [0.97, 0.971])  # one side varies: an interval again
     assert d is not None and d.low < 0.01 < d.high
+
+
+def test_welch_df_weighs_each_side_by_its_own_size() -> None:
+    # Five seeds against two: va = 2.5 / 5 = 0.5, vb = 2 / 2 = 1, se^2 = 1.5;
+    # df = 1.5^2 / (0.5^2 / 4 + 1^2 / 1) = 2.25 / 1.0625 = 36/17 (not 2n - 2 of either side).
+    d = welch_interval([1, 2, 3, 4, 5], [2, 4])
+    assert d is not None and d.df == pytest.approx(36 / 17)
+    half = 4.081511800727791 * math.sqrt(1.5)  # scipy.stats.t.ppf(0.975, 36 / 17)
+    assert (d.diff, d.low, d.high) == pytest.approx((0.0, -half, half))
+
+
+def test_welch_interval_at_another_level_uses_that_levels_quantile() -> None:
+    # 90%: t(0.95, 4) = 2.1318467863266495 (scipy.stats.t.ppf), not the 95% table's 2.776.
+    d = welch_interval([1, 2, 3], [4, 5, 6], level=0.90)
+    assert d is not None and d.level == 0.90
+    half = 2.1318467863266495 * math.sqrt(2 / 3)
+    assert (d.low, d.high) == pytest.approx((-3 - half, -3 + half), rel=1e-10)

@@ -238,6 +238,9 @@ def test_overrides_are_validated_too() -> None:
     assert SpecOverrides(epochs=3, seed=7).apply(spec).epochs == 3
     assert SpecOverrides(epochs=3, seed=7).apply(spec).seed == 7
     assert SpecOverrides(precision="bf16").apply(spec).precision == "bf16"
+    # The bounds themselves are seeds like any other, as in the spec file.
+    assert SpecOverrides(seed=2**32 - 1).apply(spec).seed == 2**32 - 1
+    assert SpecOverrides(seed=0, epochs=1).apply(spec).epochs == 1
     assert SpecOverrides().apply(spec) == spec  # none given: the file's values stand
     with pytest.raises(SpecError, match="--epochs"):
         SpecOverrides(epochs=0).apply(spec)

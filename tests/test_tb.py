@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 
 from hpo.config import TrainConfig
-from hpo.tb import TrialWriter
+from hpo.tb import OWNER, TrialWriter, claim, tensorboard_dir
 from hpo.train import EpochMetrics
 
 
@@ -74,3 +74,24 @@ def test_every_trial_declares_every_field_as_a_column_whichever_its_schedule_use
         columns.append([info.name for info in infos])
     assert columns[0] == columns[1]
     assert {"gamma", "step_every", "lr", "trial", "state"} <= set(columns[0])
+
+
+def test_unmarked_events_are_set_aside_for_a_new_study_only(tmp_path: Path) -> None:
+    """Events without an owner (an older hpo's, or copied in) are another study's to a study
+    made now, so they go aside; a resumed study takes them as its own and moves nothing."""
+
+    def unmarked_events() -> Path:
+        folder = tensorboard_dir(tmp_path, "t")
+        (folder / "trial-0000").mkdir(parents=True)
+        (folder / "trial-0000" / "events.out.tfevents.1").write_bytes(b"")
+        return folder
+
+    folder = unmarked_events()
+    assert claim(tmp_path, "t", "uid-a", new=False) is None
+    assert (folder / OWNER).read_text() == "uid-a\n"
+    assert (folder / "trial-0000" / "events.out.tfevents.1").is_file()
+    (folder / OWNER).unlink()
+    aside = claim(tmp_path, "t", "uid-b", new=True)
+    assert aside is not None and aside.name.startswith("tensorboard-")
+    assert (aside / "trial-0000" / "events.out.tfevents.1").is_file()
+    assert (folder / OWNER).read_text() == "uid-b\n" and not (folder / "trial-0000").exists()
