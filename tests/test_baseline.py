@@ -156,6 +156,25 @@ def _interrupted(*args: object, **kwargs: object) -> None:
     raise KeyboardInterrupt  # Ctrl-C as fit starts
 
 
+def test_the_metrics_csv_holds_each_epochs_figures_under_their_own_columns(
+    synthetic_mnist: Mnist, tmp_path: Path
+) -> None:
+    """The file a user plots from: a swapped column (test loss under test_acc) read as
+    plausible numbers; only the 20-epoch real-MNIST run checked it before."""
+    config = TrainConfig(epochs=2, hidden1=16, hidden2=8, head="logits", batch_size=500)
+    run = hpo.baseline.run_baseline(synthetic_mnist, torch.device("cpu"), tmp_path, config)
+    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    names = {"test_loss": "eval_loss", "test_acc": "eval_acc"}
+    assert [{k: float(v) for k, v in row.items()} for row in rows] == [
+        {column: float(getattr(e, names.get(column, column))) for column in rows[0]}
+        for e in run.result.epochs
+    ]
+    assert list(rows[0]) == [
+        "epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_seconds",
+        "eval_seconds",
+    ]  # fmt: skip
+
+
 def test_a_diverged_baselines_record_is_strict_json(synthetic_mnist: Mnist, tmp_path: Path) -> None:
     # JSON has no NaN: Python's json writes it all the same, and other parsers reject the file.
     config = TrainConfig(

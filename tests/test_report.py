@@ -48,6 +48,7 @@ from hpo.records import (
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
 from hpo.report.figures import history, schedules
+from hpo.report.html import _verdict
 from hpo.report.landscape import (
     BLUES,
     _uncrowd_ticks,
@@ -487,6 +488,24 @@ def test_the_page_compares_what_each_side_trains_with_and_shows_no_none(tmp_path
         verdict
     )
     assert "x the tutorial&#x27;s (1 run each)" in verdict  # the search's timings: one run each
+    # Only where both sides' times are --confirm means does the ratio stand on more than one run.
+    v = decide(data, [])
+    base_side, best_side = v.baseline, v.best
+    assert base_side is not None and best_side is not None
+
+    def speed_cell(base_source: str, best_source: str) -> str:
+        table = _verdict(
+            dataclasses.replace(
+                v,
+                baseline=dataclasses.replace(base_side, time_source=base_source),
+                best=dataclasses.replace(best_side, time_source=best_source),
+            )
+        )
+        return table[table.index("data-metric='seconds_per_epoch'") :].split("</tr>")[0]
+
+    assert "(1 run each)" not in speed_cell("--confirm mean, cpu", "--confirm mean, cpu")
+    assert "(1 run each)" in speed_cell("--confirm mean, cpu", "finalize, cpu")
+    assert "(1 run each)" in speed_cell("the search, cpu", "--confirm mean, cpu")
     top = page[page.index('id="top-trials"') :].split("</table>")[0]
     assert ">None<" not in top and list(top_frame(data, 2)["gamma"]) == [None, None]
     # The lr schedules: the last epoch is as wide as any other.
