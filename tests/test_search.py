@@ -885,12 +885,14 @@ def test_a_second_process_waits_for_the_study_another_is_creating(tmp_path: Path
     # first has queued the baseline there, nor queue a baseline of its own.
     storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
     first = optuna.create_study(study_name="s", storage=storage, direction="maximize")
-    finishing = threading.Timer(1.0, hpo.study_setup._initialise, (first, tiny_spec()))
+    beat = storage.get_heartbeat_interval()
+    finishing = threading.Timer(1.0, hpo.study_setup._initialise, (first, tiny_spec(), beat))
     finishing.start()
     began = time.monotonic()
     study = open_study(tiny_spec(), storage, "s")
     finishing.join()
-    assert time.monotonic() - began >= 1.0
+    # Waited for the creator, not the CREATION_WAIT_S after which it would finish the job.
+    assert 1.0 <= time.monotonic() - began < hpo.study_setup.CREATION_WAIT_S
     assert len(study.trials) == 1 and study.trials[0].user_attrs["is_baseline"]
     # One being created for the other direction is refused at once, not waited for.
     optuna.create_study(study_name="loss", storage=storage, direction="minimize")
