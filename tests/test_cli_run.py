@@ -24,6 +24,7 @@ import hpo.aot_step
 import hpo.data
 import hpo.device
 import hpo.search
+import hpo.storage
 import hpo.storage_url
 import hpo.study_setup
 import hpo.tuning
@@ -31,13 +32,14 @@ import hpo.workers
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
-from hpo.storage import HEARTBEAT_INTERVAL, open_storage
+from hpo.storage import CONNECT_TIMEOUT_S, HEARTBEAT_INTERVAL, open_storage
 from hpo.storage_url import (
     DEFAULT_STORAGE,
     dashboard_command,
     hpo_command,
     mask_text,
     sqlite_path,
+    with_driver,
 )
 from hpo.study_summary import summarize
 from hpo.trial import UNFINISHED
@@ -209,6 +211,37 @@ def test_the_file_a_sqlite_url_names_in_its_plain_and_uri_forms() -> None:
     for memory in ("sqlite://", "sqlite:///:memory:", "sqlite:///file:a?mode=memory&uri=true"):
         assert sqlite_path(memory) is None
     assert sqlite_path("postgresql://u@h/db") is None
+
+
+@pytest.mark.parametrize("psycopg3", [True, False])
+def test_a_plain_postgresql_url_opens_with_the_psycopg_driver_installed(
+    monkeypatch: pytest.MonkeyPatch, psycopg3: bool
+) -> None:
+    # SQLAlchemy reads postgresql:// as psycopg 3: where only psycopg2 is installed, it (and
+    # Heroku's postgres://) is pointed at that; a URL naming its driver is left alone.
+    installed = {"psycopg", "psycopg2"} if psycopg3 else {"psycopg2"}  # psycopg 3 first
+    monkeypatch.setattr(
+        hpo.storage_url.importlib.util,
+        "find_spec",
+        lambda name: object() if name in installed else None,
+    )
+    via = "postgresql" if psycopg3 else "postgresql+psycopg2"
+    assert with_driver("postgresql://u:pw@db/hpo") == f"{via}://u:pw@db/hpo"
+    if not psycopg3:
+        assert with_driver("postgres://u:pw@db/hpo") == "postgresql+psycopg2://u:pw@db/hpo"
+    for kept in ("postgresql+pg8000://u@db/hpo", "sqlite:///runs/hpo.db", "postgresql"):
+        assert with_driver(kept) == kept
+
+
+def test_a_connect_timeout_in_the_url_is_the_one_a_postgresql_connect_waits() -> None:
+    # hpo's 10 s bound on a dead server applies unless the URL sets its own, which it keeps.
+    assert hpo.storage._engine_kwargs("postgresql://u@db/hpo") == {
+        "pool_pre_ping": True,
+        "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S},
+    }
+    assert hpo.storage._engine_kwargs("postgresql://u@db/hpo?connect_timeout=60") == {
+        "pool_pre_ping": True
+    }
 
 
 def test_a_read_only_database_is_said_to_be_read_only_not_lost_and_is_left_as_it_was(

@@ -7,6 +7,7 @@ import dataclasses
 import io
 import math
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -1263,6 +1264,32 @@ def test_the_wait_for_trials_running_elsewhere_is_said_when_they_change_not_at_e
     assert [t.state for t in optuna.load_study(study_name="s", storage=storage).trials] == [
         TrialState.COMPLETE
     ] * 2  # none trained here: the place check kept this run from a third
+
+
+@pytest.mark.skipif(this_process() is None, reason="needs Linux's /proc")
+def test_a_trial_whose_process_here_ended_is_failed_at_once_and_said_lost_once(
+    tmp_path: Path,
+) -> None:
+    """A trial whose process on this machine ended is lost now, not after 3 silent heartbeats:
+    failed, queued again, and said once, for that reason (not again as a silent heartbeat)."""
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}", heartbeat_interval=1)
+    study = open_study(tiny_spec(), storage, "s")
+    with pytest.warns(UserWarning):  # the baseline, popped by a worker since killed
+        trial = study.ask()
+    ended = subprocess.Popen([sys.executable, "-c", ""])
+    ended.wait(timeout=30)
+    me = this_process()
+    assert me is not None
+    trial.set_user_attr("process", {**me, "pid": ended.pid})
+    storage.record_heartbeat(trial._trial_id)  # it beat a moment ago: no heartbeat says lost
+    said = io.StringIO()
+    trials = hpo.sweeper.Sweeper(study, storage, Progress(said)).sweep()
+    assert said.getvalue().splitlines() == [
+        "trial(s) #0 lost: their process on this machine has ended (their run was killed or "
+        "crashed); failed, and their parameters queued again (up to 3 re-runs each)"
+    ]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs == {"is_baseline": True, "origin": 0}
 
 
 def test_a_lost_trial_is_queued_again_at_most_three_times() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import io
 import os
 import signal
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import pytest
@@ -141,6 +142,13 @@ def test_more_cpu_workers_than_cpus_get_a_note_naming_the_jobs_that_fit() -> Non
     )
     assert note("cpu", 2, 2) is None and note("auto", 1, 1) is None
     assert note("auto", 4, 2, gpus=1) is None  # GPU workers: the CPUs only feed them
+
+
+def test_the_plan_line_counts_the_workers_on_each_device_and_their_threads() -> None:
+    # What `hpo run --jobs` prints before starting: how many workers share each device.
+    plan = hpo.workers.describe_plan(["cuda:0", "cuda:1", "cuda:0", "cpu"], 2)
+    assert plan == "workers: 4 (2 on cuda:0, 1 on cuda:1, 1 on cpu, 2 thread(s) each)"
+    assert hpo.workers.describe_plan(["cuda:0"], None) == "workers: 1 (1 on cuda:0)"
 
 
 # ---------------------------------------------------------------------- sampling across workers
@@ -371,6 +379,95 @@ def test_workers_are_stopped_when_the_parent_can_no_longer_watch_them(
     assert all(w.proc.returncode is not None for w in started)  # ended and reaped
 
 
+def test_a_second_ctrl_c_kills_workers_still_busy_queuing_their_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker slow to stop after the first Ctrl-C (stuck in a write, say): the second one is
+    # the user's "stop now", and must not leave the parent waiting for it.
+    deaf = (
+        "import signal, sys, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(30)"
+    )
+    monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: [sys.executable, "-c", deaf])
+    presses = 0
+
+    def watch() -> None:  # Ctrl-C twice, once the worker ignores SIGINT
+        nonlocal presses
+        while not (tmp_path / "worker-0.out").read_text():
+            time.sleep(0.01)
+        if presses < 2:
+            presses += 1
+            raise KeyboardInterrupt
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_workers([[]], ["cpu"], dict(os.environ), tmp_path, watch=watch, poll_s=0.05)
+    assert presses == 2
+    assert time.monotonic() - began < 15  # killed, not waited for until its sleep ends
+
+
+def test_workers_that_all_finished_cleanly_leave_no_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The "killed from outside, the others finished the study" note is for killed workers only:
+    # a clean run printed "note: None" under its display.
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", study_name="s")
+    study.set_user_attr("epochs", 1)
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    done = f"print({WorkerOutcome('ok').to_json()!r})"
+    monkeypatch.setattr(hpo.workers, "worker_command", lambda argv: [sys.executable, "-c", done])
+    said = io.StringIO()
+    run_parallel([[], []], WorkerPlan(("cpu", "cpu"), 1), study, 1, "sqlite://", 30, said)
+    assert said.getvalue() == "1 of 1 trials finished at start\n"
+
+
+class _Display:
+    """What StudyWatch tells the progress display, as it tells it."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[int, str, Counts, float | None]] = []
+        self.runs: list[list[Running]] = []
+
+    def trial_finished(self, number: int, said: str, counts: Counts, seconds: float) -> None:
+        self.finished.append((number, said, counts, seconds))
+
+    def running(self, trials: list[Running]) -> None:
+        self.runs.append(trials)
+
+
+def test_the_parent_says_each_finished_trial_once_in_the_order_they_ended() -> None:
+    # Workers end trials out of number order: each line reads the study as it stood when that
+    # trial ended, so the counts only ever go up.
+    from hpo.study_watch import StudyWatch
+
+    study = optuna.create_study(direction="maximize")
+    t0 = datetime.datetime(2024, 1, 1, 12, 0, 0)
+
+    def ended(value: float, start: int, end: int) -> None:
+        trial = optuna.trial.create_trial(value=value)
+        trial.datetime_start = t0 + datetime.timedelta(seconds=start)
+        trial.datetime_complete = t0 + datetime.timedelta(seconds=end)
+        study.add_trial(trial)
+
+    ended(0.5, 0, 5)  # finished before the parent first looked: not said again
+    display = _Display()
+    watch = StudyWatch(study, 5, 4, cast(Progress, display))
+    ended(0.7, 5, 30)  # trial 1, ended last
+    ended(0.9, 6, 20)  # trial 2, ended before it
+    running = study.ask()
+    running.set_user_attr("epochs_run", 2)
+    running.set_user_attr("wall_seconds", 8.0)
+    watch()
+    watch()  # nothing new: nothing said twice
+    assert [(n, said, c.complete, c.best_trial, s) for n, said, c, s in display.finished] == [
+        (2, "complete: 0.9000", 2, 2, 14.0),
+        (1, "complete: 0.7000", 3, 2, 25.0),
+    ]
+    assert len(display.runs) == 2
+    (live,) = display.runs[-1]
+    assert (live.number, live.epochs_done, live.epochs, live.at_last_epoch) == (3, 2, 4, 8.0)
+
+
 def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() -> None:
     from hpo.cli import build_parser
     from hpo.cli.run import tuning_options
@@ -386,6 +483,7 @@ def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() 
     assert argv[argv.index("--precision") + 1] == "bf16"
     env = worker_env(url, 1)
     assert env["HPO_STORAGE"] == url and env["OMP_NUM_THREADS"] == "1"
+    assert env["MKL_NUM_THREADS"] == "1"  # MKL's own pool (oneDNN, BLAS) takes its share too
     # The study's heartbeat, once tune has read it: every process of a study beats alike.
     beating = worker_argv(dataclasses.replace(tuning_options(args), heartbeat=4), 1, "cpu", 2)
     assert beating[beating.index("--heartbeat") + 1] == "4" and "--heartbeat" not in argv
@@ -630,7 +728,9 @@ def test_workers_whose_parent_is_killed_outright_stop_and_queue_their_trials_aga
 def test_a_line_that_is_not_a_workers_outcome_is_not_read_as_one() -> None:
     ok = WorkerOutcome("ok")
     assert parse_outcome(ok.to_json()) == ok
-    for line in ('{"status": "done", "kind": "", "message": ""}', '{"status": "ok"}', "ok", "[]"):
+    not_ours = ('{"status": "done", "kind": "", "message": ""}', '{"status": "ok"}', "ok", "[]")
+    # A known status with a kind no worker reports: some other program's JSON, not an outcome.
+    for line in (*not_ours, '{"status": "error", "kind": "oom", "message": "x"}'):
         assert parse_outcome(line) is None, line
 
 
