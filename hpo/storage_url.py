@@ -128,10 +128,11 @@ def sqlite_path(url: str) -> Path | None:
 
 def with_driver(url: str) -> str:
     """SQLAlchemy 2.1 reads postgresql:// as psycopg 3 (what the postgres extra installs); where
-    only psycopg2 is installed, a plain URL is pointed at it instead."""
+    only psycopg2 is installed, a plain URL is pointed at it instead. postgres:// (Heroku's and
+    libpq's spelling, which SQLAlchemy 2 calls an unknown database) is read as postgresql://."""
     scheme, sep, rest = url.partition("://")
     if scheme not in ("postgresql", "postgres") or not sep:
         return url
     if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
         return f"postgresql+psycopg2://{rest}"
-    return url
+    return f"postgresql://{rest}"
