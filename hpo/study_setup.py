@@ -83,9 +83,10 @@ def check_study(
             f"{where} exists with another setup: {'; '.join(problems)}. Nothing was changed; {fix}."
         )
     had, asked = attrs.get(HEARTBEAT_ATTR), storage.get_heartbeat_interval()
-    if had is not None and asked is not None and had != asked and adopt_heartbeat:
-        set_heartbeat(storage, int(had))
-    elif had is not None and asked is not None and had != asked:
+    if had is not None and asked is not None and had != asked:
+        if adopt_heartbeat:
+            set_heartbeat(storage, int(had))
+            return True
         raise StudyMismatchError(
             f"{where}: its trials beat every {had} s (set by its first run) and this run's every "
             f"{asked} s, so one process would fail the other's live trials as lost after "
