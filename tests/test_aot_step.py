@@ -24,7 +24,7 @@ from hpo.config import Precision, TrainConfig
 from hpo.fast_step import FlatState
 from hpo.mnist import Mnist
 from hpo.model import build_model
-from hpo.step_compile import compiled_step
+from hpo.step_compile import ahead_of_time, compiled_step
 from hpo.train import StepKind, fit
 from hpo.workers import worker_env
 
@@ -101,6 +101,17 @@ def test_fit_falls_back_to_torch_compile_when_the_package_cannot_be_had(
 
 def test_each_precision_has_its_own_package() -> None:
     assert package_key("bf16") != package_key("fp32") == package_key()
+
+
+def test_layers_of_two_units_or_more_take_the_package_and_one_unit_or_a_gpu_do_not() -> None:
+    # The package is exported with every dimension >= MIN_SIZE (2): a two-unit layer is inside
+    # it, and only a one-unit layer (or another device) falls back to torch.compile.
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert hpo.aot_step.MIN_SIZE == 2
+    assert ahead_of_time(cpu, dataclasses.replace(SMALL, hidden1=2, hidden2=2))
+    assert not ahead_of_time(cpu, dataclasses.replace(SMALL, hidden1=1))
+    assert not ahead_of_time(cpu, dataclasses.replace(SMALL, hidden2=1))
+    assert not ahead_of_time(cuda, SMALL)
 
 
 def test_the_key_changes_with_the_thread_count_inductor_bakes_in() -> None:

@@ -429,3 +429,22 @@ def test_an_out_naming_the_benchmark_file_or_another_foreign_file_is_refused_and
     assert main(["bench-report", str(data), "--out", str(table)]) == 0
     assert main(["bench-report", str(data), "--out", str(table)]) == 0
     assert table.read_text().startswith("Machine:")
+
+
+def test_a_file_whose_benchmarks_no_ratio_names_shows_the_ratios_stored_with_it() -> None:
+    # conftest stores the ratios it computed; a file from a version whose benchmarks were since
+    # renamed has nothing to recompute them from, and still shows what that run measured.
+    stored = [{"label": "tensor loop vs tutorial loop", "ratio": 2.5}]
+    text = markdown({"benchmarks": [], "hpo_ratios": stored})
+    assert text.endswith(
+        "| ratio (same run) | value | from |\n| --- | --- | --- |\n"
+        "| tensor loop vs tutorial loop | 2.50x | medians of variants timed one after the other |\n"
+    )
+    assert "ratio (same run)" not in markdown({"benchmarks": []})
+
+
+def test_the_machine_line_says_whether_the_run_had_an_accelerator() -> None:
+    cpu = {"machine_info": {"cpu": {"brand_raw": "Xeon", "count": 16}}, "benchmarks": []}
+    assert markdown(cpu).splitlines()[0] == "Machine: Xeon, 16 cores; no accelerator"
+    gpu = {**cpu, "hpo_machine": {"accelerator": "NVIDIA H200"}}
+    assert markdown(gpu).splitlines()[0] == "Machine: Xeon, 16 cores; accelerator: NVIDIA H200"

@@ -3,6 +3,7 @@ and resuming after SIGKILL (a real subprocess, killed mid-trial, run again)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -12,7 +13,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 import pytest
@@ -32,6 +33,7 @@ import hpo.workers
 from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
+from hpo.records import Final, FinalSide
 from hpo.storage import CONNECT_TIMEOUT_S, HEARTBEAT_INTERVAL, open_storage
 from hpo.storage_url import (
     DEFAULT_STORAGE,
@@ -41,7 +43,7 @@ from hpo.storage_url import (
     sqlite_path,
     with_driver,
 )
-from hpo.study_summary import summarize
+from hpo.study_summary import StudySummary, TrialBrief, summarize
 from hpo.trial import UNFINISHED
 from tests.support.cli import USER_ATTRS, Launcher, make_launcher, signal_mid_trial, write_spec
 from tests.support.synthetic import file_digests, make_synthetic_mnist
@@ -437,6 +439,62 @@ def test_run_prints_a_json_summary_with_the_finalized_test_accuracy(
     assert "baseline (#0)" in elsewhere and "best.pt (best)" not in elsewhere
     finalize = f"hpo finalize --study j --storage sqlite:///{tmp_path}/hpo.db"
     assert f"models    none on this machine: `{finalize}` trains and writes" in elsewhere
+
+
+def test_the_summary_table_gives_test_scores_and_models_only_for_the_trials_finalize_measured(
+    tmp_path: Path,
+) -> None:
+    """Built by hand, so every line is checked without a run: finalize measured an earlier best
+    (#3), whose score and model are not the present best's (#5); a model file recorded but not
+    on this machine is not offered; a running trial and an early stop are said."""
+    old_best = tmp_path / "old-best.pt"
+    old_best.write_bytes(b"a model of trial 3")
+    baseline_pt = tmp_path / "baseline.pt"  # recorded, not written yet
+    final: Final = {
+        "best": cast(FinalSide, {"trial": 3, "test_acc": 0.97, "seconds_per_epoch": 1.5,
+                                 "model": str(old_best)}),
+        "baseline": cast(FinalSide, {"trial": 0, "test_acc": 0.9702, "seconds_per_epoch": 1.25,
+                                     "model": str(baseline_pt)}),
+        "finalized_at": "2026-01-01T13:00:00+00:00",
+    }  # fmt: skip
+    best = TrialBrief(5, 0.98, 0.9812, {"lr": 0.05, "hidden1": 512}, {})
+    baseline = TrialBrief(0, 0.96, 0.9601, {}, {})
+    summary = StudySummary(
+        "s", "sqlite:///hpo.db", 8, 5, 2, 1, 1, 3, 17, 21, best, baseline, final, "timeout"
+    )
+    finalize = "hpo finalize --study s --storage sqlite:///hpo.db"
+    head = [
+        "study     s  (sqlite:///hpo.db)",
+        "trials    7 finished of 8: 5 complete, 2 pruned; 1 failed; 1 running",
+        "epochs    17 run of 21 without pruning (19% saved; 3 per trial)",
+        "stopped   early (timeout); rerun the same command to go on",
+        "best      trial 5: lr=0.05  hidden1=512",
+        "",
+        "                  val acc  test acc  s/epoch",
+        "best (#5)          98.12%         -        -",
+        "baseline (#0)      96.01%    97.02%     1.25",
+        "",
+    ]
+    assert format_summary(summary, "table").splitlines() == [
+        *head,
+        f"models    none on this machine: `{finalize}` trains and writes runs/s/best.pt and "
+        "baseline.pt",
+    ]
+    baseline_pt.write_bytes(b"the baseline's model")
+    assert format_summary(summary, "table").splitlines() == [
+        *head,
+        f"models    {baseline_pt} (baseline): hpo.retrain.load_model(path)",
+    ]
+    # Nothing running, nothing finalized: neither is said, and the command to finalize is.
+    unfinalized = dataclasses.replace(summary, running=0, final=None, stopped_early="")
+    assert format_summary(unfinalized, "table").splitlines() == [
+        head[0],
+        "trials    7 finished of 8: 5 complete, 2 pruned; 1 failed",
+        head[2],
+        *head[4:8],
+        "baseline (#0)      96.01%         -        -",
+        f"(test accuracy: not finalized; run `{finalize}`)",
+    ]
 
 
 def test_a_val_loss_study_minimises_and_its_summary_names_the_lowest_loss_as_best(

@@ -44,6 +44,7 @@ from hpo.records import (
     last_val_acc,
     saved_share,
     store_confirm_run,
+    target_of,
 )
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
@@ -59,7 +60,8 @@ from hpo.report.landscape import (
     slices,
 )
 from hpo.report.pictures import Predictions
-from hpo.report.tables import _ranges, summarise, summary_frame, top_frame
+from hpo.report.study import DEFAULT_STUDY
+from hpo.report.tables import _ranges, summarise, summary_frame, top_frame, trial_row
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
 from hpo.retrain import cache_key, trained
 
@@ -709,6 +711,40 @@ def test_a_running_study_is_marked_partial(tmp_path: Path) -> None:
     assert pd.read_csv(report.csv_path)["state"].iloc[-1] == "RUNNING"
 
 
+def test_the_target_is_the_last_runs_trials_else_the_specs_and_never_a_bool() -> None:
+    # `hpo run --trials 8` on a spec of 12: the study is measured against the 8 asked for.
+    assert target_of({TARGET_ATTR: 8, "spec": {"trials": 12}}) == 8
+    assert target_of({"spec": {"trials": 12}}) == 12  # a study from before the attr
+    # JSON's true is no count (Python's bool is an int): the spec's number stands.
+    assert target_of({TARGET_ATTR: True, "spec": {"trials": 12}}) == 12
+    assert target_of({"spec": "not a table"}) is None
+
+
+def test_the_commands_the_report_suggests_name_the_study_only_where_it_is_not_the_default(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)
+    assert data.command("report", "--confirm 5") == (
+        f"hpo report --confirm 5 --study demo --storage {study_url}"
+    )
+    default = dataclasses.replace(data, name=DEFAULT_STUDY)
+    assert default.command("finalize") == f"hpo finalize --storage {study_url}"
+
+
+def test_a_finalize_record_without_its_time_takes_the_studys_older_attr(study_url: str) -> None:
+    """Older finalizes stored when they ran as a study attr of its own, not in their record:
+    such a study is finalized all the same, and the page says when."""
+    data = read_study("demo", study_url)  # build_study stores the time the older way
+    assert data.finalized_at == "2026-01-01T13:00:00+00:00"
+    final = {**data.attrs["final"], "finalized_at": "2026-02-03T04:05:06+00:00"}
+    newer = dataclasses.replace(data, attrs={**data.attrs, "final": final})
+    assert newer.finalized_at == "2026-02-03T04:05:06+00:00"  # the record's own time wins
+    never = dataclasses.replace(
+        data, attrs={k: v for k, v in data.attrs.items() if k not in ("final", "finalized_at")}
+    )
+    assert never.finalized_at is None
+
+
 def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_path: Path) -> None:
     # Two workers ask at once for the last place: the later trial goes back to the queue with
     # nothing in it (hpo.search.surplus). The study is finished; a requeued lost trial is not.
@@ -1215,6 +1251,20 @@ def test_trials_frame_matches_the_stored_values(study_url: str) -> None:
         assert frame.loc[number, "epochs_run"] == run
         if state == TrialState.COMPLETE:
             assert frame.loc[number, "value"] == value
+
+
+def test_a_trial_that_recorded_no_parameter_count_gets_one_from_its_hidden_sizes(
+    study_url: str,
+) -> None:
+    # Trials from before hpo recorded param_count: the CSV's column is still filled, from the
+    # sizes in the trial's config (trial 3: 512 and 128 units), not left empty.
+    older = copy.deepcopy(read_study("demo", study_url).trials[BEST])
+    del older.user_attrs["param_count"]
+    assert trial_row(older)["param_count"] == parameter_count(512, 128) == 470_154
+    # A trial with neither (failed before storing a config, with no sizes sampled): empty.
+    older.user_attrs.pop("config")
+    older.params.pop("hidden1")
+    assert trial_row(older)["param_count"] is None
 
 
 def _pngs(page: str) -> list[str]:

@@ -28,6 +28,7 @@ import hpo.device
 import hpo.retrain
 import hpo.search
 import hpo.study_setup
+import hpo.study_summary
 import hpo.sweeper
 import hpo.trial
 from hpo.algorithms import make_sampler
@@ -1165,6 +1166,43 @@ def test_a_trials_outcome_says_where_a_pruned_trial_stopped() -> None:
     assert outcome(told(TrialState.FAIL, None, "diverged: train loss nan at epoch 1 of 2")) == (
         "failed: diverged: train loss nan at epoch 1 of 2"
     )
+
+
+def test_the_summary_counts_each_state_and_names_the_best_and_the_baseline_apart(
+    tmp_path: Path,
+) -> None:
+    """The baseline (#0) is not the best here, and every state occurs a different number of
+    times, so that no two of them can stand in for each other."""
+    storage = RDBStorage(f"sqlite:///{tmp_path / 'hpo.db'}")  # no heartbeat: a trial is asked
+    study = optuna.create_study(storage=storage, study_name="s", direction="maximize")
+    study.set_user_attr("epochs", 3)
+    lr: dict[str, BaseDistribution] = {"lr": FloatDistribution(1e-3, 0.3)}
+    told = [  # (state, value, epochs run, is_baseline)
+        (TrialState.COMPLETE, 0.96, 3, True),
+        (TrialState.COMPLETE, 0.98, 3, False),
+        (TrialState.PRUNED, None, 1, False),
+        (TrialState.PRUNED, None, 2, False),
+        (TrialState.PRUNED, None, 1, False),
+        (TrialState.FAIL, None, 1, False),
+        (TrialState.FAIL, None, 1, False),
+        (TrialState.COMPLETE, 0.97, 3, False),
+    ]
+    for state, value, run, baseline in told:
+        attrs = {"epochs_run": run, "is_baseline": baseline, "config": {"epochs": 3}}
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state, value=value, params={"lr": 0.01}, distributions=lr, user_attrs=attrs
+            )
+        )
+    study.enqueue_trial({"lr": 0.02})
+    study.ask()  # running
+    summary = summarize(study, storage, target=10)
+    assert (summary.complete, summary.pruned, summary.failed, summary.running) == (3, 3, 2, 1)
+    assert summary.finished == 6 and summary.epochs == 3
+    assert (summary.epochs_run, summary.epochs_without_pruning) == (9 + 4, 18)
+    assert summary.best is not None and summary.best.number == 1
+    assert summary.baseline is not None and summary.baseline.number == 0
+    assert hpo.study_summary.counts(study, 10) == Counts(10, 3, 3, 2, 1, 0.98, 1)
 
 
 def test_clock_text_shows_minutes_and_seconds_and_hours_past_the_hour() -> None:
