@@ -204,6 +204,21 @@ def test_a_stop_python_wrapped_in_another_error_is_still_a_stop(
         main(["data", "--data-dir", str(tmp_path)])
 
 
+def test_a_stop_under_an_error_raised_while_handling_it_is_found_with_nothing_pending() -> None:
+    """A KeyboardInterrupt that no handler of hpo's remembered (Python's own, before main
+    installs one), then a cleanup that failed while handling it: the error's implicit context
+    holds the stop, so it is a stop (exit 130), not a traceback of the cleanup's error."""
+    interrupts.taken()  # nothing pending: only the chain can tell
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise OSError("disk full while queueing the trial again")  # noqa: B904
+    except OSError as exc:
+        assert interrupts.stop_behind(exc) is exc.__context__
+    assert interrupts.stop_behind(OSError("a genuine error")) is None
+
+
 # A sitecustomize for the processes below: the import of $HPO_TEST_STALL_AT says so on stdout
 # and waits there, so that a signal provably lands inside an import, however slow the machine.
 STALL_HOOK = """\

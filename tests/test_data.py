@@ -131,6 +131,21 @@ def test_read_idx_names_a_file_that_is_not_mnist_idx(tmp_path):
     (tmp_path / "short").write_bytes(idx_bytes(np.zeros((3,), dtype=np.uint8))[:-1])
     with pytest.raises(ValueError, match=r"holds 2 values, its header says \[3\]"):
         read_idx(tmp_path / "short")
+    # Bytes past what the header counts are as wrong: a file of another length than it says
+    # is not the file that was verified (it was a reshape's traceback).
+    (tmp_path / "long").write_bytes(idx_bytes(np.zeros((3,), dtype=np.uint8)) + b"\x00")
+    with pytest.raises(ValueError, match=r"holds 4 values, its header says \[3\]"):
+        read_idx(tmp_path / "long")
+
+
+def test_write_idx_refuses_a_shape_mnist_has_not_before_writing_anything(tmp_path):
+    # Rows of 784 pixels would get the labels' magic (one dimension) over two sizes: a file
+    # read_idx then takes for 2 labels followed by junk.
+    with pytest.raises(ValueError, match=r"IDX needs \(N, rows, cols\) or \(N,\) values"):
+        write_idx(tmp_path / "rows", torch.zeros((2, 784), dtype=torch.uint8))
+    with pytest.raises(ValueError, match=r"values in 0\.\.255"):
+        write_idx(tmp_path / "labels", torch.tensor([3, 256]))
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_load_mnist_reuses_one_copy_per_folder_however_it_is_spelled(synthetic, monkeypatch):

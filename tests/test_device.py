@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,36 @@ def test_auto_precision_is_bf16_only_on_a_cpu_with_bfloat16_units(
         assert note is not None and "neither AVX512-BF16 nor AMX" in note
         assert "--precision auto" in note
     assert slow_bf16_note(cpu, "fp32") is None and slow_bf16_note(cpu, "auto") is None
+
+
+@pytest.mark.parametrize(("capability", "slow"), [((7, 5), True), ((8, 0), False), ((9, 0), False)])
+def test_explicit_bf16_is_said_slow_on_a_gpu_only_before_ampere(
+    monkeypatch: pytest.MonkeyPatch, capability: tuple[int, int], slow: bool
+) -> None:
+    # Ampere (8.0, the A100) is the first with bfloat16 tensor cores: no note there.
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda _d=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda _d=None: "Tesla T4")
+    note = slow_bf16_note(torch.device("cuda", 0), "bf16")
+    if slow:
+        assert note == (
+            "precision bf16: Tesla T4 predates bfloat16 tensor cores (Ampere), so its matmuls "
+            "are emulated, several times slower than fp32; use --precision auto"
+        )
+    else:
+        assert note is None
+    # MPS is not known to gain or lose: nothing said either way.
+    assert slow_bf16_note(torch.device("mps"), "bf16") is None
+
+
+def test_usable_cpus_are_this_processs_share_not_the_machines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # In a container or under taskset, 3 of 64 CPUs: threads split 64 ways would crowd 3.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 5, 9}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert hpo.device.usable_cpus() == 3
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows: the machine's count
+    assert hpo.device.usable_cpus() == 64
 
 
 def test_a_cpu_is_described_by_its_model_name_and_thread_count(

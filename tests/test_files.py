@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpo.files import exclusive_lock, replacing
+from hpo.files import exclusive_lock, foreign, replacing
 
 
 def test_replacing_swaps_in_the_whole_new_file_readable_by_others(tmp_path: Path) -> None:
@@ -80,3 +80,49 @@ def test_an_error_names_the_file_asked_for_not_the_temporary_one() -> None:
     with pytest.raises(FileNotFoundError) as missing, replacing(Path("/proc/x.html")):
         pass
     assert missing.value.filename == "/proc/x.html"
+
+
+def test_a_block_that_cannot_replace_its_path_names_the_path_and_leaves_no_temporary(
+    tmp_path: Path,
+) -> None:
+    # os.replace onto a folder fails naming the temporary file, which the user never named.
+    path = tmp_path / "report.html"
+    path.mkdir()
+    with pytest.raises(IsADirectoryError) as err, replacing(path) as tmp:
+        tmp.write_bytes(b"page")
+    assert err.value.filename == str(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"] and path.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("content", "kind"),
+    [
+        (b"", None),  # empty: nothing to lose
+        (b" \n\t", None),
+        (b"<!DOCTYPE html><p>an old report", None),  # its own output, however it is spelt
+        (b"\n  <!doctype html>", None),
+        (b"SQLite format 3\0rest of the database", "an SQLite database"),
+        (b'\n  {"trials": []}', "a JSON file"),
+        (b"[1, 2]", "a JSON file"),
+        (b"# my notes <!doctype html>", "a file"),
+    ],
+)
+def test_foreign_says_what_a_file_that_is_not_the_commands_own_holds(
+    tmp_path: Path, content: bytes, kind: str | None
+) -> None:
+    # What `--out` would replace: the CLI refuses it, naming what it is (hpo.cli.common).
+    path = tmp_path / "out"
+    path.write_bytes(content)
+    assert foreign(path, b"<!doctype html") == kind
+
+
+def test_foreign_names_a_folder_and_an_unreadable_file_and_passes_an_absent_one(
+    tmp_path: Path,
+) -> None:
+    assert foreign(tmp_path, b"<!doctype html") == "a folder"
+    assert foreign(tmp_path / "absent", b"<!doctype html") is None
+    assert foreign(tmp_path / "absent" / "deeper", b"<!doctype html") is None
+    (tmp_path / "notes.md").write_text("# notes")  # a file where a folder must be: the
+    assert foreign(tmp_path / "notes.md" / "r.html", b"<!doctype html") is None  # writer's to say
+    if Path("/proc/self/mem").exists():  # opens, but reading its start fails, root or not
+        assert foreign(Path("/proc/self/mem"), b"<!doctype html") == "a file hpo cannot read"

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -152,6 +152,21 @@ def test_sampled_params_respect_the_space_and_its_conditionals() -> None:
         assert config.head == "logits" and config.batch_size == 64 and config.seed == 5
         study.tell(trial, 0.0)
     assert schedules == {"tutorial", "step", "exponential", "cosine", "none"}
+
+
+def test_each_range_is_asked_of_optuna_on_the_scale_the_spec_gives() -> None:
+    # A log-scaled width searched linearly spends most trials on the widest layers: the draws'
+    # bounds alone cannot tell, the distribution Optuna records does.
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    suggest(trial, tiny_spec(space={"schedule": "step"}).space)
+    assert trial.distributions == {
+        "lr": FloatDistribution(1e-4, 0.3, log=True),
+        "momentum": FloatDistribution(0.5, 0.95),
+        "hidden1": IntDistribution(8, 32, log=True),
+        "hidden2": IntDistribution(8, 16),
+        "gamma": FloatDistribution(0.5, 0.99),
+        "step_every": IntDistribution(1, 3),
+    }
 
 
 def test_baseline_params_leave_out_a_category_the_space_lacks() -> None:
@@ -370,6 +385,8 @@ def _cma_note_names(spec: StudySpec) -> list[str] | None:
         # A fixed schedule: every trial has both conditionals, CMA-ES models them.
         ({"schedule": "step", "head": {"choices": ["softmax", "logits"]}}, ["head"]),
         ({"schedule": "step"}, None),  # numbers only: no note
+        # One choice is no draw at all (Optuna takes it without asking the sampler).
+        ({"schedule": "step", "head": {"choices": ["logits"]}}, None),
     ],
 )
 def test_the_cmaes_note_names_the_parameters_it_samples_at_random(

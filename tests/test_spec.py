@@ -147,6 +147,40 @@ def test_values_outside_a_fields_domain_are_refused() -> None:
     assert "space.batch_size: must be in [2, 50000]" in refused({"space": {"batch_size": 100_000}})
 
 
+def test_a_batch_of_the_whole_tuning_set_is_the_largest_accepted() -> None:
+    # 50,000: every tuning image in one batch (full-batch gradient descent) still trains.
+    spec = parse_spec({"space": {"lr": {"low": 0.001, "high": 0.1}, "batch_size": 50_000}})
+    assert spec.space["batch_size"] == Fixed(50_000)
+    msg = refused({"space": {"batch_size": 50_001}})
+    assert "space.batch_size: must be in [2, 50000] (BatchNorm" in msg and "got 50001" in msg
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "defaults"),
+    [
+        ("sampler", "tpe", {"n_startup_trials": 10, "multivariate": True}),
+        ("sampler", "random", {}),
+        ("sampler", "cmaes", {"n_startup_trials": 1}),
+        ("sampler", "qmc", {"qmc_type": "sobol"}),
+        ("pruner", "median", {"n_startup_trials": 5, "n_warmup_steps": 2}),
+        ("pruner", "hyperband", {"min_resource": 1, "reduction_factor": 3}),
+        (
+            "pruner",
+            "successive_halving",
+            {"min_resource": 1, "reduction_factor": 4, "min_early_stopping_rate": 0},
+        ),
+        ("pruner", "none", {}),
+    ],
+)
+def test_an_omitted_option_takes_the_default_the_readme_lists(
+    section: str, name: str, defaults: dict[str, Any]
+) -> None:
+    # The README's sampler and pruner tables give these in brackets; a spec naming only the
+    # sampler or pruner gets them (and a changed default would change every such study).
+    spec = parse_spec({section: {"name": name}, "space": {"lr": {"low": 0.001, "high": 0.1}}})
+    assert getattr(spec, section).to_dict() == {"name": name, **defaults}
+
+
 def test_infinite_values_are_refused_wherever_a_float_goes() -> None:
     inf = float("inf")
     assert "space.lr.high: must be a finite number, got inf" in refused(

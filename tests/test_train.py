@@ -84,6 +84,37 @@ def test_config_rejects_impossible_values_naming_the_field() -> None:
         TrainConfig(precision="bf16", loader="torchvision")
 
 
+def test_config_takes_each_fields_last_valid_value_and_refuses_the_next() -> None:
+    # gamma 1 is a constant schedule, and the widest layer is HIDDEN_MAX itself: both train.
+    edge = TrainConfig(gamma=1.0, hidden1=16_384, hidden2=16_384, momentum=0.0, epochs=1)
+    assert (edge.gamma, edge.hidden1, edge.hidden2, edge.epochs) == (1.0, 16_384, 16_384, 1)
+    with pytest.raises(ValueError, match=r"gamma must be in \(0, 1\] \(got 1.01\)"):
+        TrainConfig(gamma=1.01)
+    with pytest.raises(ValueError, match=r"hidden2 must be in \[1, 16384\] \(got 16385\)"):
+        TrainConfig(hidden2=16_385)
+    # Zero epochs would train nothing and report the untrained network as a result.
+    with pytest.raises(ValueError, match=r"epochs must be a positive integer \(got 0\)"):
+        TrainConfig(epochs=0)
+
+
+def test_the_tutorial_loops_datasets_hold_the_same_images_as_the_tensor_path(
+    synthetic_mnist: Mnist,
+) -> None:
+    """The torchvision loader must train and evaluate on what the tensor loader does, or the
+    two loaders' results (compared in the README) measure different data."""
+    for full in (False, True):
+        tensors = synthetic_mnist.tensors(torch.device("cpu"), full=full)
+        train, held = synthetic_mnist.torchvision_sets(full=full)
+        assert torch.equal(train.dataset.targets[train.indices], tensors.train.y)  # type: ignore[attr-defined]
+        if full:  # all 1,200 training images, evaluated on the 300 of the test set
+            assert len(train) == 1_200 and tensors.test is not None
+            assert torch.equal(held.targets, tensors.test.y)  # type: ignore[attr-defined]
+        else:  # the same 200 held out, in the same order
+            assert isinstance(held, torch.utils.data.Subset) and tensors.val is not None
+            assert len(held) == 200
+            assert torch.equal(held.dataset.targets[held.indices], tensors.val.y)  # type: ignore[attr-defined]
+
+
 def test_training_accuracy_counts_the_samples_trained_not_the_one_left_out(
     synthetic_mnist: Mnist,
 ) -> None:

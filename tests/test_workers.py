@@ -113,6 +113,14 @@ def test_auto_without_a_gpu_uses_mps_where_there_is_one() -> None:
     )
 
 
+def test_the_device_is_read_as_resolve_device_reads_it() -> None:
+    # `--device " CUDA "` trains on the GPUs as resolve_device would: one worker on each.
+    plan = plan_workers(" CUDA ", None, cuda_count=2, cpu_count=16)
+    assert plan == WorkerPlan(("cuda:0", "cuda:1"), 8)
+    with pytest.raises(ValueError, match=r"jobs must be >= 1 \(got 0\)"):
+        plan_workers("cpu", 0, cuda_count=0, cpu_count=2)
+
+
 def test_a_gpu_that_is_not_there_is_refused_before_any_worker_starts() -> None:
     with pytest.raises(DeviceError, match="no CUDA GPU"):
         plan_workers("cuda", 2, cuda_count=0, cpu_count=2)
