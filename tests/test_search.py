@@ -619,10 +619,16 @@ def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
             "out of memory on cpu: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
         )
     )
-    # Any other error is not the configuration's: it stops the run, the trial failed and queued.
+    # Any other error is not the configuration's: it stops the run, the trial failed with it.
     refusals[len(calls)] = RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
         run(tiny_spec(), tmp_path, 5, mnist=mnist, runs_dir=None)
+    last = optuna.load_study(study_name="s", storage=study._storage).trials[-1]
+    assert last.state == TrialState.FAIL
+    assert (
+        last.user_attrs["reason"]
+        == "error: RuntimeError: mat1 and mat2 shapes cannot be multiplied"
+    )
 
 
 def test_ten_failures_in_a_row_stop_the_run_with_a_clear_error(
