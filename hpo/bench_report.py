@@ -106,23 +106,14 @@ def expand(benchmarks: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def unmatched_names(ran: Iterable[str], not_run: Iterable[str]) -> list[str]:
-    """The names in RATIOS that a run of the benchmarks should have timed and did not: a
-    benchmark or variant renamed without its entry, whose ratio would then silently vanish.
-    ``ran``: the benchmarks and variants the run timed; ``not_run``: the ids of its benchmark
-    tests that did not run (skipped, deselected). A name is expected where its test function
-    ran, and excused where a test that did not run owns it (test_one_epoch[cuda] owns
-    test_one_epoch[cuda-tensor], test_study_jobs owns test_study_jobs[1-fp32])."""
-    timed, idle = set(ran), set(not_run)
-    functions = {name.split("[")[0] for name in timed}
+def unmatched_names(test: str, timed: Iterable[str]) -> list[str]:
+    """The names in RATIOS that benchmark test ``test`` (its id: test_one_epoch[cpu]) owns and
+    did not time (``timed``: its benchmark's name and its variants'): a benchmark or variant
+    renamed without its entry, whose ratio would then silently vanish. A test owns the names
+    that extend its id (test_one_epoch[cpu] owns test_one_epoch[cpu-tensor], test_study_jobs
+    owns test_study_jobs[1-fp32])."""
     names = {name for _, slow, fast, _ in RATIOS for name in (slow, fast)}
-    return sorted(
-        name
-        for name in names
-        if name not in timed
-        and name.split("[")[0] in functions
-        and not any(_owns(test, name) for test in idle)
-    )
+    return sorted(name for name in names if _owns(test, name) and name not in set(timed))
 
 
 def _owns(test: str, name: str) -> bool:

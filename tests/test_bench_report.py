@@ -384,29 +384,28 @@ def test_every_cpu_ratio_is_found_in_the_stored_full_run_and_its_slow_side_is_sl
     assert all(value > 1 for value in labels.values()), labels
 
 
-PREC, SIZES = ("fp32", "bf16"), ("300x100", "710x380")
-
-
-def test_a_ratio_name_no_benchmark_times_any_more_is_named_unless_its_test_did_not_run() -> None:
-    """benchmarks/conftest.py fails a run (CI's smoke too) over these: a benchmark or variant
-    renamed without its RATIOS entry would otherwise drop its ratio without a word."""
-    rows = expand(load(SAMPLE)["benchmarks"])
-    timed = {b["name"] for b in rows} | {b["alternated"] for b in rows if "alternated" in b}
-    on_gpu = [f"test_one_epoch[{d}]" for d in ("cuda", "mps")]
-    on_gpu += [f"test_epoch_precision[{d}-{h}]" for d in ("cuda", "mps") for h in SIZES]
-    assert unmatched_names(timed, on_gpu) == []  # the whole suite on a CPU: its GPU ones skipped
-    epochs = [
-        f"test_one_epoch[{d}-{p}]" for d in ("cuda", "mps") for p in ("tensor", "torchvision")
-    ]
-    precisions = [
-        f"test_epoch_precision[{d}-{h}-{p}]" for d in ("cuda", "mps") for h in SIZES for p in PREC
-    ]
-    assert unmatched_names(timed, []) == sorted(epochs + precisions)
-    renamed = timed - {"test_one_epoch[cpu-tensor]"} | {"test_one_epoch[cpu-tensors]"}
-    assert unmatched_names(renamed, on_gpu) == ["test_one_epoch[cpu-tensor]"]
-    # A run of some benchmarks only (-k, one file): a test function that did not run is not asked.
-    others = {name for name in timed if not name.startswith("test_one_epoch")}
-    assert unmatched_names(others, []) == sorted(precisions)
+def test_a_ratio_name_its_benchmark_no_longer_times_is_named_and_only_its_own() -> None:
+    """benchmarks/conftest.py fails a run (CI's smoke too) over these, test by test: a
+    benchmark or variant renamed without its RATIOS entry would otherwise drop its ratio without
+    a word. Each test answers for its own names only: a run of some benchmarks (-k, a node id)
+    asks nothing of the others."""
+    benchmarks = load(SAMPLE)["benchmarks"]  # a whole run on a CPU, every name as RATIOS has it
+    for b in benchmarks:
+        timed = {b["name"], *b.get("extra_info", {}).get("variants", {})}
+        assert unmatched_names(b["name"], timed) == [], b["name"]
+    epoch = next(b for b in benchmarks if b["name"] == "test_one_epoch[cpu]")
+    renamed = {
+        "test_one_epoch[cpu]",
+        "test_one_epoch[cpu-torchvision]",
+        "test_one_epoch[cpu-tensors]",
+    }
+    assert unmatched_names("test_one_epoch[cpu]", renamed) == ["test_one_epoch[cpu-tensor]"]
+    assert set(epoch["extra_info"]["variants"]) - renamed == {"test_one_epoch[cpu-tensor]"}
+    # A test id owns the names extending it: test_study_jobs all of its own, [cuda] not [cpu]'s.
+    jobs = unmatched_names("test_study_jobs", {"test_study_jobs"})
+    assert jobs and all(name.startswith("test_study_jobs[") for name in jobs)
+    assert "test_one_epoch[cpu-tensor]" not in unmatched_names("test_one_epoch[cuda]", set())
+    assert unmatched_names("test_short_study", {"test_short_study"}) == []  # in no ratio
 
 
 def test_an_out_naming_the_benchmark_file_or_another_foreign_file_is_refused_and_kept(
@@ -435,7 +434,8 @@ def test_a_file_whose_benchmarks_no_ratio_names_shows_the_ratios_stored_with_it(
     # conftest stores the ratios it computed; a file from a version whose benchmarks were since
     # renamed has nothing to recompute them from, and still shows what that run measured.
     stored = [{"label": "tensor loop vs tutorial loop", "ratio": 2.5}]
-    text = markdown({"benchmarks": [], "hpo_ratios": stored})
+    renamed = [{"name": "test_since_renamed", "stats": {"median": 1.0, "min": 1.0, "rounds": 1}}]
+    text = markdown({"benchmarks": renamed, "hpo_ratios": stored})
     assert text.endswith(
         "| ratio (same run) | value | from |\n| --- | --- | --- |\n"
         "| tensor loop vs tutorial loop | 2.50x | medians of variants timed one after the other |\n"
