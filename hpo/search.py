@@ -32,7 +32,7 @@ from hpo.storage_url import RUNS_DIR
 from hpo.study_setup import open_study
 from hpo.study_summary import StudySummary, counts, counts_of, outcome, summarize
 from hpo.sweeper import Sweeper
-from hpo.trial import TrialContext, TrialFailed, queue_interrupted, run_trial
+from hpo.trial import OutOfMemory, TrialContext, TrialFailed, queue_interrupted, run_trial
 
 MAX_FAILS_IN_A_ROW = 10
 LIVE = (TrialState.RUNNING, TrialState.WAITING)
@@ -154,7 +154,11 @@ def _train_and_tell(
         value = run_trial(trial, ctx)
     except optuna.TrialPruned:
         return study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
-    except TrialFailed:  # diverged, out of memory: its reason is stored
+    except OutOfMemory:  # its reason is stored; what it held is freed by now
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()  # for the next trial, and other workers on the GPU
+        return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+    except TrialFailed:  # diverged: its reason is stored
         return study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
     except optuna.exceptions.UpdateFinishedTrialError:  # taken for lost: see run_trial
         return storage.get_trial(trial._trial_id)

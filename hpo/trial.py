@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from hpo.config import TrainConfig
 from hpo.cuda_graph import use_graph
 from hpo.device import describe, resolve_precision
+from hpo.errors import causes
 from hpo.interrupts import signals_held
 from hpo.jsonable import finite
 from hpo.lost_trials import INTERRUPTED, requeue
@@ -60,10 +61,13 @@ class OutOfMemory(TrialFailed):
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocator's refusal: CUDA's (torch.OutOfMemoryError, MPS's too) or
-    the CPU allocator's, a plain RuntimeError."""
-    return isinstance(exc, torch.OutOfMemoryError) or (
-        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+    """Whether ``exc`` is, or was raised from, an allocator's refusal: CUDA's
+    (torch.OutOfMemoryError, MPS's too) or the CPU allocator's, a plain RuntimeError (a
+    compiler may wrap either in its own error)."""
+    return any(
+        isinstance(e, torch.OutOfMemoryError)
+        or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+        for e in causes(exc)
     )
 
 
@@ -155,9 +159,9 @@ def run_trial(trial: optuna.Trial, ctx: TrialContext) -> float:
         if out_of_memory(exc):
             reason = f"out of memory on {ctx.device}: {' '.join(str(exc).split())}"[:500]
             trial.set_user_attr("reason", reason)
-            if ctx.device.type == "cuda":  # what the failed trial held, for the next one
-                torch.cuda.empty_cache()
-            raise OutOfMemory(reason) from exc
+            # Not chained: the error's frames hold the trial's tensors, which the next trial
+            # (or another worker on the GPU) needs back (hpo.search empties CUDA's cache).
+            raise OutOfMemory(reason) from None
         trial.set_user_attr("reason", f"error: {type(exc).__name__}: {exc}"[:500])
         raise
     finally:

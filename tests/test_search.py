@@ -585,6 +585,17 @@ def test_a_trial_whose_validation_loss_alone_went_nan_fails_naming_that_loss(
     assert [t.state for t in study.trials[1:]] == [TrialState.COMPLETE]  # the study went on
 
 
+def wrapped(cause: BaseException) -> RuntimeError:
+    """``cause`` re-raised inside another error, as torch.compile's backends do."""
+    try:
+        try:
+            raise cause
+        except BaseException as exc:
+            raise RuntimeError(f"BackendCompilerFailed: {exc}") from exc
+    except RuntimeError as outer:
+        return outer
+
+
 def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
     mnist: Mnist, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -594,6 +605,7 @@ def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
         1: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 24.00 GiB"),
         3: RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: "
                         "can't allocate memory: you tried to allocate 6272000000000 bytes."),
+        5: wrapped(torch.OutOfMemoryError("CUDA out of memory.")),  # as a compiler re-raises it
     }  # fmt: skip
     fit = hpo.trial.fit
 
@@ -608,7 +620,10 @@ def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
     monkeypatch.setattr(hpo.trial, "fit", allocating)
     study = run(tiny_spec(), tmp_path, 4, mnist=mnist, runs_dir=None)
     states = [t.state for t in study.trials]
-    assert states == [TrialState.COMPLETE, TrialState.FAIL] * 2 + [TrialState.COMPLETE] * 2
+    assert states == [TrialState.COMPLETE, TrialState.FAIL] * 3 + [TrialState.COMPLETE]
+    assert study.trials[5].user_attrs["reason"] == (
+        "out of memory on cpu: BackendCompilerFailed: CUDA out of memory."
+    )
     assert study.trials[1].user_attrs["reason"] == (
         "out of memory on cpu: CUDA out of memory. Tried to allocate 24.00 GiB"
     )
