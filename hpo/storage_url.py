@@ -19,6 +19,9 @@ DEFAULT_STORAGE = f"sqlite:///{RUNS_DIR.as_posix()}/hpo.db"
 # Read when --storage is not given: keeps a database password off the command line (and out of
 # `ps`), and is how `hpo run --jobs N` hands the URL to its workers.
 STORAGE_ENV = "HPO_STORAGE"
+# What a command to paste writes for a password: *** pasted would fail to log in, this says
+# what goes there (the placeholder `hpo run --help` uses in its example).
+PASSWORD_PLACEHOLDER = "PASSWORD"
 
 
 def default_storage() -> str:
@@ -29,14 +32,15 @@ def default_storage() -> str:
 _URL_PASSWORD = re.compile(r"://[^/:@\s]*:([^@/\s]+)@|[?&]password=([^&#\s]*)", re.IGNORECASE)
 
 
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for everything printed or stored."""
+def mask_url(url: str, placeholder: str = "***") -> str:
+    """The URL with any password replaced by ``placeholder``, for everything printed or stored
+    (*** there; a command to paste writes PASSWORD_PLACEHOLDER, which says what goes there)."""
     # Up to the last @ before the path: a password with an unescaped @ ("pa@ss") is all of it.
-    masked = re.sub(r"(://[^/:@\s]*:)[^/?#\s]*@", r"\1***@", url)
-    masked = re.sub(r"([?&]password=)[^&#\s]*", r"\1***", masked, flags=re.IGNORECASE)
+    masked = re.sub(r"(://[^/:@\s]*:)[^/?#\s]*@", rf"\g<1>{placeholder}@", url)
+    masked = re.sub(r"([?&]password=)[^&#\s]*", rf"\g<1>{placeholder}", masked, flags=re.IGNORECASE)
     password = _password(url) if masked == url else None
     if password and f":{password}@" in masked:  # one the pattern missed: "ab/cd" (SQLAlchemy's)
-        return masked.replace(f":{password}@", ":***@", 1)
+        return masked.replace(f":{password}@", f":{placeholder}@", 1)
     return masked
 
 
@@ -75,19 +79,14 @@ def mask_text(text: str, url: str) -> str:
 
 
 def dashboard_command(url: str) -> str:
-    """How to browse the storage. The printed URL has its password masked, so pasting it would
-    fail: where the URL came from $HPO_STORAGE the command names the variable instead."""
-    masked = mask_url(url)
-    if masked == url:
+    """How to browse the storage: where the URL came from $HPO_STORAGE the command names the
+    variable, else its password is the placeholder PASSWORD (never printed)."""
+    if mask_url(url) == url:
         return f"optuna-dashboard {url}"
     if os.environ.get(STORAGE_ENV) == url:
         return f'optuna-dashboard "${STORAGE_ENV}"'
-    return f"optuna-dashboard {masked}  (with your password for ***)"
-
-
-# What a hint writes for a password: *** pasted would fail to log in, this says what goes there
-# (the placeholder `hpo run --help` uses in its example).
-PASSWORD_PLACEHOLDER = "PASSWORD"
+    shown = shlex.quote(mask_url(url, PASSWORD_PLACEHOLDER))
+    return f"optuna-dashboard {shown}  (with your password for {PASSWORD_PLACEHOLDER})"
 
 
 def hpo_command(verb: str, *flags: str, study: str | None, storage: str) -> str:
@@ -97,18 +96,10 @@ def hpo_command(verb: str, *flags: str, study: str | None, storage: str) -> str:
     words = ["hpo", verb, *flags]
     if study is not None:
         words += ["--study", shlex.quote(study)]
-    masked = mask_url(storage)
     # As opened: a storage's URL names the driver hpo chose (with_driver), the variable may not.
-    if with_driver(masked) != with_driver(mask_url(default_storage())):
-        shown = re.sub(r"(:)\*\*\*(@)|((?<=[?&])password=)\*\*\*", _placeholder, masked, flags=re.I)
-        words += ["--storage", shlex.quote(shown)]
+    if with_driver(mask_url(storage)) != with_driver(mask_url(default_storage())):
+        words += ["--storage", shlex.quote(mask_url(storage, PASSWORD_PLACEHOLDER))]
     return " ".join(words)
-
-
-def _placeholder(found: re.Match[str]) -> str:
-    if found.group(1):
-        return f":{PASSWORD_PLACEHOLDER}@"
-    return f"{found.group(3)}{PASSWORD_PLACEHOLDER}"
 
 
 def sqlite_path(url: str) -> Path | None:
