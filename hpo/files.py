@@ -107,13 +107,18 @@ def foreign(path: Path, *heads: bytes) -> str | None:
     """What ``path`` holds ("a folder", "an SQLite database", "a JSON file", "a file") where it
     exists and is not a file starting with one of ``heads`` (compared without case, after any
     leading blank); None where it is absent or does start so."""
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+        exists = path.exists()
+    except OSError:  # a folder on the way that cannot be searched: the writer's to say
+        return None
+    if is_dir:
         return "a folder"
+    if not exists:  # absent (a file where a folder must be is also the writer's to say)
+        return None
     try:
         with path.open("rb") as f:
             start = f.read(64)
-    except (FileNotFoundError, NotADirectoryError):  # absent (a file where a folder must be
-        return None  # is the writer's to say)
     except OSError:  # unreadable: what it is cannot be told, and it is not to be replaced
         return "a file hpo cannot read"
     if not start.strip() or any(start.lstrip().lower().startswith(h.lower()) for h in heads):

@@ -1186,7 +1186,10 @@ def test_cli_writes_html_and_csv_and_prints_json(
 
 
 def test_an_out_naming_a_file_the_report_did_not_write_is_refused_and_kept(
-    tmp_path: Path, study_url: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    study_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`--out hpo.db` replaced the study's database with the HTML page: every study lost."""
     db = Path(study_url.removeprefix("sqlite:///"))
@@ -1195,22 +1198,32 @@ def test_an_out_naming_a_file_the_report_did_not_write_is_refused_and_kept(
     assert main([*args, "--out", str(db)]) == 2
     err = capsys.readouterr().err
     assert f"--out {db} is an SQLite database, which this command would replace and lose" in err
-    assert "(such as demo.html)" in err
+    assert "(--out such as demo.html)" in err
     assert db.read_bytes() == before
     assert optuna.load_study(study_name="demo", storage=study_url).trials == trials
     # The table beside the page, too; and an empty path, which would be the current folder.
     (tmp_path / "r-trials.csv").write_text('{"a": 1}')
     assert main([*args, "--out", str(tmp_path / "r.html")]) == 2
     err = capsys.readouterr().err
-    assert f"{tmp_path / 'r-trials.csv'} is a JSON file" in err and "trials' table beside" in err
+    assert f"the trials' table {tmp_path / 'r-trials.csv'} is a JSON file" in err
     assert not (tmp_path / "r.html").exists()
     with pytest.raises(SystemExit) as exit_:  # argparse's usage error
         main([*args, "--out", ""])
     assert exit_.value.code == 2 and "--out: a path must not be empty" in capsys.readouterr().err
+    # A folder cannot be replaced: a file in it is asked for.
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder; name a file to write" in capsys.readouterr().err
     # Its own files are replaced, as every rerun does; an empty file holds nothing to lose.
     (tmp_path / "r-trials.csv").write_text("")
     assert main([*args, "--out", str(tmp_path / "r.html")]) == 0
     assert main([*args, "--out", str(tmp_path / "r.html")]) == 0
+    # Without --out, the default file is named as what it is.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "report.html").write_bytes(db.read_bytes())
+    assert main(args) == 2
+    said = "the report's file runs/demo/report.html is an SQLite database"
+    assert said in capsys.readouterr().err
 
 
 def test_a_report_that_trains_nothing_needs_no_device(

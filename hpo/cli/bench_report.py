@@ -41,7 +41,7 @@ def handle(args: argparse.Namespace) -> int:
             "first"
         )
     if args.out:  # the benchmark file itself, say: what this command writes starts "Machine:"
-        refuse_foreign(args.out, b"Machine:", what="--out", fix="such as runs/bench.md")
+        refuse_foreign(args.out, b"Machine:", what="--out", fix="--out such as runs/bench.md")
     text = markdown(load(args.json))
     if args.out:
         with replacing(args.out) as tmp:  # its folders made, as hpo report --out does

@@ -167,8 +167,11 @@ def path_arg(text: str) -> Path:
 def refuse_foreign(path: Path, *heads: bytes, what: str, fix: str) -> None:
     """A usage error where ``path`` holds something other than what this command writes there
     (a file starting with one of ``heads``): replacing it would lose it (a study's database
-    given as --out, say). ``what``: the file's role, for the message; ``fix``: another path."""
+    given as --out, say). ``what``: the path's role, for the message ("--out"); ``fix``:
+    another path to suggest."""
     kind = foreign(path, *heads)
+    if kind == "a folder":
+        raise UsageError(f"{what} {path} is a folder; name a file to write ({fix})")
     if kind is not None:
         raise UsageError(
             f"{what} {path} is {kind}, which this command would replace and lose; it replaces "

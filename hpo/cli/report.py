@@ -107,10 +107,10 @@ def handle(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
     )
     # Before anything trains (--confirm): a study's database given as --out would be lost.
-    fix = f"such as {args.study}.html"
-    refuse_foreign(options.html_path, b"<!doctype html", what="--out", fix=fix)
-    beside = f"the trials' table beside {options.html_path}"
-    refuse_foreign(options.csv_path, b"trial,", what=beside, fix=fix)
+    page = "--out" if args.out else "the report's file"  # the default, runs/<study>/...
+    fix = f"--out such as {args.study}.html"
+    refuse_foreign(options.html_path, b"<!doctype html", what=page, fix=fix)
+    refuse_foreign(options.csv_path, b"trial,", what="the trials' table", fix=fix)
     report = build_report(options, log=log)
     v = report.verdict
     if args.format == "json":
