@@ -21,7 +21,7 @@ from hpo.pruners import make_pruner
 from hpo.records import FINISHED
 from hpo.space import baseline_outside_space, baseline_params
 from hpo.spec import Choice, Fixed, StudySpec
-from hpo.storage import GRACE_FACTOR, HEARTBEAT_INTERVAL, set_heartbeat
+from hpo.storage import GRACE_FACTOR, set_heartbeat
 from hpo.storage_url import mask_url
 from hpo.trial import UNFINISHED
 
@@ -94,16 +94,6 @@ def check_study(
             f"the study's) or pass --heartbeat {had}."
         )
     return True
-
-
-def study_heartbeat(storage: RDBStorage, study_name: str) -> int:
-    """The study's heartbeat interval (``HEARTBEAT_ATTR``); ``HEARTBEAT_INTERVAL`` for a new
-    study, or one made by an hpo from before it was stored."""
-    try:  # its attrs only: a summary of every study would read every trial of the storage
-        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study_name))
-    except KeyError:  # a new study
-        return HEARTBEAT_INTERVAL
-    return int(attrs.get(HEARTBEAT_ATTR) or HEARTBEAT_INTERVAL)
 
 
 def _half_made(storage: RDBStorage, study_name: str) -> bool:

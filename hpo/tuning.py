@@ -67,8 +67,8 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     from hpo.finalize import finalize
     from hpo.mnist import Mnist
     from hpo.retrain import models_dir
-    from hpo.storage import open_storage, reporting_loss, set_heartbeat
-    from hpo.study_setup import restore_baseline, study_heartbeat
+    from hpo.storage import open_storage, reporting_loss
+    from hpo.study_setup import restore_baseline
     from hpo.study_summary import summarize
 
     plan = plan_workers(
@@ -82,11 +82,9 @@ def tune(options: TuningOptions, *, log: Log, stream: TextIO | None) -> StudySum
     storage = open_storage(
         options.storage, heartbeat_interval=options.heartbeat or HEARTBEAT_INTERVAL
     )
-    with reporting_loss(storage.url):
-        # Every process of a study beats alike: each judges the others' trials lost by its own.
-        # Without --heartbeat, the study's: read here, and taken again where another process
-        # made the study after this read (check_study's adopt_heartbeat).
-        set_heartbeat(storage, options.heartbeat or study_heartbeat(storage, options.study_name))
+    # Every process of a study beats alike, as each judges the others' trials lost by its own:
+    # without --heartbeat the storage takes the study's where one exists (check_study's and
+    # open_study's adopt_heartbeat), also one another machine made while this run started.
     inherited, resuming = _prepare(options, storage, plan, devices, log)
     n_trials = options.trials
     study_name = options.study_name

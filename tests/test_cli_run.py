@@ -34,7 +34,7 @@ from hpo.cli import main
 from hpo.cli.summary import format_summary
 from hpo.data import raw_dir
 from hpo.records import Final, FinalSide
-from hpo.storage import CONNECT_TIMEOUT_S, HEARTBEAT_INTERVAL, open_storage
+from hpo.storage import CONNECT_TIMEOUT_S, open_storage
 from hpo.storage_url import (
     DEFAULT_STORAGE,
     dashboard_command,
@@ -648,9 +648,8 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
     assert hpo_run(tmp_path, synthetic, "--study", "h", "--trials", "4", "--no-finalize") == 0
     assert beats == [2, 2]
     assert len(optuna.load_study(study_name="h", storage=url).trials) > len(before)
-    # Also where another machine made the study after this run looked (and read the default):
-    # this run and its workers take the study's.
-    monkeypatch.setattr(hpo.study_setup, "study_heartbeat", lambda *_: HEARTBEAT_INTERVAL)
+    # With --jobs, its workers too (the race where another machine makes the study while this
+    # run starts: test_search's test_a_run_without_heartbeat_takes_that_of_a_study_made_...).
     argvs: list[list[str]] = []
     worker_argv = hpo.tuning.worker_argv
 
