@@ -29,8 +29,8 @@ class SpecOverrides:
             )
         if self.epochs is not None and (not of_kind(self.epochs, "int") or self.epochs < 1):
             problems.append(f"--epochs must be an integer >= 1 (got {self.epochs!r})")
-        if self.seed is not None and not (of_kind(self.seed, "int") and 0 <= self.seed <= SEED_MAX):
-            problems.append(f"--seed must be an integer in [0, {SEED_MAX}] (got {self.seed!r})")
+        if self.seed is not None and (problem := seed_problem(self.seed)):
+            problems.append(problem)
         if problems:
             raise SpecError("; ".join(problems))
         return dataclasses.replace(
@@ -44,3 +44,11 @@ class SpecOverrides:
         """The ``hpo run`` flags that give these overrides, the ones given only."""
         flags = (("--seed", self.seed), ("--epochs", self.epochs), ("--precision", self.precision))
         return [arg for flag, value in flags if value is not None for arg in (flag, str(value))]
+
+
+def seed_problem(seed: object) -> str | None:
+    """What is wrong with a --seed (``hpo run``'s, ``hpo baseline``'s), if anything: numpy's
+    and Optuna's generators take 32 bits."""
+    if isinstance(seed, int) and of_kind(seed, "int") and 0 <= seed <= SEED_MAX:
+        return None
+    return f"--seed must be an integer in [0, {SEED_MAX}] (got {seed!r})"

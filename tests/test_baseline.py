@@ -54,7 +54,10 @@ def test_baseline_refuses_an_out_that_is_a_file_before_loading_data(
     assert f"--out {taken} is a file; it names the folder" in capsys.readouterr().err
     assert taken.read_bytes() == b"a model" and not (tmp_path / "no-data").exists()
     assert main([*argv, "--seed", str(2**64), "--out", str(tmp_path / "b")]) == 2  # torch's
-    assert "--seed must be in [0, 4294967295] (got 18446744073709551616)" in capsys.readouterr().err
+    assert (
+        "--seed must be an integer in [0, 4294967295] (got 18446744073709551616)"
+        in capsys.readouterr().err
+    )
     # An empty --out would be the current folder: its files would land among the user's own.
     with pytest.raises(SystemExit) as exit_:  # argparse's usage error
         main([*argv, "--out", ""])

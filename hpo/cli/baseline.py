@@ -13,7 +13,8 @@ from hpo.cli.common import (
     log,
     path_arg,
 )
-from hpo.config import LOADERS, SEED_MAX, PrecisionChoice, TrainConfig
+from hpo.config import LOADERS, PrecisionChoice, TrainConfig
+from hpo.spec_overrides import seed_problem
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,8 +56,8 @@ def handle(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1 (got {args.epochs})")
-    if not 0 <= args.seed <= SEED_MAX:
-        raise UsageError(f"--seed must be in [0, {SEED_MAX}] (got {args.seed})")
+    if problem := seed_problem(args.seed):
+        raise UsageError(problem)
     if args.precision == "bf16" and args.loader == "torchvision":
         raise UsageError("--precision bf16 needs --loader tensor: the tutorial's loop is fp32")
     if args.out.exists() and not args.out.is_dir():  # before the data loads and it trains
