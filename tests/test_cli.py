@@ -89,6 +89,27 @@ def test_an_unknown_verb_is_a_usage_error_listing_the_verbs(
     assert "bench-report" in capsys.readouterr().err
 
 
+def test_hpo_without_a_verb_prints_its_help_to_stderr_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A usage error, as Optuna's CLI has it: a script that ran `hpo` alone did nothing, and
+    # exit 0 would tell it that all went well.
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: hpo [-h]") and "bench-report" in err
+
+
+def test_an_hpo_device_of_only_blanks_is_taken_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A variable exported empty or as spaces (HPO_DEVICE=" " in a job file) means no choice:
+    # auto, and no "$HPO_DEVICE" named in the errors, rather than "unknown device ''".
+    args = argparse.Namespace(device=None)
+    monkeypatch.setenv("HPO_DEVICE", "  ")
+    assert hpo.cli.device_default(args) is None and args.device == "auto"
+    monkeypatch.setenv("HPO_DEVICE", " CPU ")
+    args.device = None
+    assert hpo.cli.device_default(args) == "$HPO_DEVICE=CPU" and args.device == "cpu"
+
+
 def test_a_device_from_hpo_device_is_named_in_its_errors(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -217,6 +238,19 @@ def test_a_stop_under_an_error_raised_while_handling_it_is_found_with_nothing_pe
     except OSError as exc:
         assert interrupts.stop_behind(exc) is exc.__context__
     assert interrupts.stop_behind(OSError("a genuine error")) is None
+
+
+def test_a_stop_raised_again_is_raised_once_and_a_later_error_is_an_error() -> None:
+    """raise_pending raises a dropped stop again, once: pending still, it would stop the
+    --jobs parent's next wait as well, and make a genuine error raised afterwards (the
+    database gone) a stop in main's eyes (exit 143, not the error's message)."""
+    interrupts.taken()
+    with contextlib.suppress(Terminated):
+        interrupts.stop(signal.SIGTERM)  # the handler's raise, dropped by Python
+    with pytest.raises(Terminated):
+        interrupts.raise_pending()
+    interrupts.raise_pending()  # nothing pending now: no raise
+    assert interrupts.stop_behind(OSError("the database went away")) is None
 
 
 # A sitecustomize for the processes below: the import of $HPO_TEST_STALL_AT says so on stdout

@@ -28,6 +28,7 @@ import hpo.search
 import hpo.storage
 import hpo.storage_url
 import hpo.study_setup
+import hpo.tb
 import hpo.tuning
 import hpo.workers
 from hpo.cli import main
@@ -92,6 +93,19 @@ def test_trials_zero_or_negative_is_a_usage_error(capsys: pytest.CaptureFixture[
     for t in ("0", "-1", "nan", "inf"):  # nan read as "no timeout"
         assert main(["run", "--timeout", t]) == 2
         assert "--timeout must be a number of seconds > 0" in capsys.readouterr().err
+
+
+def test_heartbeat_or_jobs_below_one_is_a_usage_error_and_runs_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --heartbeat 0 was read as "the study's" (0 is falsy) and --jobs 0 as a traceback from
+    # the worker plan: each is the user's typo, said as such before anything starts.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(hpo.tuning, "tune", lambda *_a, **_k: pytest.fail("the run started"))
+    for flag, n in (("--heartbeat", "0"), ("--heartbeat", "-5"), ("--jobs", "0")):
+        assert main(["run", flag, n]) == 2
+        assert f"{flag} must be >= 1" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("password", ["secret", "e"])  # "e": in most words of the message
@@ -359,6 +373,7 @@ def test_a_bad_device_or_study_name_is_a_usage_error_and_creates_nothing(
             ("..", "cannot contain /"),
             ("a/b", "/"),
             ("a\nb", "a control character"),
+            ("a\x7fb", "a control character"),  # DEL, though above 31
             ("x" * 201, "a study name of 201 bytes is too long"),
             ("é" * 101, "202 bytes"),  # bytes, as the file system counts
         ):
@@ -582,6 +597,26 @@ def test_a_new_study_sets_an_earlier_same_named_studys_tensorboard_events_aside(
     assert hpo_run(tmp_path, synthetic, *flags) == 0
     assert "moved to" not in capsys.readouterr().err and len(list(study.glob("tensorboard-*"))) == 2
     assert (study / "tensorboard" / "trial-0003").is_dir()
+
+
+def test_unmarked_tensorboard_events_stay_for_a_resumed_study_and_go_aside_for_a_new_one(
+    tmp_path: Path, synthetic: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events without the owner's mark (an hpo from before it wrote one) are the resumed study's
+    own: moving them would split its trials' curves; beside a new study they are another's."""
+    assert hpo_run(tmp_path, synthetic, "--study", "u", "--trials", "1", "--no-finalize") == 0
+    study = tmp_path / "runs" / "u"
+    (study / "tensorboard" / hpo.tb.OWNER).unlink()
+    capsys.readouterr()
+    assert hpo_run(tmp_path, synthetic, "--study", "u", "--trials", "2", "--no-finalize") == 0
+    assert "moved to" not in capsys.readouterr().err and not list(study.glob("tensorboard-*"))
+    (study / "tensorboard" / hpo.tb.OWNER).unlink()
+    other = ("--storage", f"sqlite:///{tmp_path}/other.db")
+    assert (
+        hpo_run(tmp_path, synthetic, "--study", "u", "--trials", "1", "--no-finalize", *other) == 0
+    )
+    (aside,) = study.glob("tensorboard-*")
+    assert sorted(t.name for t in aside.glob("trial-*")) == ["trial-0000", "trial-0001"]
 
 
 def test_a_study_with_another_space_is_refused_by_the_cli_and_untouched(

@@ -23,6 +23,7 @@ import pytest
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
+import hpo.search
 import hpo.workers
 from hpo.algorithms import make_sampler
 from hpo.device import DeviceError, WorkerPlan, crowded_note, plan_workers, worker_threads
@@ -294,6 +295,25 @@ def test_a_queued_trial_with_a_lower_number_has_the_place_first(tmp_path: Path) 
     assert popped.number == 0 and not surplus(study, 0, 1)
 
 
+def test_a_stop_during_the_place_check_hands_the_trial_back_to_the_queue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asked but not yet training, the trial has no heartbeat: left RUNNING it would hold a
+    # place until a sweeper took it for lost, and its queued parameters would be failed.
+    storage = open_storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    study = open_study(spec_with({"name": "random"}), storage, "s")  # the baseline queued
+
+    def stopped(*_: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hpo.search, "surplus", stopped)
+    ctx: Any = None  # never used: the trial must not train
+    with pytest.raises(KeyboardInterrupt):
+        run_one(study, storage, ctx, 2)
+    (back,) = study.trials
+    assert back.state == TrialState.WAITING and back.user_attrs == {"is_baseline": True}
+
+
 # ---------------------------------------------------------------------- the parent's side
 
 
@@ -495,6 +515,28 @@ def test_the_storage_url_reaches_the_workers_through_the_environment_not_argv() 
     # The study's heartbeat, once tune has read it: every process of a study beats alike.
     beating = worker_argv(dataclasses.replace(tuning_options(args), heartbeat=4), 1, "cpu", 2)
     assert beating[beating.index("--heartbeat") + 1] == "4" and "--heartbeat" not in argv
+
+
+def test_a_worker_reads_the_target_timeout_and_data_its_parent_runs_with(tmp_path: Path) -> None:
+    """Each --jobs worker parses its command line as hpo run: the target (which restore_baseline
+    may raise above --trials), the timeout and the data folder travel on it, or a worker would
+    train past the target, past the deadline, or fetch MNIST again elsewhere."""
+    from hpo.cli import build_parser
+    from hpo.cli.run import tuning_options
+    from hpo.tuning import worker_argv
+
+    path = write_spec(tmp_path / "tiny.toml", trials=3)
+    flags = ["--spec", str(path), "--trials", "5", "--timeout", "90.5"]
+    flags += ["--data-dir", str(tmp_path / "mnist"), "--storage", "sqlite:///w.db"]
+    parent = tuning_options(build_parser().parse_args(["run", *flags]))
+    parent = dataclasses.replace(parent, trials=6)  # the target tune passes: one more
+    worker = tuning_options(build_parser().parse_args(worker_argv(parent, 0, "cpu", 2)))
+    assert (worker.trials, worker.timeout, worker.data_dir) == (6, 90.5, tmp_path / "mnist")
+    assert worker.spec_path == path and worker.finalize is False and worker.jobs == 2
+    # Without them, none: the spec's defaults and the data cache.
+    bare = tuning_options(build_parser().parse_args(["run", "--spec", str(path)]))
+    worker = tuning_options(build_parser().parse_args(worker_argv(bare, 0, "cpu", 2)))
+    assert (worker.trials, worker.timeout, worker.data_dir) == (3, None, None)
 
 
 @pytest.mark.parametrize(
