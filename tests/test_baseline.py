@@ -17,11 +17,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import hpo.baseline
 import hpo.cli.baseline
+import hpo.tutorial_figures
 from hpo.baseline import MARK, OUTPUTS, PARTIAL, tutorial_line
 from hpo.cli import main
 from hpo.config import TrainConfig
 from hpo.mnist import Mnist
 from hpo.train import EpochMetrics, FitResult, OnEpoch
+from hpo.tutorial_figures import save_digits, save_loss_curve
 
 
 def test_the_tutorial_line_has_the_tutorials_fields() -> None:
@@ -29,6 +31,34 @@ def test_the_tutorial_line_has_the_tutorials_fields() -> None:
     assert tutorial_line(m) == (
         "Epoch: 3, Train Loss: 1.5000, Train Acc: 0.9700, Test Loss: 1.4900, Test Acc: 0.9750"
     )
+
+
+def test_the_tutorials_pictures_title_six_digits_and_plot_the_loss_per_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[Any] = []
+
+    class Kept(hpo.tutorial_figures.Figure):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            drawn.append(self)
+
+    monkeypatch.setattr(hpo.tutorial_figures, "Figure", Kept)
+    labels = torch.tensor([7, 2, 1, 0, 4, 1, 4, 9])
+    save_digits(torch.zeros(8, 28, 28), labels, tmp_path / "digits.png")
+    # The first six, in a 2x3 grid, titled as the tutorial titles them.
+    assert [ax.get_title() for ax in drawn[0].axes] == [
+        f"Ground Truth: {n}" for n in (7, 2, 1, 0, 4, 1)
+    ]
+    assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in drawn[0].axes)
+    save_loss_curve([1.6, 1.5, 1.48], tmp_path / "loss.png")
+    (ax,) = drawn[1].axes
+    (line,) = ax.get_lines()
+    # As the tutorial's plt.plot(losses): epochs counted from 0 on the x axis.
+    assert (list(line.get_xdata()), list(line.get_ydata())) == ([0, 1, 2], [1.6, 1.5, 1.48])
+    assert (ax.get_title(), ax.get_xlabel(), ax.get_ylabel()) == ("Train Loss", "Epoch", "Loss")
+    assert line.get_label() == "Train Loss"
+    assert matplotlib.image.imread(tmp_path / "loss.png").shape[:2] == (400, 600)
 
 
 def test_baseline_rejects_zero_epochs(capsys: pytest.CaptureFixture[str]) -> None:

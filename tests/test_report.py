@@ -12,9 +12,10 @@ import dataclasses
 import json
 import math
 import re
+import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 import pandas as pd
@@ -48,18 +49,27 @@ from hpo.records import (
 )
 from hpo.report import TRIAL_COLUMNS, ReportOptions, build_report, read_study, trials_frame
 from hpo.report.confirm import candidates, confirm_frame, run_confirm
-from hpo.report.figures import history, schedules
+from hpo.report.figures import (
+    BASELINE_COLOUR,
+    BEST_COLOUR,
+    PRUNED_COLOUR,
+    curves,
+    history,
+    schedules,
+)
 from hpo.report.html import _verdict
 from hpo.report.landscape import (
     BLUES,
     _uncrowd_ticks,
     contour,
+    importance_figure,
     in_space,
     parallel,
     param_importances,
     slices,
+    visible,
 )
-from hpo.report.pictures import Predictions
+from hpo.report.pictures import Predictions, _loss_caption, _shown
 from hpo.report.study import DEFAULT_STUDY
 from hpo.report.tables import _ranges, summarise, summary_frame, top_frame, trial_row
 from hpo.report.verdict import NOT_FINALIZED, ONE_SEED, decide
@@ -746,6 +756,20 @@ def test_a_finalize_record_without_its_time_takes_the_studys_older_attr(study_ur
     assert never.finalized_at is None
 
 
+def test_a_finished_study_is_badged_so_and_an_empty_one_asks_for_no_finalize(
+    tmp_path: Path,
+) -> None:
+    report = build_report(options(tmp_path, build_study(tmp_path / "f.db", finalized=False)))
+    page = report.html_path.read_text()
+    assert "<span class='badge '>finished</span>" in page and "badge partial" not in page
+    assert "<span class='badge '>not finalized</span>" in page
+    assert report.notes[0].startswith("Not finalized: run `hpo finalize --study demo")
+    # Nothing complete: finalize would have nothing to measure, so the page does not ask for it.
+    empty = build_report(options(tmp_path, build_study(tmp_path / "e.db", finalized=False,
+                                                       trials=[2, 4])))  # fmt: skip
+    assert not any(n.startswith("Not finalized") for n in empty.notes)
+
+
 def test_a_trial_put_back_untrained_at_the_end_is_not_counted_as_running(tmp_path: Path) -> None:
     # Two workers ask at once for the last place: the later trial goes back to the queue with
     # nothing in it (hpo.search.surplus). The study is finished; a requeued lost trial is not.
@@ -1075,6 +1099,21 @@ def test_the_pictures_mark_fixed_and_broken_digits_by_which_model_got_them_right
     assert p.broken.tolist() == [2]  # best wrong, tutorial right; 3 and 4: both wrong
 
 
+def test_the_pictures_captions_count_the_digits_shown_and_warn_of_the_softmax_floor() -> None:
+    assert _shown(30) == "The first 12 of 30 in test-set order. "  # at most two rows of six
+    assert _shown(5) == "The first 5 of 5 in test-set order. "
+    assert _shown(0) == "None. "
+
+    def model(head: Literal["softmax", "logits"]) -> Any:
+        return type("Trained", (), {"config": TrainConfig(head=head)})()
+
+    plain = "Mean training loss per epoch, each retrained on all 60,000 training images."
+    assert _loss_caption(model("logits"), model("logits"), 60000) == plain
+    assert _loss_caption(model("softmax"), model("softmax"), 60000) == plain
+    floor = " The tutorial's double softmax cannot go below 1.46, so the two heads' losses"
+    assert _loss_caption(model("logits"), model("softmax"), 60000).startswith(plain + floor)
+
+
 def test_report_with_pictures_embeds_four_pngs_and_reuses_cached_models(
     tmp_path: Path, study_url: str, synthetic_mnist: Mnist, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1316,6 +1355,30 @@ def test_every_complete_trial_shows_in_the_landscape_figures(study_url: str) -> 
     assert f"against {', '.join(names)};" in caption  # the panels' order, not the call's
 
 
+def test_the_blues_are_blended_a_third_of_the_way_to_the_darkest_so_the_lightest_shows(
+    study_url: str,
+) -> None:
+    # Plotly's lightest blue, rgb(247, 251, 255), is white on the page; a third of the way to
+    # rgb(8, 48, 107) it reads as a pale blue, and the darkest stays as it is (the order holds).
+    assert visible("rgb(247,251,255)") == "rgb(167, 183, 206)"
+    assert visible("rgb(8, 48, 107)") == "rgb(8, 48, 107)"
+    assert [visible(c) for c in plotly.colors.sequential.Blues] == BLUES
+    figure = parallel(read_study("demo", study_url)).figure
+    assert figure is not None
+    # The colour bar beside the lines has the same scale, else its light end is white too.
+    bar = [t for t in figure.data if t.marker is not None and t.marker.showscale]
+    assert [[c for _, c in t.marker.colorscale] for t in bar] == [BLUES]
+
+
+def test_parallel_coordinates_need_two_complete_trials(tmp_path: Path) -> None:
+    one = read_study("demo", build_study(tmp_path / "one.db", trials=[0, 2]))
+    missing = parallel(one)
+    assert (missing.figure, missing.caption) == (None, "Needs at least two complete trials.")
+    two = parallel(read_study("demo", build_study(tmp_path / "two.db", trials=[0, 1])))
+    assert two.figure is not None
+    assert two.caption.startswith("Each line is a complete trial, coloured by validation")
+
+
 def test_parallel_coordinates_give_accuracy_in_percent_and_keep_tick_labels_apart(
     study_url: str,
 ) -> None:
@@ -1387,6 +1450,73 @@ def test_a_gamma_axis_pooling_two_schedules_says_what_gamma_means_under_each(
     study.add_trials(t for t in data.complete if t.params.get("schedule") != "exponential")
     alone = dataclasses.replace(data, trials=tuple(study.trials), study=study)
     assert said not in slices(alone, ["gamma", "lr"]).caption
+    study = optuna.create_study(direction="maximize")  # exponential alone: one meaning too
+    study.add_trials(t for t in data.complete if t.params["schedule"] not in ("step", "tutorial"))
+    alone = dataclasses.replace(data, trials=tuple(study.trials), study=study)
+    assert "exponential" in {t.params.get("schedule") for t in alone.complete}
+    assert said not in slices(alone, ["gamma", "lr"]).caption
+
+
+def test_importances_need_three_complete_trials_and_draw_the_most_important_on_top(
+    tmp_path: Path,
+) -> None:
+    two = read_study("demo", build_study(tmp_path / "two.db", trials=[0, 1, 2]))
+    assert param_importances(two) == (
+        {},
+        "Needs at least three complete trials in the space (the study has 2).",
+    )
+    three = read_study("demo", build_study(tmp_path / "three.db", trials=[0, 1, 3]))
+    importances, caption = param_importances(three)
+    assert set(importances) == set(SPACE) and sum(importances.values()) == pytest.approx(1)
+    figure = importance_figure(importances, caption).figure
+    assert figure is not None
+    # Plotly draws the first bar at the bottom: the most important is the last, on top.
+    (bars,) = figure.data
+    assert list(bars.y) == sorted(importances, key=lambda p: importances[p])
+    assert list(bars.x) == sorted(importances.values())
+
+
+def test_importances_pass_on_optunas_warnings_about_them_and_no_others(
+    study_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def warning(study: optuna.Study) -> dict[str, float]:
+        warnings.warn("`lr` has no variance: its importance is 0", UserWarning, stacklevel=1)
+        warnings.warn("an unrelated deprecation", FutureWarning, stacklevel=1)
+        return {"lr": 1.0}
+
+    monkeypatch.setattr(optuna.importance, "get_param_importances", warning)
+    importances, caption = param_importances(read_study("demo", study_url))
+    assert importances == {"lr": 1.0}
+    assert caption.endswith("Optuna warns: lr has no variance: its importance is 0")
+    assert "deprecation" not in caption
+
+
+def test_a_contour_needs_five_complete_trials_and_two_parameters_that_vary(
+    tmp_path: Path,
+) -> None:
+    four = read_study("demo", build_study(tmp_path / "four.db", trials=[0, 1, 3, 6]))
+    needs = "Needs two important parameters and at least five complete trials."
+    assert (contour(four, ["gamma", "lr"]).figure, contour(four, ["gamma", "lr"]).caption) == (
+        None,
+        needs,
+    )
+    five = read_study("demo", build_study(tmp_path / "five.db", trials=[0, 1, 3, 6, 7]))
+    drawn = contour(five, ["gamma", "lr"])
+    assert drawn.figure is not None
+    # The first named is the x axis (Optuna's plot_contour): the caption names them so.
+    assert drawn.caption == (
+        "Validation accuracy over gamma and lr, interpolated between complete trials (dots)."
+    )
+    assert drawn.figure.layout.xaxis.title.text == "gamma"
+    url = build_study(tmp_path / "same.db", finalized=False, trials=[])
+    study = optuna.load_study(study_name="demo", storage=url)
+    for n in range(5):  # five learning rates, one momentum (the tutorial's)
+        add_trial(study, n, TrialState.COMPLETE, 0.96 + n / 1000, dict(lr=0.01 + n / 100), 3)
+    flat = contour(read_study("demo", url), ["lr", "momentum"])
+    assert (flat.figure, flat.caption) == (
+        None,
+        "lr and momentum do not both vary across the complete trials.",
+    )
 
 
 def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: str) -> None:
@@ -1407,6 +1537,67 @@ def test_importances_leave_out_a_trial_with_values_outside_the_space(study_url: 
     importances, caption = param_importances(data)
     assert importances == pytest.approx(within)
     assert f"Left out: #{trial.number}, with values outside the search space." in caption
+
+
+def test_the_history_marks_where_pruned_trials_stopped_and_labels_the_baseline_in_percent(
+    study_url: str,
+) -> None:
+    data = read_study("demo", study_url)
+    fig = history(data).figure
+    assert fig is not None
+    pruned = fig.data[2]
+    # Each pruned trial at its last epoch's accuracy (trial 5 ran 2 epochs: 0.93, then 0.95).
+    assert list(pruned.x) == [2, 5] and list(pruned.y) == pytest.approx([0.92, 0.95])
+    (line,) = fig.layout.shapes
+    assert (line.y0, line.line.dash) == (0.9650, "dash")
+    assert [a.text for a in fig.layout.annotations] == ["tutorial baseline 96.50%"]
+    assert fig.layout.xaxis.dtick == 1
+
+
+def test_the_history_ticks_every_tenth_of_the_trials_on_a_long_study(tmp_path: Path) -> None:
+    url = build_study(tmp_path / "long.db", finalized=False, trials=[])
+    study = optuna.load_study(study_name="demo", storage=url)
+    for n in range(21):
+        add_trial(study, n, TrialState.COMPLETE, 0.96 + n / 1000, {}, 1)
+    fig = history(read_study("demo", url)).figure
+    assert fig is not None and fig.layout.xaxis.dtick == 3  # 21 trials: ceil(2.1)
+
+
+def test_the_curves_draw_the_best_red_and_the_tutorial_black_on_top_of_the_rest(
+    study_url: str,
+) -> None:
+    fig = curves(read_study("demo", study_url)).figure
+    assert fig is not None
+    drawn = [(t.name, t.line.color, t.line.width, t.line.dash, t.showlegend) for t in fig.data]
+    grey = PRUNED_COLOUR
+    assert drawn == [
+        ("#1 COMPLETE", "#6baed6", 1.2, None, True),
+        ("#2 PRUNED", grey, 1.2, "dot", True),
+        ("#4 FAIL", grey, 1.2, "dot", True),
+        ("#5 PRUNED", grey, 1.2, "dot", True),
+        ("#6 COMPLETE", "#6baed6", 1.2, None, True),
+        ("#7 COMPLETE", "#6baed6", 1.2, None, True),
+        ("#8 COMPLETE", "#6baed6", 1.2, None, True),
+        # last, so drawn over the others
+        (f"baseline #{BASELINE} COMPLETE", BASELINE_COLOUR, 3, None, True),
+        (f"best #{BEST} COMPLETE", BEST_COLOUR, 3, None, True),
+    ]
+    cut = fig.data[3]  # trial 5, pruned after 2 epochs: an x where it stopped
+    assert list(cut.marker.symbol) == ["circle", "x"] and list(cut.marker.size) == [0, 9]
+
+
+def test_the_schedules_show_the_best_beside_the_tutorial_unless_the_tutorial_is_the_best(
+    tmp_path: Path,
+) -> None:
+    fig = schedules(read_study("demo", build_study(tmp_path / "d.db"))).figure
+    assert fig is not None
+    assert [(t.name, t.line.color) for t in fig.data] == [
+        ("tutorial (tutorial)", BASELINE_COLOUR),
+        (f"best #{BEST} (step)", BEST_COLOUR),
+    ]
+    alone = schedules(read_study("demo", build_study(tmp_path / "b.db", trials=[0, 2, 4])))
+    assert alone.figure is not None
+    assert [t.name for t in alone.figure.data] == ["tutorial (tutorial)"]
 
 
 def test_a_baseline_re_run_under_another_number_is_named_by_it(tmp_path: Path) -> None:
