@@ -45,7 +45,7 @@ from hpo.mnist import Mnist
 from hpo.progress import Counts, Progress, clock_text
 from hpo.provenance import library_versions
 from hpo.pruners import make_pruner
-from hpo.records import baseline_of
+from hpo.records import TARGET_ATTR, baseline_of
 from hpo.retrain import load_model, models_dir, trained
 from hpo.sampling import TrialSeededSampler, training_seed
 from hpo.search import run_study
@@ -594,6 +594,19 @@ def wrapped(cause: BaseException) -> RuntimeError:
             raise RuntimeError(f"BackendCompilerFailed: {exc}") from exc
     except RuntimeError as outer:
         return outer
+
+
+def test_a_rerun_that_meets_its_target_records_it_and_one_past_it_does_not(
+    mnist: Mnist, tmp_path: Path
+) -> None:
+    """The report's "N of target" is the last run's --trials: a rerun asking exactly what the
+    study has finished (after a run that asked more and was stopped) is that run; one asking
+    fewer than the study has is not a run of it (it had nothing to do)."""
+    study = run(tiny_spec(), tmp_path, 3, mnist=mnist, runs_dir=None)
+    assert study.user_attrs[TARGET_ATTR] == 3
+    study.set_user_attr(TARGET_ATTR, 5)  # a run asked 5 and was stopped at 3
+    assert run(tiny_spec(), tmp_path, 3, mnist=mnist, runs_dir=None).user_attrs[TARGET_ATTR] == 3
+    assert run(tiny_spec(), tmp_path, 2, mnist=mnist, runs_dir=None).user_attrs[TARGET_ATTR] == 3
 
 
 def test_a_trial_out_of_memory_fails_with_its_reason_and_the_study_goes_on(
