@@ -716,7 +716,13 @@ def test_jobs_start_no_more_workers_than_trials_left_and_none_when_the_target_is
     assert hpo_run(tmp_path, synthetic, "--study", "j", "--trials", "3", "--jobs", "4") == 0
     (argvs,) = started
     assert len(argvs) == 1 and argvs[0][argvs[0].index("--jobs") + 1] == "4"  # its threads
-    assert "note: 1 trial(s) left, so 1 of the 4 workers" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "note: 1 trial(s) left, so 1 of the 4 workers" in err
+    # Its worker finished nothing (stubbed): short of the target, but no --timeout stopped it.
+    assert "stopped" not in out
+    assert hpo_run(tmp_path, synthetic, "--study", "j", "--trials", "3", "--jobs", "4",
+                   "--timeout", "60") == 0  # fmt: skip
+    assert "stopped   early (timeout); rerun the same command to go on" in capsys.readouterr().out
 
 
 def test_a_study_resumed_where_auto_means_another_precision_says_its_ranking_mixes_both(
