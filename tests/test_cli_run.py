@@ -700,6 +700,31 @@ def test_every_run_of_a_study_beats_at_its_heartbeat_and_another_is_refused(
     assert len(argvs) == 2 and all(a[a.index("--heartbeat") + 1] == "2" for a in argvs)
 
 
+def test_no_compile_over_compiled_trials_says_so_and_builds_no_step_package(
+    tmp_path: Path,
+    synthetic: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_build(*_args: Any) -> dict[str, str]:
+        raise AssertionError("the step package was built for an eager run")
+
+    monkeypatch.setattr(hpo.aot_step, "prepare", no_build)
+    assert hpo_run(tmp_path, synthetic, "--study", "e", "--trials", "2", "--no-finalize") == 0
+    study = optuna.load_study(study_name="e", storage=f"sqlite:///{tmp_path}/hpo.db")
+    done = study.trials[-1]  # as a compiled run on another machine would have stored it
+    study.add_trial(optuna.trial.create_trial(
+        value=done.value, params=done.params, distributions=done.distributions,
+        user_attrs={**done.user_attrs, "compiled": True, "no_compile": False},
+    ))  # fmt: skip
+    capsys.readouterr()
+    assert hpo_run(tmp_path, synthetic, "--study", "e", "--trials", "3", "--no-finalize") == 0
+    assert (
+        "note: --no-compile trains eagerly, and 1 of the study's trials trained compiled steps"
+        in capsys.readouterr().err
+    )
+
+
 def test_jobs_start_no_more_workers_than_trials_left_and_none_when_the_target_is_met(
     tmp_path: Path,
     synthetic: Path,
